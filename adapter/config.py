@@ -1,0 +1,130 @@
+"""One typed configuration, loaded once from TOML and overridden by flags.
+
+Every setting, its default and meaning is here; ``qmt-adapter serve --help`` and the
+README's configuration section are written from these definitions.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+DEFAULT_ROUTER = "tcp://127.0.0.1:5555"
+DEFAULT_PUB = "tcp://127.0.0.1:5556"
+DEFAULT_ACCOUNT = "1000000365"
+
+
+class ConfigError(ValueError):
+    """A setting that is missing, unknown or of the wrong type."""
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """The simulated counter (backend ``sim``)."""
+
+    seed: int = 1  # seeds the price process
+    price_model: str = "fixed"  # "fixed": prices stay at their reference; "walk": seeded random walk
+    tick_interval: float = 1.0  # seconds between price steps of the walk
+    walk_step: float = 0.002  # relative size of one walk step
+    fill_volume: int = 0  # max shares filled per order per matching step; 0 fills at once
+    instruments_file: str = ""  # CSV (code,name,prev_close[,last_price]) replacing the built-in table
+    cash: float = 1_000_000.0  # starting cash of each account
+    commission_rate: float = 0.00025  # of traded amount
+    commission_min: float = 5.0  # CNY per trade
+    positions: dict[str, dict[str, int]] = field(default_factory=dict)  # account -> code -> shares held since yesterday
+
+    def validate(self) -> None:
+        if self.price_model not in ("fixed", "walk"):
+            raise ConfigError(f"sim.price_model must be 'fixed' or 'walk', got {self.price_model!r}")
+        if self.tick_interval <= 0:
+            raise ConfigError("sim.tick_interval must be > 0")
+        if self.fill_volume < 0:
+            raise ConfigError("sim.fill_volume must be >= 0")
+        if self.cash < 0 or self.commission_rate < 0 or self.commission_min < 0:
+            raise ConfigError("sim.cash, sim.commission_rate and sim.commission_min must be >= 0")
+
+
+@dataclass(frozen=True)
+class Config:
+    router: str = DEFAULT_ROUTER  # ROUTER endpoint for commands
+    pub: str = DEFAULT_PUB  # PUB endpoint for events
+    backend: str = "sim"  # "sim" (simulated counter) or "qmt" (a real QMT terminal, Windows)
+    qmt_path: str = ""  # QMT's userdata_mini folder (backend qmt)
+    session_id: int = 0  # xtquant session id; 0 picks one from the time and pid
+    accounts: tuple[str, ...] = (DEFAULT_ACCOUNT,)  # fund accounts to subscribe and serve
+    max_message_size: int = 64 * 1024  # bytes; larger command frames drop the sender's connection
+    broker_timeout: float = 10.0  # seconds to wait for the counter before answering broker_timeout
+    log_level: str = "INFO"
+    sim: SimConfig = field(default_factory=SimConfig)
+
+    def validate(self) -> None:
+        if self.backend not in ("sim", "qmt"):
+            raise ConfigError(f"backend must be 'sim' or 'qmt', got {self.backend!r}")
+        if self.backend == "qmt" and not self.qmt_path:
+            raise ConfigError("backend 'qmt' needs qmt_path (QMT's userdata_mini folder)")
+        if not self.accounts:
+            raise ConfigError("at least one account is needed")
+        if self.max_message_size < 1024:
+            raise ConfigError("max_message_size must be at least 1024 bytes")
+        if self.broker_timeout <= 0:
+            raise ConfigError("broker_timeout must be > 0")
+        self.sim.validate()
+
+
+def _coerce(owner: str, name: str, expected: Any, value: Any) -> Any:
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if expected is tuple and isinstance(value, list):
+        return tuple(str(v) for v in value)
+    if expected is dict and isinstance(value, dict):
+        return value
+    if isinstance(value, bool) != (expected is bool) or not isinstance(value, expected):
+        raise ConfigError(f"{owner}{name} must be {expected.__name__}, got {value!r}")
+    return value
+
+
+_TYPES = {"int": int, "float": float, "str": str, "tuple[str, ...]": tuple, "SimConfig": SimConfig}
+
+
+def _build(cls: type, data: dict[str, Any], owner: str) -> Any:
+    known = {f.name: f for f in fields(cls)}
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in known:
+            raise ConfigError(f"unknown setting {owner}{key}")
+        type_name = str(known[key].type)
+        if type_name == "SimConfig":
+            if not isinstance(value, dict):
+                raise ConfigError("[sim] must be a table")
+            values[key] = _build(SimConfig, value, "sim.")
+        elif type_name.startswith("dict"):
+            values[key] = _coerce(owner, key, dict, value)
+        else:
+            values[key] = _coerce(owner, key, _TYPES[type_name], value)
+    return cls(**values)
+
+
+def load_config(path: str | Path | None = None, **overrides: Any) -> Config:
+    """Read the TOML file (if any), apply the non-None overrides, validate."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config {path} is not valid TOML: {exc}") from None
+    config = _build(Config, data, "")
+    changes = {k: v for k, v in overrides.items() if v is not None}
+    if "accounts" in changes:
+        changes["accounts"] = tuple(changes["accounts"])
+    config = replace(config, **changes)
+    config.validate()
+    return config

@@ -1,0 +1,36 @@
+"""Protocol v1: envelope, op table, codec and error codes. Pure: no sockets, no xtquant."""
+
+from . import errors, events, mapping, ops
+from .codec import (
+    PROTOCOL_VERSION,
+    Request,
+    RequestError,
+    decode_request,
+    encode_error,
+    encode_event,
+    encode_ok,
+    encode_request,
+    event_topic,
+    pack,
+    unpack,
+)
+from .errors import ProtocolError
+
+__all__ = [
+    "PROTOCOL_VERSION",
+    "ProtocolError",
+    "Request",
+    "RequestError",
+    "decode_request",
+    "encode_error",
+    "encode_event",
+    "encode_ok",
+    "encode_request",
+    "errors",
+    "event_topic",
+    "events",
+    "mapping",
+    "ops",
+    "pack",
+    "unpack",
+]

@@ -1,0 +1,154 @@
+"""msgpack framing of requests, replies and events (protocol v1). No I/O here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from . import errors
+
+PROTOCOL_VERSION = 1
+DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024
+
+
+def pack(obj: Any) -> bytes:
+    """Encode with str as msgpack str and bytes as bin; never pickle."""
+    return msgpack.packb(obj, use_bin_type=True)
+
+
+def unpack(data: bytes, max_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> Any:
+    """Decode one msgpack object; any malformation becomes ``invalid_message``."""
+    if len(data) > max_size:
+        raise errors.ProtocolError(
+            errors.INVALID_MESSAGE, f"message of {len(data)} bytes exceeds the {max_size}-byte cap"
+        )
+    try:
+        return msgpack.unpackb(data, raw=False, strict_map_key=False)
+    except Exception as exc:  # msgpack raises several unrelated types
+        raise errors.ProtocolError(
+            errors.INVALID_MESSAGE, f"payload is not valid msgpack ({type(exc).__name__})"
+        ) from None
+
+
+@dataclass(frozen=True)
+class Request:
+    """A decoded command: its id (echoed), op name and raw arguments."""
+
+    id: Any
+    op: str
+    args: dict[str, Any]
+
+
+class RequestError(errors.ProtocolError):
+    """A refused request, carrying the request id when it could be read."""
+
+    def __init__(self, code: str, message: str, request_id: Any = None) -> None:
+        super().__init__(code, message)
+        self.request_id = request_id
+
+
+_ENVELOPE_KEYS = ("v", "id", "op")
+_ID_TYPES = (int, str, bytes, type(None))
+
+
+def decode_request(payload: bytes, max_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> Request:
+    """Parse and check the envelope of one command frame."""
+    try:
+        body = unpack(payload, max_size)
+    except errors.ProtocolError as exc:
+        raise RequestError(exc.code, exc.message) from None
+    if not isinstance(body, dict):
+        raise RequestError(
+            errors.INVALID_MESSAGE, f"payload must be a msgpack map, got {_type_name(body)}"
+        )
+    request_id = body.get("id")
+    if not isinstance(request_id, _ID_TYPES) or isinstance(request_id, bool):
+        raise RequestError(
+            errors.INVALID_REQUEST, f"id must be an integer or a string, got {_type_name(request_id)}"
+        )
+    version = body.get("v")
+    if version is None:
+        raise RequestError(errors.INVALID_REQUEST, "missing field 'v' (protocol version)", request_id)
+    if version != PROTOCOL_VERSION or isinstance(version, bool):
+        raise RequestError(
+            errors.UNSUPPORTED_VERSION,
+            f"protocol version {version!r} is not supported; this gateway speaks v{PROTOCOL_VERSION}",
+            request_id,
+        )
+    op = body.get("op")
+    if op is None:
+        raise RequestError(errors.INVALID_REQUEST, "missing field 'op'", request_id)
+    if not isinstance(op, str):
+        raise RequestError(
+            errors.INVALID_REQUEST, f"op must be a string, got {_type_name(op)}", request_id
+        )
+    args = {}
+    for key, value in body.items():
+        if key in _ENVELOPE_KEYS:
+            continue
+        if not isinstance(key, str):
+            raise RequestError(
+                errors.INVALID_REQUEST, f"argument names must be strings, got {_type_name(key)}", request_id
+            )
+        args[key] = value
+    return Request(request_id, op, args)
+
+
+def encode_request(request_id: Any, op: str, args: dict[str, Any]) -> bytes:
+    body = {"v": PROTOCOL_VERSION, "id": request_id, "op": op}
+    body.update(args)
+    return pack(body)
+
+
+def encode_ok(request_id: Any, result: Any) -> bytes:
+    return pack({"v": PROTOCOL_VERSION, "id": request_id, "ok": True, "result": result})
+
+
+def encode_error(request_id: Any, code: str, message: str) -> bytes:
+    return pack(
+        {
+            "v": PROTOCOL_VERSION,
+            "id": request_id,
+            "ok": False,
+            "error": {"code": code, "message": message},
+        }
+    )
+
+
+def event_topic(event_type: str, account_id: str | None) -> str:
+    """``<type>.<account_id>``; gateway events (``gateway.*``) have no account part."""
+    if event_type.startswith("gateway.") or not account_id:
+        return event_type
+    return f"{event_type}.{account_id}"
+
+
+def encode_event(
+    seq: int, ts: int, event_type: str, account_id: str | None, data: dict[str, Any]
+) -> tuple[bytes, bytes]:
+    """Return the two PUB frames ``[topic, payload]``."""
+    payload = pack(
+        {
+            "v": PROTOCOL_VERSION,
+            "seq": seq,
+            "ts": ts,
+            "type": event_type,
+            "account_id": account_id,
+            "data": data,
+        }
+    )
+    return event_topic(event_type, account_id).encode(), payload
+
+
+def _type_name(value: Any) -> str:
+    return {
+        dict: "map",
+        list: "array",
+        str: "string",
+        bytes: "binary",
+        int: "integer",
+        float: "float",
+        bool: "boolean",
+        type(None): "nil",
+    }.get(type(value), type(value).__name__)

@@ -1,0 +1,42 @@
+"""Stable error codes of protocol v1 (listed in proto/PROTOCOL.md)."""
+
+from __future__ import annotations
+
+from typing import Final
+
+INVALID_MESSAGE: Final = "invalid_message"  # not msgpack, not a map, wrong frames
+UNSUPPORTED_VERSION: Final = "unsupported_version"
+INVALID_REQUEST: Final = "invalid_request"  # envelope fields missing or ill-typed
+UNKNOWN_OP: Final = "unknown_op"
+MISSING_ARGUMENT: Final = "missing_argument"
+INVALID_ARGUMENT: Final = "invalid_argument"
+UNKNOWN_ARGUMENT: Final = "unknown_argument"
+UNKNOWN_ACCOUNT: Final = "unknown_account"
+BROKER_UNAVAILABLE: Final = "broker_unavailable"
+BROKER_TIMEOUT: Final = "broker_timeout"
+BROKER_ERROR: Final = "broker_error"
+INTERNAL_ERROR: Final = "internal_error"
+
+ALL_CODES: Final = (
+    INVALID_MESSAGE,
+    UNSUPPORTED_VERSION,
+    INVALID_REQUEST,
+    UNKNOWN_OP,
+    MISSING_ARGUMENT,
+    INVALID_ARGUMENT,
+    UNKNOWN_ARGUMENT,
+    UNKNOWN_ACCOUNT,
+    BROKER_UNAVAILABLE,
+    BROKER_TIMEOUT,
+    BROKER_ERROR,
+    INTERNAL_ERROR,
+)
+
+
+class ProtocolError(Exception):
+    """A request the gateway refuses; becomes an error reply with ``code``."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message

@@ -1,0 +1,86 @@
+"""Event types, their xtquant sources and the fields each carries."""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+ASSET_FIELDS: Final = (
+    "account_type", "account_id", "cash", "frozen_cash", "market_value", "total_asset", "fetch_balance",
+)
+ORDER_FIELDS: Final = (
+    "account_type", "account_id", "stock_code", "order_id", "order_sysid", "order_time", "order_type",
+    "order_volume", "price_type", "price", "traded_volume", "traded_price", "order_status", "status_msg",
+    "strategy_name", "order_remark", "direction", "offset_flag", "secu_account", "instrument_name",
+)
+TRADE_FIELDS: Final = (
+    "account_type", "account_id", "stock_code", "order_type", "traded_id", "traded_time", "traded_price",
+    "traded_volume", "traded_amount", "order_id", "order_sysid", "strategy_name", "order_remark",
+    "direction", "offset_flag", "commission", "secu_account", "instrument_name",
+)
+POSITION_FIELDS: Final = (
+    "account_type", "account_id", "stock_code", "volume", "can_use_volume", "open_price", "market_value",
+    "frozen_volume", "on_road_volume", "yesterday_volume", "avg_price", "direction", "last_price",
+    "profit_rate", "float_profit", "secu_account", "instrument_name",
+)
+ORDER_ERROR_FIELDS: Final = (
+    "account_type", "account_id", "order_id", "error_id", "error_msg", "strategy_name", "order_remark",
+)
+CANCEL_ERROR_FIELDS: Final = (
+    "account_type", "account_id", "order_id", "market", "order_sysid", "error_id", "error_msg",
+)
+ORDER_RESPONSE_FIELDS: Final = (
+    "account_type", "account_id", "order_id", "strategy_name", "order_remark", "error_msg", "seq",
+)
+CANCEL_RESPONSE_FIELDS: Final = (
+    "account_type", "account_id", "cancel_result", "order_id", "order_sysid", "seq", "error_msg",
+)
+ACCOUNT_STATUS_FIELDS: Final = ("account_type", "account_id", "status")
+ACCOUNT_INFO_FIELDS: Final = (
+    "account_type", "account_id", "broker_type", "platform_id", "account_classification", "login_status",
+)
+CONNECTION_FIELDS: Final = ("connected", "reason")
+
+# XtQuantTraderCallback method -> (event type, fields of its data)
+CALLBACK_EVENTS: Final[dict[str, tuple[str, tuple[str, ...]]]] = {
+    "on_stock_order": ("order", ORDER_FIELDS),
+    "on_stock_trade": ("trade", TRADE_FIELDS),
+    "on_order_error": ("order_error", ORDER_ERROR_FIELDS),
+    "on_cancel_error": ("cancel_error", CANCEL_ERROR_FIELDS),
+    "on_stock_asset": ("asset", ASSET_FIELDS),
+    "on_stock_position": ("position", POSITION_FIELDS),
+    "on_account_status": ("account_status", ACCOUNT_STATUS_FIELDS),
+    "on_order_stock_async_response": ("order_response", ORDER_RESPONSE_FIELDS),
+    "on_cancel_order_stock_async_response": ("cancel_response", CANCEL_RESPONSE_FIELDS),
+}
+CONNECTION: Final = "gateway.connection"
+
+EVENT_FIELDS: Final[dict[str, tuple[str, ...]]] = {
+    **{etype: fields for etype, fields in CALLBACK_EVENTS.values()},
+    CONNECTION: CONNECTION_FIELDS,
+}
+
+# Query op -> fields of each result record.
+QUERY_FIELDS: Final[dict[str, tuple[str, ...]]] = {
+    "query_stock_asset": ASSET_FIELDS,
+    "query_stock_positions": POSITION_FIELDS,
+    "query_stock_position": POSITION_FIELDS,
+    "query_stock_orders": ORDER_FIELDS,
+    "query_stock_order": ORDER_FIELDS,
+    "query_stock_trades": TRADE_FIELDS,
+    "query_account_infos": ACCOUNT_INFO_FIELDS,
+    "query_account_status": ACCOUNT_STATUS_FIELDS,
+}
+
+
+def plain(value: Any) -> Any:
+    """A value msgpack carries as-is; anything else becomes text."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, bytes):
+        return value.decode("gb18030", errors="replace")
+    return str(value)
+
+
+def to_map(obj: Any, fields: tuple[str, ...]) -> dict[str, Any]:
+    """The named attributes of an xttype object (nil where it has none)."""
+    return {name: plain(getattr(obj, name, None)) for name in fields}

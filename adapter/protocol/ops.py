@@ -1,0 +1,238 @@
+"""The op table of protocol v1 and argument validation.
+
+Op names are ``XtQuantTrader`` method names and argument names are its parameter names,
+with the account object replaced by ``account_id`` (+ optional ``account_type``).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from . import errors, mapping
+
+MAX_TEXT_LENGTH = 256
+_STOCK_CODE = re.compile(r"^[0-9A-Za-z]{1,16}\.[A-Za-z]{2,4}$")
+
+# How the gateway executes an op.
+GATEWAY = "gateway"  # answered by the gateway itself
+ORDER = "order"  # order_stock_async underneath; the reply waits for the counter's response
+ORDER_ASYNC = "order_async"  # reply carries the xtquant seq at once
+CANCEL = "cancel"
+CANCEL_ASYNC = "cancel_async"
+QUERY = "query"
+
+
+def _fail(name: str, message: str) -> errors.ProtocolError:
+    return errors.ProtocolError(errors.INVALID_ARGUMENT, f"{name}: {message}")
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def as_text(name: str, value: Any, *, allow_empty: bool = True) -> str:
+    if not isinstance(value, str):
+        raise _fail(name, f"expected a string, got {_describe(value)}")
+    if not allow_empty and not value:
+        raise _fail(name, "must not be empty")
+    if len(value) > MAX_TEXT_LENGTH:
+        raise _fail(name, f"longer than {MAX_TEXT_LENGTH} characters")
+    return value
+
+
+def as_int(name: str, value: Any) -> int:
+    if isinstance(value, bool):
+        raise _fail(name, f"expected an integer, got {_describe(value)}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    raise _fail(name, f"expected an integer, got {_describe(value)}")
+
+
+def as_positive_int(name: str, value: Any) -> int:
+    number = as_int(name, value)
+    if number <= 0:
+        raise _fail(name, f"must be > 0, got {number}")
+    if number >= 2**63:
+        raise _fail(name, "too large")
+    return number
+
+
+def as_price(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _fail(name, f"expected a number, got {_describe(value)}")
+    price = float(value)
+    if not math.isfinite(price) or price < 0:
+        raise _fail(name, f"must be a finite number >= 0, got {_describe(value)}")
+    return price
+
+
+def as_bool(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _fail(name, f"expected true or false, got {_describe(value)}")
+    return value
+
+
+def _as_code(name: str, value: Any, by_name: dict[str, int], names: dict[int, str], what: str) -> int:
+    if isinstance(value, str) and value.lower() in by_name:
+        return by_name[value.lower()]
+    if isinstance(value, int) and not isinstance(value, bool) and value in names:
+        return value
+    known = ", ".join(f"{code} ({label})" for code, label in names.items())
+    raise _fail(name, f"{_describe(value)} is not a known {what}; use one of {known}")
+
+
+def as_order_type(name: str, value: Any) -> int:
+    return _as_code(name, value, mapping.ORDER_TYPE_BY_NAME, mapping.ORDER_TYPE_NAMES, "stock order type")
+
+
+def as_price_type(name: str, value: Any) -> int:
+    return _as_code(name, value, mapping.PRICE_TYPE_BY_NAME, mapping.PRICE_TYPE_NAMES, "stock price type")
+
+
+def as_market(name: str, value: Any) -> int:
+    by_name = {k.lower(): v for k, v in mapping.MARKET_BY_NAME.items()}
+    return _as_code(name, value, by_name, mapping.MARKET_NAMES, "market")
+
+
+def as_account_type(name: str, value: Any) -> str:
+    """Normalised to the xtquant name (``"STOCK"``), as ``StockAccount`` takes it."""
+    if isinstance(value, str) and value.upper() in mapping.ACCOUNT_TYPE_BY_NAME:
+        return value.upper()
+    if isinstance(value, int) and not isinstance(value, bool) and value in mapping.ACCOUNT_TYPE_NAMES:
+        return mapping.ACCOUNT_TYPE_NAMES[value]
+    known = ", ".join(mapping.ACCOUNT_TYPE_BY_NAME)
+    raise _fail(name, f"{_describe(value)} is not a known account type; use one of {known}")
+
+
+def as_account_id(name: str, value: Any) -> str:
+    return as_text(name, value, allow_empty=False)
+
+
+def as_stock_code(name: str, value: Any) -> str:
+    code = as_text(name, value, allow_empty=False)
+    if not _STOCK_CODE.match(code):
+        raise _fail(name, f"{_describe(code)} must carry an exchange suffix, like 600000.SH")
+    return code
+
+
+_REQUIRED = object()
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    convert: Callable[[str, Any], Any]
+    default: Any = _REQUIRED
+    doc: str = ""
+
+    @property
+    def required(self) -> bool:
+        return self.default is _REQUIRED
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    name: str
+    kind: str
+    params: tuple[Param, ...] = ()
+    takes_account: bool = True
+    doc: str = ""
+    param_names: frozenset[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "param_names", frozenset(p.name for p in self.all_params))
+
+    @property
+    def all_params(self) -> tuple[Param, ...]:
+        if not self.takes_account:
+            return self.params
+        return ACCOUNT_PARAMS + self.params
+
+
+ACCOUNT_PARAMS = (
+    Param("account_id", as_account_id, doc="fund account id, e.g. '1000000365'"),
+    Param("account_type", as_account_type, "STOCK", "xtquant account type name or code"),
+)
+
+_ORDER_PARAMS = (
+    Param("stock_code", as_stock_code, doc="code with exchange suffix, e.g. '600000.SH'"),
+    Param("order_type", as_order_type, doc="23 (STOCK_BUY) / 24 (STOCK_SELL), or 'buy' / 'sell'"),
+    Param("order_volume", as_positive_int, doc="shares"),
+    Param("price_type", as_price_type, doc="11 (FIX_PRICE) / 'limit', 5 (LATEST_PRICE) / 'latest', ..."),
+    Param("price", as_price, doc="limit price; 0 for market price types"),
+    Param("strategy_name", as_text, "", "free text, kept by the counter"),
+    Param("order_remark", as_text, "", "free text; the counter keeps only 24 bytes"),
+)
+_CANCEL_PARAMS = (Param("order_id", as_positive_int, doc="order id returned by order_stock"),)
+_CANCEL_SYSID_PARAMS = (
+    Param("market", as_market, doc="0 / 'SH', 1 / 'SZ', 70 / 'BJ'"),
+    Param("sysid", lambda n, v: as_text(n, v, allow_empty=False), doc="counter contract number"),
+)
+
+OPS: dict[str, OpSpec] = {
+    spec.name: spec
+    for spec in (
+        OpSpec("ping", GATEWAY, takes_account=False, doc="gateway health and identity"),
+        OpSpec("order_stock", ORDER, _ORDER_PARAMS, doc="place an order; replies with its order id"),
+        OpSpec("order_stock_async", ORDER_ASYNC, _ORDER_PARAMS, doc="place an order; replies with a seq"),
+        OpSpec("cancel_order_stock", CANCEL, _CANCEL_PARAMS, doc="cancel by order id"),
+        OpSpec("cancel_order_stock_async", CANCEL_ASYNC, _CANCEL_PARAMS, doc="cancel by order id, async"),
+        OpSpec("cancel_order_stock_sysid", CANCEL, _CANCEL_SYSID_PARAMS, doc="cancel by counter contract number"),
+        OpSpec(
+            "cancel_order_stock_sysid_async", CANCEL_ASYNC, _CANCEL_SYSID_PARAMS, doc="cancel by sysid, async"
+        ),
+        OpSpec("query_stock_asset", QUERY, doc="the account's asset, or nil"),
+        OpSpec("query_stock_positions", QUERY, doc="all positions"),
+        OpSpec(
+            "query_stock_position",
+            QUERY,
+            (Param("stock_code", as_stock_code, doc="code with exchange suffix"),),
+            doc="one position, or nil",
+        ),
+        OpSpec(
+            "query_stock_orders",
+            QUERY,
+            (Param("cancelable_only", as_bool, False, "only orders that can still be cancelled"),),
+            doc="today's orders",
+        ),
+        OpSpec("query_stock_order", QUERY, _CANCEL_PARAMS, doc="one order, or nil"),
+        OpSpec("query_stock_trades", QUERY, doc="today's trades"),
+        OpSpec("query_account_infos", QUERY, takes_account=False, doc="accounts known to the terminal"),
+        OpSpec("query_account_status", QUERY, takes_account=False, doc="login status of each account"),
+    )
+}
+
+
+def validate_args(spec: OpSpec, raw: dict[str, Any]) -> dict[str, Any]:
+    """Check and normalise the arguments of one op; raises ProtocolError naming the field."""
+    for key in raw:
+        if key not in spec.param_names:
+            raise errors.ProtocolError(
+                errors.UNKNOWN_ARGUMENT, f"{spec.name} takes no argument {key!r}"
+            )
+    args: dict[str, Any] = {}
+    for param in spec.all_params:
+        if param.name in raw:
+            args[param.name] = param.convert(param.name, raw[param.name])
+        elif param.required:
+            raise errors.ProtocolError(
+                errors.MISSING_ARGUMENT, f"{spec.name} needs argument {param.name!r}"
+            )
+        else:
+            args[param.name] = param.default
+    if spec.kind in (ORDER, ORDER_ASYNC) and args["price_type"] == mapping.FIX_PRICE and args["price"] <= 0:
+        raise _fail("price", "a limit order (price_type 11) needs a price > 0")
+    return args
+
+
+def lookup(op: Any) -> OpSpec:
+    spec = OPS.get(op)
+    if spec is None:
+        raise errors.ProtocolError(errors.UNKNOWN_OP, f"unknown op {_describe(op)}")
+    return spec
