@@ -1,0 +1,361 @@
+"""``qmt-adapter``: run the gateway, or talk to one. The only place that configures logging."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import signal
+import sys
+import threading
+from typing import Any, Sequence
+
+from . import __version__
+from .config import DEFAULT_PUB, DEFAULT_ROUTER, ConfigError, load_config
+from .protocol import mapping
+
+log = logging.getLogger("adapter")
+
+EXIT_ERROR = 1  # the gateway answered with an error
+EXIT_UNREACHABLE = 3  # no answer within the time-out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    if args.command == "serve":
+        return _serve(args)
+    return _client_command(args)
+
+
+# -- serve -------------------------------------------------------------------------------
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .broker import BrokerStartError
+    from .server import Gateway
+
+    backend = args.backend or ("qmt" if args.qmt_path else None)
+    try:
+        config = load_config(
+            args.config,
+            router=args.router,
+            pub=args.pub,
+            backend=backend,
+            qmt_path=args.qmt_path,
+            session_id=args.session_id,
+            accounts=args.account or None,
+            log_level=args.log_level,
+        )
+    except ConfigError as exc:
+        print(f"qmt-adapter: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=config.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    log.info("qmt-adapter %s starting (backend %s)", __version__, config.backend)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    gateway = Gateway(config)
+    try:
+        gateway.start()
+    except BrokerStartError as exc:
+        log.error("cannot start: %s", exc)
+        return 1
+    except Exception as exc:  # zmq bind errors and the like: one line, not a trace
+        log.error("cannot start: %s", exc)
+        return 1
+    for account_id, books in gateway.broker.view.items():
+        asset = books["asset"] or {}
+        log.info(
+            "account %s: cash %s, %d positions, %d orders, %d trades today",
+            account_id,
+            asset.get("cash"),
+            len(books["positions"]),
+            len(books["orders"]),
+            len(books["trades"]),
+        )
+    # Wake now and then so Ctrl-C is seen promptly on every platform.
+    while not stop.wait(0.5):
+        if gateway.wait(0):
+            log.error("the I/O loop ended unexpectedly")
+            gateway.stop()
+            return 1
+    log.info("signal received, stopping")
+    gateway.stop()
+    return 0
+
+
+# -- client commands ---------------------------------------------------------------------
+
+
+def _client_command(args: argparse.Namespace) -> int:
+    from .client import Client, GatewayError, GatewayTimeout
+
+    try:
+        with Client(args.router, args.pub, timeout=args.timeout) as client:
+            return _COMMANDS[args.command](client, args)
+    except GatewayTimeout:
+        print(f"qmt-adapter: no answer from the gateway at {args.router} within {args.timeout:g} s", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    except GatewayError as exc:
+        print(f"qmt-adapter: {exc.code}: {exc.message}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+
+
+def _cmd_ping(client: Any, args: argparse.Namespace) -> int:
+    info = client.ping()
+    state = "connected" if info.connected else "NOT connected"
+    print(
+        f"gateway {info.server_version} (protocol v{info.protocol_version}), backend {info.backend}, "
+        f"counter {state}, accounts {', '.join(info.accounts)}, last seq {info.last_seq}"
+    )
+    return 0 if info.connected else EXIT_ERROR
+
+
+def _cmd_asset(client: Any, args: argparse.Namespace) -> int:
+    asset = client.query_stock_asset(args.account)
+    if asset is None:
+        print("no asset")
+        return 0
+    for name in ("account_id", "cash", "frozen_cash", "market_value", "total_asset", "fetch_balance"):
+        print(f"{name:14} {_fmt(getattr(asset, name))}")
+    return 0
+
+
+def _cmd_positions(client: Any, args: argparse.Namespace) -> int:
+    rows = [
+        (p.stock_code, p.instrument_name, p.volume, p.can_use_volume, p.frozen_volume, p.avg_price, p.last_price, p.market_value)
+        for p in client.query_stock_positions(args.account)
+    ]
+    _table(("code", "name", "volume", "can_use", "frozen", "avg_price", "last", "market_value"), rows)
+    return 0
+
+
+def _cmd_orders(client: Any, args: argparse.Namespace) -> int:
+    rows = [
+        (
+            o.order_id,
+            o.stock_code,
+            mapping.ORDER_TYPE_NAMES.get(o.order_type, o.order_type),
+            o.order_volume,
+            o.price,
+            o.traded_volume,
+            o.traded_price,
+            _status(o.order_status),
+            o.status_msg,
+            o.order_remark,
+        )
+        for o in client.query_stock_orders(args.account, args.cancelable)
+    ]
+    _table(("order_id", "code", "side", "volume", "price", "traded", "avg_price", "status", "message", "remark"), rows)
+    return 0
+
+
+def _cmd_trades(client: Any, args: argparse.Namespace) -> int:
+    rows = [
+        (
+            t.traded_id,
+            _time(t.traded_time),
+            t.stock_code,
+            mapping.ORDER_TYPE_NAMES.get(t.order_type, t.order_type),
+            t.traded_volume,
+            t.traded_price,
+            t.traded_amount,
+            t.commission,
+            t.order_id,
+        )
+        for t in client.query_stock_trades(args.account)
+    ]
+    _table(("traded_id", "time", "code", "side", "volume", "price", "amount", "commission", "order_id"), rows)
+    return 0
+
+
+def _cmd_order(client: Any, args: argparse.Namespace) -> int:
+    price_type = int(args.price_type) if args.price_type.isdigit() else args.price_type
+    response = client.order_stock(
+        args.account,
+        args.code,
+        args.command,
+        args.volume,
+        price_type,
+        args.price,
+        args.strategy,
+        args.remark,
+    )
+    if response.order_id is None or response.order_id <= 0:
+        print(f"qmt-adapter: order refused: {response.error_msg or 'no order id'}", file=sys.stderr)
+        return EXIT_ERROR
+    print(f"order_id {response.order_id}")
+    return 0
+
+
+def _cmd_cancel(client: Any, args: argparse.Namespace) -> int:
+    response = client.cancel_order_stock(args.account, args.order_id)
+    if response.cancel_result != 0:
+        print(f"qmt-adapter: cancel refused: {response.error_msg or response.cancel_result}", file=sys.stderr)
+        return EXIT_ERROR
+    print(f"cancel sent for order {args.order_id} (the outcome arrives as an order or cancel_error event)")
+    return 0
+
+
+def _cmd_tail(client: Any, args: argparse.Namespace) -> int:
+    count = 0
+    for event in client.events(*args.prefix, timeout=args.idle):
+        print(format_event(event), flush=True)
+        count += 1
+        if args.count and count >= args.count:
+            break
+    return 0
+
+
+_COMMANDS = {
+    "ping": _cmd_ping,
+    "asset": _cmd_asset,
+    "positions": _cmd_positions,
+    "orders": _cmd_orders,
+    "trades": _cmd_trades,
+    "buy": _cmd_order,
+    "sell": _cmd_order,
+    "cancel": _cmd_cancel,
+    "tail": _cmd_tail,
+}
+
+
+# -- formatting --------------------------------------------------------------------------
+
+
+def format_event(event: Any) -> str:
+    """One readable line per event, for ``tail``."""
+    d = event.data
+    when = dt.datetime.fromtimestamp(event.ts / 1e9).strftime("%H:%M:%S.%f")[:-3]
+    head = f"#{event.seq} {when} {event.type:<14} {event.account_id or '-':<11}"
+    etype = event.type
+    if etype == "order":
+        body = (
+            f"{d.stock_code} {_side(d.order_type)} {d.order_volume}@{_fmt(d.price)} "
+            f"{_status(d.order_status)} traded {d.traded_volume}@{_fmt(d.traded_price)} order_id={d.order_id}"
+            + (f" msg={d.status_msg!r}" if d.status_msg else "")
+        )
+    elif etype == "trade":
+        body = (
+            f"{d.stock_code} {_side(d.order_type)} {d.traded_volume}@{_fmt(d.traded_price)} "
+            f"amount={_fmt(d.traded_amount)} commission={_fmt(d.commission)} order_id={d.order_id} traded_id={d.traded_id}"
+        )
+    elif etype == "position":
+        body = (
+            f"{d.stock_code} volume={d.volume} can_use={d.can_use_volume} frozen={d.frozen_volume} "
+            f"avg={_fmt(d.avg_price)} market_value={_fmt(d.market_value)}"
+        )
+    elif etype == "asset":
+        body = (
+            f"cash={_fmt(d.cash)} frozen={_fmt(d.frozen_cash)} market_value={_fmt(d.market_value)} "
+            f"total={_fmt(d.total_asset)}"
+        )
+    elif etype in ("order_error", "cancel_error"):
+        body = f"order_id={d.order_id} error_id={d.error_id} {d.error_msg}"
+    elif etype == "order_response":
+        body = f"seq={d.seq} order_id={d.order_id}" + (f" error={d.error_msg!r}" if d.error_msg else "")
+    elif etype == "cancel_response":
+        body = f"seq={d.seq} order_id={d.order_id} cancel_result={d.cancel_result}" + (
+            f" error={d.error_msg!r}" if d.error_msg else ""
+        )
+    elif etype == "account_status":
+        body = f"status={d.status}"
+    elif etype == "gateway.connection":
+        body = f"connected={d.connected} {d.reason}"
+    else:
+        body = " ".join(f"{k}={v!r}" for k, v in d.to_dict().items())
+    return f"{head} {body}"
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}".rstrip("0").rstrip(".") if value != int(value) else f"{value:.2f}"
+    return "-" if value is None else str(value)
+
+
+def _side(order_type: Any) -> str:
+    return mapping.ORDER_TYPE_NAMES.get(order_type, str(order_type))
+
+
+def _status(status: Any) -> str:
+    return f"{status}({mapping.ORDER_STATUS_NAMES.get(status, '?')})"
+
+
+def _time(epoch: Any) -> str:
+    if not isinstance(epoch, (int, float)) or epoch <= 0:
+        return "-"
+    return dt.datetime.fromtimestamp(epoch).strftime("%H:%M:%S")
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    cells = [list(headers)] + [[_fmt(v) for v in row] for row in rows]
+    widths = [max(len(str(row[i])) for row in cells) for i in range(len(headers))]
+    for row in cells:
+        print("  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip())
+    if not rows:
+        print("(none)")
+
+
+# -- arguments ---------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="qmt-adapter", description="ZeroMQ gateway for the QMT / miniQMT trading terminal."
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the gateway (simulated counter unless --qmt-path is given)")
+    serve.add_argument("--router", help=f"ROUTER endpoint for commands (default {DEFAULT_ROUTER})")
+    serve.add_argument("--pub", help=f"PUB endpoint for events (default {DEFAULT_PUB})")
+    serve.add_argument("--backend", choices=("sim", "qmt"), help="default: sim, or qmt when --qmt-path is given")
+    serve.add_argument("--qmt-path", help="QMT's userdata_mini folder (backend qmt)")
+    serve.add_argument("--session-id", type=int, help="xtquant session id (default: a fresh random one)")
+    serve.add_argument("--account", action="append", metavar="ID", help="fund account to serve; repeatable (default 1000000365)")
+    serve.add_argument("--config", metavar="FILE", help="TOML file with the same settings; flags override it")
+    serve.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+
+    def client_parser(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text)
+        sub.add_argument("--router", default=DEFAULT_ROUTER, help=f"gateway ROUTER endpoint (default {DEFAULT_ROUTER})")
+        sub.add_argument("--pub", default=DEFAULT_PUB, help=f"gateway PUB endpoint (default {DEFAULT_PUB})")
+        sub.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for an answer (default 10)")
+        return sub
+
+    client_parser("ping", "check that the gateway answers and the counter is connected")
+    for name, help_text in (
+        ("asset", "show an account's asset"),
+        ("positions", "list an account's positions"),
+        ("trades", "list today's trades"),
+    ):
+        client_parser(name, help_text).add_argument("account")
+    orders = client_parser("orders", "list today's orders")
+    orders.add_argument("account")
+    orders.add_argument("--cancelable", action="store_true", help="only orders that can still be cancelled")
+    for side in ("buy", "sell"):
+        sub = client_parser(side, f"place a {side} order (limit price by default)")
+        sub.add_argument("account")
+        sub.add_argument("code", help="stock code with exchange suffix, e.g. 600000.SH")
+        sub.add_argument("volume", type=int, help="shares")
+        sub.add_argument("price", type=float, help="limit price (0 for market price types)")
+        sub.add_argument("--price-type", default="limit", help="limit (default), latest, or an xtconstant price type")
+        sub.add_argument("--strategy", default="cli", help="strategy name recorded with the order")
+        sub.add_argument("--remark", default="", help="order remark (the counter keeps 24 bytes)")
+    cancel = client_parser("cancel", "cancel an order")
+    cancel.add_argument("account")
+    cancel.add_argument("order_id", type=int)
+    tail = client_parser("tail", "print events as they happen, one line each")
+    tail.add_argument("prefix", nargs="*", help="topic prefixes, e.g. order. or trade.1000000365 (default: all)")
+    tail.add_argument("--count", type=int, default=0, help="exit after this many events")
+    tail.add_argument("--idle", type=float, default=None, help="exit after this many seconds without an event")
+    return parser

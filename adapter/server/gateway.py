@@ -1,0 +1,376 @@
+"""The gateway: one I/O thread owns the ROUTER and the PUB (DESIGN §3).
+
+Commands arrive on the ROUTER, are validated here, and are either answered at once
+(``ping``, bad input) or handed to the broker thread. Everything the broker and xtquant's
+callback thread produce comes back through the ``Inbox`` and is turned into replies or
+events on this thread, which alone numbers the events.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import zmq
+
+from .. import __version__
+from ..broker import XtBroker
+from ..config import Config
+from ..protocol import (
+    PROTOCOL_VERSION,
+    ProtocolError,
+    RequestError,
+    decode_request,
+    encode_error,
+    encode_event,
+    encode_ok,
+    errors,
+    events,
+    mapping,
+    ops,
+)
+from .inbox import Inbox
+
+log = logging.getLogger(__name__)
+
+# Events queued per subscriber before PUB drops (ZMQ_SNDHWM); later work adds replay.
+PUB_HIGH_WATER_MARK = 100_000
+# Commands read per wake-up before the inbox gets a turn, so neither side starves.
+COMMAND_BATCH = 256
+
+_SYNC_KINDS = (ops.ORDER, ops.CANCEL)
+
+
+@dataclass
+class Pending:
+    """A command handed to the broker, waiting for its answer."""
+
+    token: int
+    envelope: list[bytes]
+    request_id: Any
+    spec: ops.OpSpec
+    args: dict[str, Any]
+    deadline: float
+    seq: int | None = None
+    started: float = field(default_factory=time.monotonic)
+
+
+class Gateway:
+    """ROUTER/PUB front of one ``XtQuantTrader``.
+
+    ``start()`` binds, brings the counter up (start, connect, subscribe, query) and starts
+    the I/O thread; ``stop()`` stops the broker, answers what is still pending, closes.
+    """
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.router_endpoint = ""
+        self.pub_endpoint = ""
+        self._inbox = Inbox()
+        self.broker = XtBroker(config, self._inbox.post)
+        self._accounts = frozenset(config.accounts)
+        self._context: zmq.Context | None = None
+        self._router: zmq.Socket | None = None
+        self._pub: zmq.Socket | None = None
+        self._thread: threading.Thread | None = None
+        self._stopped = threading.Event()
+        self._closing = False
+        self._started_at = 0.0
+        # I/O-thread state
+        self._pending: dict[int, Pending] = {}
+        self._deadlines: list[tuple[float, int]] = []
+        self._tokens = itertools.count(1)
+        self._event_seq = 0
+        self._connected = False
+        self.stats: dict[str, int] = {
+            "commands": 0,
+            "errors": 0,
+            "events": 0,
+            "replies_dropped": 0,
+        }
+
+    # -- control (any thread) ----------------------------------------------------------
+
+    def start(self) -> None:
+        context = zmq.Context()
+        router = context.socket(zmq.ROUTER)
+        pub = context.socket(zmq.PUB)
+        try:
+            router.linger = 0
+            router.setsockopt(zmq.MAXMSGSIZE, self.config.max_message_size)
+            router.bind(self.config.router)
+            pub.linger = 0
+            pub.sndhwm = PUB_HIGH_WATER_MARK
+            pub.bind(self.config.pub)
+            self.router_endpoint = router.getsockopt_string(zmq.LAST_ENDPOINT)
+            self.pub_endpoint = pub.getsockopt_string(zmq.LAST_ENDPOINT)
+            self.broker.start()
+        except BaseException:
+            router.close()
+            pub.close()
+            context.term()
+            raise
+        self._context, self._router, self._pub = context, router, pub
+        self._started_at = time.monotonic()
+        # Thread start is the memory barrier that lets the I/O thread take the sockets over.
+        self._thread = threading.Thread(target=self._run, name="qmt-gateway-io", daemon=True)
+        self._thread.start()
+        log.info(
+            "serving: router %s, pub %s, backend %s, session %s, accounts %s",
+            self.router_endpoint,
+            self.pub_endpoint,
+            self.config.backend,
+            self.broker.session_id,
+            ", ".join(self.config.accounts),
+        )
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the broker, then the I/O thread; idempotent."""
+        if self._thread is None:
+            return
+        self._closing = True
+        self.broker.stop(timeout)
+        self._inbox.post(("stop",))
+        self._thread.join(timeout)
+        self._thread = None
+        if self._context is not None:
+            self._context.term()
+            self._context = None
+        self._inbox.close()
+        log.info("stopped")
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the I/O thread has ended."""
+        return self._stopped.wait(timeout)
+
+    def __enter__(self) -> "Gateway":
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- I/O thread --------------------------------------------------------------------
+
+    def _run(self) -> None:
+        router = self._router
+        assert router is not None
+        poller = zmq.Poller()
+        poller.register(router, zmq.POLLIN)
+        inbox_fd = self._inbox.fileno()
+        poller.register(inbox_fd, zmq.POLLIN)
+        try:
+            running = True
+            while running:
+                ready = dict(poller.poll(self._poll_timeout_ms()))
+                if router in ready:
+                    self._read_commands(router)
+                if inbox_fd in ready:
+                    running = self._handle_inbox()
+                if self._deadlines:
+                    self._expire(time.monotonic())
+        except Exception:
+            log.exception("I/O loop failed")
+        finally:
+            for pending in list(self._pending.values()):
+                self._reply_error(pending.envelope, pending.request_id, errors.BROKER_UNAVAILABLE, "gateway is shutting down")
+            self._pending.clear()
+            router.close()
+            if self._pub is not None:
+                self._pub.close()
+            self._stopped.set()
+
+    def _poll_timeout_ms(self) -> int:
+        if not self._deadlines:
+            return 1000
+        return max(0, int((self._deadlines[0][0] - time.monotonic()) * 1000) + 1)
+
+    def _read_commands(self, router: zmq.Socket) -> None:
+        for _ in range(COMMAND_BATCH):
+            try:
+                frames = router.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            try:
+                self._on_command(frames)
+            except Exception:
+                log.exception("command handling failed")
+                self._reply_error(frames[:1], None, errors.INTERNAL_ERROR, "internal error; see the gateway log")
+
+    def _on_command(self, frames: list[bytes]) -> None:
+        self.stats["commands"] += 1
+        identity, body = frames[0], frames[1:]
+        # A REQ client's empty delimiter frame is accepted and mirrored in the reply.
+        if body and body[0] == b"":
+            envelope, body = [identity, b""], body[1:]
+        else:
+            envelope = [identity]
+        if len(body) != 1:
+            self._reply_error(
+                envelope,
+                None,
+                errors.INVALID_MESSAGE,
+                f"expected exactly one payload frame after the routing id, got {len(body)}",
+            )
+            return
+        try:
+            request = decode_request(body[0], self.config.max_message_size)
+        except RequestError as exc:
+            self._reply_error(envelope, exc.request_id, exc.code, exc.message)
+            return
+        try:
+            spec = ops.lookup(request.op)
+            args = ops.validate_args(spec, request.args)
+            if spec.takes_account and args["account_id"] not in self._accounts:
+                raise ProtocolError(
+                    errors.UNKNOWN_ACCOUNT,
+                    f"account {args['account_id']!r} is not served by this gateway "
+                    f"(serving {', '.join(sorted(self._accounts))})",
+                )
+        except ProtocolError as exc:
+            self._reply_error(envelope, request.id, exc.code, exc.message)
+            return
+        if spec.kind == ops.GATEWAY:
+            self._reply_ok(envelope, request.id, self._ping())
+            return
+        if self._closing or not self._connected:
+            reason = "gateway is shutting down" if self._closing else "the counter is not connected"
+            self._reply_error(envelope, request.id, errors.BROKER_UNAVAILABLE, f"{spec.name}: {reason}; retry later")
+            return
+        token = next(self._tokens)
+        deadline = time.monotonic() + self.config.broker_timeout
+        self._pending[token] = Pending(token, envelope, request.id, spec, args, deadline)
+        heapq.heappush(self._deadlines, (deadline, token))
+        self.broker.submit(token, spec, args)
+
+    def _ping(self) -> dict[str, Any]:
+        return {
+            "server_version": __version__,
+            "protocol_version": PROTOCOL_VERSION,
+            "backend": self.config.backend,
+            "session_id": self.broker.session_id,
+            "accounts": list(self.config.accounts),
+            "connected": self._connected,
+            "last_seq": self._event_seq,
+            "pending": len(self._pending),
+            "uptime": round(time.monotonic() - self._started_at, 3),
+        }
+
+    def _handle_inbox(self) -> bool:
+        for item in self._inbox.drain():
+            tag = item[0]
+            if tag == "event":
+                _, event_type, account_id, data, ts = item
+                self._publish(event_type, account_id, data, ts)
+            elif tag == "response":
+                _, token, kind, event_type, account_id, data, ts = item
+                pending = self._pending.pop(token, None) if kind in _SYNC_KINDS else None
+                if pending is not None:
+                    self._complete(pending, data)
+                else:  # an async op's response, or a sync one that already timed out
+                    self._publish(event_type, account_id, data, ts)
+            elif tag == "sent":
+                _, token, kind, seq = item
+                if kind in _SYNC_KINDS:
+                    pending = self._pending.get(token)
+                    if pending is not None:
+                        pending.seq = seq
+                else:
+                    pending = self._pending.pop(token, None)
+                    if pending is not None:
+                        self._complete(pending, {"seq": seq})
+            elif tag == "result":
+                _, token, result = item
+                pending = self._pending.pop(token, None)
+                if pending is not None:
+                    self._complete(pending, result)
+            elif tag == "error":
+                _, token, code, message = item
+                pending = self._pending.pop(token, None)
+                if pending is not None:
+                    self._reply_error(pending.envelope, pending.request_id, code, message)
+            elif tag == "connection":
+                _, connected, reason, ts = item
+                self._connected = connected
+                (log.info if connected else log.warning)("counter connection: %s", reason)
+                self._publish(events.CONNECTION, None, {"connected": connected, "reason": reason}, ts)
+            elif tag == "stop":
+                return False
+        return True
+
+    def _complete(self, pending: Pending, result: Any) -> None:
+        if pending.spec.kind != ops.QUERY:
+            args = pending.args
+            log.info(
+                "%s id=%r account=%s %s -> %s (%.1f ms)",
+                pending.spec.name,
+                pending.request_id,
+                args.get("account_id"),
+                _describe_command(args),
+                _describe_result(result),
+                (time.monotonic() - pending.started) * 1000,
+            )
+        self._reply_ok(pending.envelope, pending.request_id, result)
+
+    def _expire(self, now: float) -> None:
+        while self._deadlines and self._deadlines[0][0] <= now:
+            _, token = heapq.heappop(self._deadlines)
+            pending = self._pending.pop(token, None)
+            if pending is None:
+                continue
+            outcome = (
+                "; the order's outcome is unknown until the counter reports it (watch order events)"
+                if pending.spec.kind in (ops.ORDER, ops.ORDER_ASYNC)
+                else ""
+            )
+            log.warning("%s id=%r timed out (seq %s)", pending.spec.name, pending.request_id, pending.seq)
+            self._reply_error(
+                pending.envelope,
+                pending.request_id,
+                errors.BROKER_TIMEOUT,
+                f"{pending.spec.name}: no answer from the counter within {self.config.broker_timeout:g} s{outcome}",
+            )
+
+    def _publish(self, event_type: str, account_id: str | None, data: dict[str, Any], ts: int) -> None:
+        self._event_seq += 1
+        self.stats["events"] += 1
+        assert self._pub is not None
+        self._pub.send_multipart(encode_event(self._event_seq, ts, event_type, account_id, data))
+
+    def _reply_ok(self, envelope: list[bytes], request_id: Any, result: Any) -> None:
+        self._send(envelope, encode_ok(request_id, result))
+
+    def _reply_error(self, envelope: list[bytes], request_id: Any, code: str, message: str) -> None:
+        self.stats["errors"] += 1
+        self._send(envelope, encode_error(request_id, code, message))
+
+    def _send(self, envelope: list[bytes], payload: bytes) -> None:
+        assert self._router is not None
+        try:
+            self._router.send_multipart([*envelope, payload], zmq.NOBLOCK)
+        except zmq.ZMQError:
+            # The client is gone or its queue is full; ROUTER cannot deliver, nothing to do.
+            self.stats["replies_dropped"] += 1
+
+
+def _describe_command(args: dict[str, Any]) -> str:
+    if "stock_code" in args and "order_volume" in args:
+        side = mapping.ORDER_TYPE_NAMES.get(args["order_type"], args["order_type"])
+        return f"{side} {args['stock_code']} {args['order_volume']}@{args['price']:g} type={args['price_type']}"
+    if "order_id" in args:
+        return f"order_id={args['order_id']}"
+    if "sysid" in args:
+        return f"market={args['market']} sysid={args['sysid']}"
+    return ""
+
+
+def _describe_result(result: Any) -> str:
+    if isinstance(result, dict):
+        keys = ("order_id", "cancel_result", "seq", "error_msg")
+        return " ".join(f"{k}={result[k]!r}" for k in keys if result.get(k) not in (None, ""))
+    return repr(result)

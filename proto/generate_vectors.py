@@ -1,0 +1,144 @@
+"""Writes proto/vectors/: one request, one reply per op, one payload per event type.
+
+Each vector is ``NAME.msgpack`` (the exact bytes on the wire) beside ``NAME.json`` (a
+readable rendering; for events also the topic frame). Run from the repository root:
+``python proto/generate_vectors.py``. tests/unit/test_vectors.py checks the codec
+against every file, so a client in any language can be checked against the same files.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from adapter.protocol import encode_error, encode_event, encode_ok, encode_request, events  # noqa: E402
+
+ACCOUNT = "1000000365"
+OUT = Path(__file__).resolve().parent / "vectors"
+
+ASSET = dict(zip(events.ASSET_FIELDS, [2, ACCOUNT, 997864.47, 0.0, 2120.0, 999984.47, 997864.47]))
+ORDER = dict(
+    zip(
+        events.ORDER_FIELDS,
+        [2, ACCOUNT, "600000.SH", 1082130433, "1000001", 1763884800, 23, 200, 11, 10.7, 200, 10.6, 56, "",
+         "cli", "demo", 48, 48, "A123456789", "浦发银行"],
+    )
+)
+TRADE = dict(
+    zip(
+        events.TRADE_FIELDS,
+        [2, ACCOUNT, "600000.SH", 23, "T000001", 1763884800, 10.6, 200, 2120.0, 1082130433, "1000001", "cli",
+         "demo", 48, 48, 5.0, "A123456789", "浦发银行"],
+    )
+)
+POSITION = dict(
+    zip(
+        events.POSITION_FIELDS,
+        [2, ACCOUNT, "600000.SH", 200, 0, 10.625, 2120.0, 0, 0, 0, 10.625, 48, 10.6, -0.0024, -5.0,
+         "A123456789", "浦发银行"],
+    )
+)
+ORDER_ERROR = dict(
+    zip(events.ORDER_ERROR_FIELDS, [2, ACCOUNT, 1082130434, -61, "[COUNTER] [120147][资金可用金额不足]", "cli", ""])
+)
+CANCEL_ERROR = dict(
+    zip(events.CANCEL_ERROR_FIELDS, [2, ACCOUNT, 1082130433, 0, "1000001", -62, "[COUNTER] [110003][该委托已成交或已撤单，不能撤单]"])
+)
+ORDER_RESPONSE = dict(zip(events.ORDER_RESPONSE_FIELDS, [2, ACCOUNT, 1082130433, "cli", "demo", "", 7]))
+CANCEL_RESPONSE = dict(zip(events.CANCEL_RESPONSE_FIELDS, [2, ACCOUNT, 0, 1082130433, "", 8, ""]))
+ACCOUNT_STATUS = dict(zip(events.ACCOUNT_STATUS_FIELDS, [2, ACCOUNT, 0]))
+ACCOUNT_INFO = dict(zip(events.ACCOUNT_INFO_FIELDS, [2, ACCOUNT, 2, 1, 0, 0]))
+
+ORDER_ARGS = {
+    "account_id": ACCOUNT,
+    "stock_code": "600000.SH",
+    "order_type": 23,
+    "order_volume": 200,
+    "price_type": 11,
+    "price": 10.5,
+    "strategy_name": "demo",
+    "order_remark": "first",
+}
+ACCOUNT_ARG = {"account_id": ACCOUNT}
+
+# op -> (arguments, result)
+OPS = {
+    "ping": (
+        {},
+        {"server_version": "0.1.0", "protocol_version": 1, "backend": "sim", "session_id": 123456,
+         "accounts": [ACCOUNT], "connected": True, "last_seq": 42, "pending": 0, "uptime": 12.5},
+    ),
+    "order_stock": (ORDER_ARGS, ORDER_RESPONSE),
+    "order_stock_async": (ORDER_ARGS, {"seq": 7}),
+    "cancel_order_stock": ({**ACCOUNT_ARG, "order_id": 1082130433}, CANCEL_RESPONSE),
+    "cancel_order_stock_async": ({**ACCOUNT_ARG, "order_id": 1082130433}, {"seq": 8}),
+    "cancel_order_stock_sysid": ({**ACCOUNT_ARG, "market": 0, "sysid": "1000001"},
+                                 {**CANCEL_RESPONSE, "order_id": 0, "order_sysid": "1000001"}),
+    "cancel_order_stock_sysid_async": ({**ACCOUNT_ARG, "market": "SH", "sysid": "1000001"}, {"seq": 9}),
+    "query_stock_asset": (ACCOUNT_ARG, ASSET),
+    "query_stock_positions": (ACCOUNT_ARG, [POSITION]),
+    "query_stock_position": ({**ACCOUNT_ARG, "stock_code": "600000.SH"}, POSITION),
+    "query_stock_orders": ({**ACCOUNT_ARG, "cancelable_only": False}, [ORDER]),
+    "query_stock_order": ({**ACCOUNT_ARG, "order_id": 1082130433}, ORDER),
+    "query_stock_trades": (ACCOUNT_ARG, [TRADE]),
+    "query_account_infos": ({}, [ACCOUNT_INFO]),
+    "query_account_status": ({}, [ACCOUNT_STATUS]),
+}
+
+EVENTS = {
+    "order": ORDER,
+    "trade": TRADE,
+    "order_error": ORDER_ERROR,
+    "cancel_error": CANCEL_ERROR,
+    "asset": ASSET,
+    "position": POSITION,
+    "account_status": ACCOUNT_STATUS,
+    "order_response": ORDER_RESPONSE,
+    "cancel_response": CANCEL_RESPONSE,
+    "gateway.connection": {"connected": True, "reason": "connected and subscribed"},
+}
+
+ERRORS = {
+    "invalid_argument": (3, "invalid_argument", "order_volume: expected an integer, got 'abc'"),
+    "unknown_op": (4, "unknown_op", "unknown op 'order_stonk'"),
+    "unknown_account": (5, "unknown_account", "account '999' is not served by this gateway (serving 1000000365)"),
+    "invalid_message": (None, "invalid_message", "payload is not valid msgpack (ExtraData)"),
+}
+
+
+def vectors() -> dict[str, tuple[bytes, dict]]:
+    """name -> (wire bytes, readable rendering)."""
+    out: dict[str, tuple[bytes, dict]] = {}
+    for number, (op, (args, result)) in enumerate(OPS.items(), start=1):
+        request = {"v": 1, "id": number, "op": op, **args}
+        out[f"request.{op}"] = (encode_request(number, op, args), request)
+        reply = {"v": 1, "id": number, "ok": True, "result": result}
+        out[f"reply.{op}"] = (encode_ok(number, result), reply)
+    for name, (request_id, code, message) in ERRORS.items():
+        reply = {"v": 1, "id": request_id, "ok": False, "error": {"code": code, "message": message}}
+        out[f"error.{name}"] = (encode_error(request_id, code, message), reply)
+    for seq, (etype, data) in enumerate(EVENTS.items(), start=100):
+        account = None if etype.startswith("gateway.") else ACCOUNT
+        ts = 1763884800123456789 + seq
+        topic, payload = encode_event(seq, ts, etype, account, data)
+        rendering = {"topic": topic.decode(), "payload": {"v": 1, "seq": seq, "ts": ts, "type": etype,
+                                                           "account_id": account, "data": data}}
+        out[f"event.{etype}"] = (payload, rendering)
+    return out
+
+
+def main() -> None:
+    OUT.mkdir(exist_ok=True)
+    for old in OUT.glob("*.*"):
+        old.unlink()
+    for name, (wire, rendering) in vectors().items():
+        (OUT / f"{name}.msgpack").write_bytes(wire)
+        (OUT / f"{name}.json").write_text(json.dumps(rendering, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {len(vectors())} vectors to {OUT}")
+
+
+if __name__ == "__main__":
+    main()
