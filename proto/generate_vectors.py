@@ -67,7 +67,7 @@ ACCOUNT_ARG = {"account_id": ACCOUNT}
 # op -> (arguments, result)
 OPS = {
     "ping": (
-        {},
+        {"publish": False},
         {"server_version": "0.1.0", "protocol_version": 1, "backend": "sim", "session_id": 123456,
          "accounts": [ACCOUNT], "connected": True, "last_seq": 42, "pending": 0, "uptime": 12.5},
     ),
@@ -99,6 +99,7 @@ EVENTS = {
     "order_response": ORDER_RESPONSE,
     "cancel_response": CANCEL_RESPONSE,
     "gateway.connection": {"connected": True, "reason": "connected and subscribed"},
+    "gateway.pong": {"id": 1},
 }
 
 ERRORS = {

@@ -53,10 +53,14 @@ CALLBACK_EVENTS: Final[dict[str, tuple[str, tuple[str, ...]]]] = {
     "on_cancel_order_stock_async_response": ("cancel_response", CANCEL_RESPONSE_FIELDS),
 }
 CONNECTION: Final = "gateway.connection"
+# Answers ping(publish=true): lets a subscriber prove its subscription is live.
+PONG: Final = "gateway.pong"
+PONG_FIELDS: Final = ("id",)
 
 EVENT_FIELDS: Final[dict[str, tuple[str, ...]]] = {
     **{etype: fields for etype, fields in CALLBACK_EVENTS.values()},
     CONNECTION: CONNECTION_FIELDS,
+    PONG: PONG_FIELDS,
 }
 
 # Query op -> fields of each result record.

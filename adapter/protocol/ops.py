@@ -178,7 +178,13 @@ _CANCEL_SYSID_PARAMS = (
 OPS: dict[str, OpSpec] = {
     spec.name: spec
     for spec in (
-        OpSpec("ping", GATEWAY, takes_account=False, doc="gateway health and identity"),
+        OpSpec(
+            "ping",
+            GATEWAY,
+            (Param("publish", as_bool, False, "also publish gateway.pong carrying this request's id"),),
+            takes_account=False,
+            doc="gateway health and identity",
+        ),
         OpSpec("order_stock", ORDER, _ORDER_PARAMS, doc="place an order; replies with its order id"),
         OpSpec("order_stock_async", ORDER_ASYNC, _ORDER_PARAMS, doc="place an order; replies with a seq"),
         OpSpec("cancel_order_stock", CANCEL, _CANCEL_PARAMS, doc="cancel by order id"),

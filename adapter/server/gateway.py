@@ -236,6 +236,8 @@ class Gateway:
             self._reply_error(envelope, request.id, exc.code, exc.message)
             return
         if spec.kind == ops.GATEWAY:
+            if args["publish"]:
+                self._publish(events.PONG, None, {"id": request.id}, time.time_ns())
             self._reply_ok(envelope, request.id, self._ping())
             return
         if self._closing or not self._connected:
