@@ -47,7 +47,7 @@ ORDER_ERROR = dict(
 CANCEL_ERROR = dict(
     zip(events.CANCEL_ERROR_FIELDS, [2, ACCOUNT, 1082130433, 0, "1000001", -62, "[COUNTER] [110003][该委托已成交或已撤单，不能撤单]"])
 )
-ORDER_RESPONSE = dict(zip(events.ORDER_RESPONSE_FIELDS, [2, ACCOUNT, 1082130433, "cli", "demo", "", 7]))
+ORDER_RESPONSE = dict(zip(events.ORDER_RESPONSE_FIELDS, [2, ACCOUNT, 1082130433, "demo", "first", "", 7]))
 CANCEL_RESPONSE = dict(zip(events.CANCEL_RESPONSE_FIELDS, [2, ACCOUNT, 0, 1082130433, "", 8, ""]))
 ACCOUNT_STATUS = dict(zip(events.ACCOUNT_STATUS_FIELDS, [2, ACCOUNT, 0]))
 ACCOUNT_INFO = dict(zip(events.ACCOUNT_INFO_FIELDS, [2, ACCOUNT, 2, 1, 0, 0]))

@@ -203,6 +203,9 @@ class XtBroker:
                     seq = trader.cancel_order_stock_sysid_async(account, args["market"], args["sysid"])
                 else:
                     seq = trader.cancel_order_stock_async(account, args["order_id"])
+                if not isinstance(seq, int) or seq < 0:
+                    self._post(("error", token, errors.BROKER_ERROR, f"{spec.name}: xtquant refused the call (seq {seq})"))
+                    return
                 self._owners[seq] = (token, kind)
                 # Posted under the lock so the reply with the seq precedes its response.
                 self._post(("sent", token, kind, seq))

@@ -50,7 +50,7 @@ class RequestError(errors.ProtocolError):
 
 
 _ENVELOPE_KEYS = ("v", "id", "op")
-_ID_TYPES = (int, str, bytes, type(None))
+_ID_TYPES = (int, str, type(None))
 
 
 def decode_request(payload: bytes, max_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> Request:
@@ -71,7 +71,7 @@ def decode_request(payload: bytes, max_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> 
     version = body.get("v")
     if version is None:
         raise RequestError(errors.INVALID_REQUEST, "missing field 'v' (protocol version)", request_id)
-    if version != PROTOCOL_VERSION or isinstance(version, bool):
+    if type(version) is not int or version != PROTOCOL_VERSION:
         raise RequestError(
             errors.UNSUPPORTED_VERSION,
             f"protocol version {version!r} is not supported; this gateway speaks v{PROTOCOL_VERSION}",

@@ -115,7 +115,7 @@ def as_account_id(name: str, value: Any) -> str:
 
 
 def as_stock_code(name: str, value: Any) -> str:
-    code = as_text(name, value, allow_empty=False)
+    code = as_text(name, value, allow_empty=False).upper()  # the counter's codes are upper case
     if not _STOCK_CODE.match(code):
         raise _fail(name, f"{_describe(code)} must carry an exchange suffix, like 600000.SH")
     return code

@@ -177,10 +177,16 @@ class Gateway:
         except Exception:
             log.exception("I/O loop failed")
         finally:
+            # These commands reached the broker: their outcome is unknown, as with a time-out.
             for pending in list(self._pending.values()):
-                self._reply_error(pending.envelope, pending.request_id, errors.BROKER_UNAVAILABLE, "gateway is shutting down")
+                self._reply_error(
+                    pending.envelope,
+                    pending.request_id,
+                    errors.BROKER_TIMEOUT,
+                    f"{pending.spec.name}: the gateway stopped before the counter answered{_unknown(pending)}",
+                )
             self._pending.clear()
-            router.close()
+            router.close(linger=500)  # let those last replies leave
             if self._pub is not None:
                 self._pub.close()
             self._stopped.set()
@@ -196,20 +202,20 @@ class Gateway:
                 frames = router.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
+            self.stats["commands"] += 1
+            identity, body = frames[0], frames[1:]
+            # A REQ client's empty delimiter frame is accepted and mirrored in the reply.
+            if body and body[0] == b"":
+                envelope, body = [identity, b""], body[1:]
+            else:
+                envelope = [identity]
             try:
-                self._on_command(frames)
+                self._on_command(envelope, body)
             except Exception:
                 log.exception("command handling failed")
-                self._reply_error(frames[:1], None, errors.INTERNAL_ERROR, "internal error; see the gateway log")
+                self._reply_error(envelope, None, errors.INTERNAL_ERROR, "internal error; see the gateway log")
 
-    def _on_command(self, frames: list[bytes]) -> None:
-        self.stats["commands"] += 1
-        identity, body = frames[0], frames[1:]
-        # A REQ client's empty delimiter frame is accepted and mirrored in the reply.
-        if body and body[0] == b"":
-            envelope, body = [identity, b""], body[1:]
-        else:
-            envelope = [identity]
+    def _on_command(self, envelope: list[bytes], body: list[bytes]) -> None:
         if len(body) != 1:
             self._reply_error(
                 envelope,
@@ -325,17 +331,13 @@ class Gateway:
             pending = self._pending.pop(token, None)
             if pending is None:
                 continue
-            outcome = (
-                "; the order's outcome is unknown until the counter reports it (watch order events)"
-                if pending.spec.kind in (ops.ORDER, ops.ORDER_ASYNC)
-                else ""
-            )
             log.warning("%s id=%r timed out (seq %s)", pending.spec.name, pending.request_id, pending.seq)
             self._reply_error(
                 pending.envelope,
                 pending.request_id,
                 errors.BROKER_TIMEOUT,
-                f"{pending.spec.name}: no answer from the counter within {self.config.broker_timeout:g} s{outcome}",
+                f"{pending.spec.name}: no answer from the counter within "
+                f"{self.config.broker_timeout:g} s{_unknown(pending)}",
             )
 
     def _publish(self, event_type: str, account_id: str | None, data: dict[str, Any], ts: int) -> None:
@@ -358,6 +360,13 @@ class Gateway:
         except zmq.ZMQError:
             # The client is gone or its queue is full; ROUTER cannot deliver, nothing to do.
             self.stats["replies_dropped"] += 1
+
+
+def _unknown(pending: Pending) -> str:
+    if pending.spec.kind not in (ops.ORDER, ops.ORDER_ASYNC, ops.CANCEL, ops.CANCEL_ASYNC):
+        return ""
+    seq = f" (xtquant seq {pending.seq})" if pending.seq is not None else ""
+    return f"; its outcome is unknown until the counter reports it{seq}: check orders and events before resending"
 
 
 def _describe_command(args: dict[str, Any]) -> str:

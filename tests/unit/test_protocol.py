@@ -37,6 +37,8 @@ def refused(op: str, **args: object) -> ProtocolError:
         (pack({"id": 1, "op": "ping"}), errors.INVALID_REQUEST, "missing field 'v'"),
         (pack({"v": 2, "id": 1, "op": "ping"}), errors.UNSUPPORTED_VERSION, "version 2"),
         (pack({"v": 1, "id": 1, "op": 5}), errors.INVALID_REQUEST, "op must be a string"),
+        (pack({"v": 1.0, "id": 1, "op": "ping"}), errors.UNSUPPORTED_VERSION, "version 1.0"),
+        (pack({"v": 1, "id": b"x", "op": "ping"}), errors.INVALID_REQUEST, "id must be"),
         (pack({"v": 1, "id": [1], "op": "ping"}), errors.INVALID_REQUEST, "id must be"),
         (pack({"v": 1, "id": 1, "op": "ping", 7: 1}), errors.INVALID_REQUEST, "argument names must be strings"),
         (pack({"v": 1, "id": 1, "op": "ping"}) + b"\x00", errors.INVALID_MESSAGE, "not valid msgpack"),
@@ -73,6 +75,7 @@ def test_order_arguments_are_normalised() -> None:
     assert args["order_type"] == 23 and args["price_type"] == 11 and args["order_volume"] == 300
     assert args["account_type"] == "STOCK" and args["strategy_name"] == "" and args["order_remark"] == ""
     assert validate("order_stock", **{**ORDER, "account_type": 2})["account_type"] == "STOCK"
+    assert validate("query_stock_position", account_id="1", stock_code="600000.sh")["stock_code"] == "600000.SH"
 
 
 @pytest.mark.parametrize(
