@@ -1,0 +1,70 @@
+"""Simulated broker counter under the genuine ``xtquant.xttrader.XtQuantTrader``.
+
+``install()`` puts a pure-Python stand-in for the Windows-only native client
+(``xtquant.xtpythonclient``) in place, so ``from xtquant.xttrader import XtQuantTrader``
+works on any platform. A ``SimCounter`` registered at a path then serves every
+``XtQuantTrader(path, session)`` that connects to it::
+
+    from adapter import sim
+    sim.install()
+    counter = sim.SimCounter(SimConfig(), ["1000000365"])
+    sim.register_counter("sim://desk", counter)
+    trader = XtQuantTrader("sim://desk", 1)
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from typing import TYPE_CHECKING, Any
+
+from adapter.xtimport import import_xtquant
+
+if TYPE_CHECKING:
+    from adapter.sim.counter import SimCounter
+
+__all__ = ["SimCounter", "install", "register_counter", "unregister_counter"]
+
+_install_lock = threading.Lock()
+
+
+def install() -> None:
+    """Make the simulated native client ``xtquant.xtpythonclient`` (idempotent).
+
+    Raises RuntimeError when ``xtquant.xttrader`` was already imported over another
+    native module: that trader class would keep talking to the other one.
+    """
+    with _install_lock:
+        xtquant = import_xtquant()
+        from adapter.sim import native
+
+        trader = sys.modules.get("xtquant.xttrader")
+        if trader is not None and getattr(trader, "_XTQC_", None) is not native:
+            raise RuntimeError(
+                "xtquant.xttrader was imported before adapter.sim.install() and is bound to another "
+                "native client (xtquant.xtpythonclient); call install() before importing xtquant.xttrader"
+            )
+        sys.modules["xtquant.xtpythonclient"] = native
+        xtquant.xtpythonclient = native  # type: ignore[attr-defined]
+
+
+def register_counter(path: str, counter: SimCounter) -> None:
+    """Serve ``XtQuantTrader(path, ...)`` connections from ``counter``."""
+    from adapter.sim import native
+
+    native.register_counter(path, counter)
+
+
+def unregister_counter(path: str) -> None:
+    from adapter.sim import native
+
+    native.unregister_counter(path)
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy, so that importing adapter.sim alone does not import xtquant.
+    if name == "SimCounter":
+        from adapter.sim.counter import SimCounter
+
+        return SimCounter
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,950 @@
+"""The simulated broker counter: accounts, order book, matching and A-share rules.
+
+One thread (the counter's, which plays the native client's network thread) owns every
+piece of book state. Other threads only enqueue work: native clients post requests and do
+not wait; the test/ops hooks (``set_price``, ``step`` ...) wait for their work to be done.
+Every callback into a native client is made from that thread.
+
+Accounting choices (the brief left them open):
+
+* ``avg_price`` is the holding cost per share *including* buy commissions (weighted
+  average); sells do not change it. ``open_price`` is the same without commissions.
+* A position sold down to zero stays listed, with volume 0, until ``next_day()``.
+* A market-type buy freezes cash at the last price (where the simulator fills it), not at
+  the up-limit price a real counter would use.
+* Commission is frozen for a buy once, as estimated for the whole order; partial fills
+  each pay at least ``commission_min``, so many small fills may cost more than was frozen.
+* Queries and orders need the account to be subscribed in the requesting session; a
+  query that cannot be served answers ``None`` (never an empty list).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import itertools
+import logging
+import queue
+import threading
+import time
+import zlib
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Callable, Iterable, TypeVar
+
+from adapter.config import SimConfig
+from adapter.sim import rules
+from adapter.sim.instruments import Instrument, load_instruments
+from adapter.sim.native import (
+    CB_ACCOUNT_STATUS,
+    CB_ASSET,
+    CB_CANCEL_ERROR,
+    CB_CANCEL_RESP,
+    CB_DISCONNECTED,
+    CB_ORDER,
+    CB_ORDER_ERROR,
+    CB_ORDER_RESP,
+    CB_POSITION,
+    CB_SUBSCRIBE,
+    CB_TRADE,
+    CB_UNSUBSCRIBE,
+    RESPONSE_CALLBACKS,
+    AccountInfo,
+    AccountStatusPush,
+    CancelOrderStockResp,
+    OrderStockResp,
+    RequestFields,
+    XtQuantAsyncClient,
+    failure_deliveries,
+    make_cancel_error,
+    make_order_error,
+)
+from adapter.sim.prices import PriceWalk
+from xtquant import xtconstant, xttype
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+STOCK_ACCOUNT = xtconstant.SECURITY_ACCOUNT
+BUY = xtconstant.STOCK_BUY
+SELL = xtconstant.STOCK_SELL
+
+UNREPORTED = xtconstant.ORDER_UNREPORTED
+REPORTED = xtconstant.ORDER_REPORTED
+REPORTED_CANCEL = xtconstant.ORDER_REPORTED_CANCEL
+PARTSUCC_CANCEL = xtconstant.ORDER_PARTSUCC_CANCEL
+PART_CANCEL = xtconstant.ORDER_PART_CANCEL
+CANCELED = xtconstant.ORDER_CANCELED
+PART_SUCC = xtconstant.ORDER_PART_SUCC
+SUCCEEDED = xtconstant.ORDER_SUCCEEDED
+JUNK = xtconstant.ORDER_JUNK
+OPEN_STATUSES = frozenset({UNREPORTED, REPORTED, PART_SUCC})
+
+FIRST_ORDER_ID = 1082130433  # real QMT order ids are large ints of this shape
+FIRST_SYSID = 100001
+FIRST_TRADE_ID = 20000001
+
+# Counter error ids and texts, in the style of a real counter's "[COUNTER] [id][text]".
+ERR_UNKNOWN_CODE = (120100, "证券代码不存在或不允许交易")
+ERR_ORDER_TYPE = (120120, "不支持的委托类型")
+ERR_CASH = (120147, "资金可用金额不足")
+ERR_SHARES = (120149, "证券可用数量不足")
+ERR_PRICE_TYPE = (130001, "不支持的报价类型")
+ERR_PRICE_TYPE_MARKET = (130002, "该市场不支持此报价类型")
+ERR_LOT = (130003, "委托数量不符合交易单位要求")
+ERR_TICK = (130004, "委托价格不符合最小价格变动单位")
+ERR_LIMIT = (130006, "委托价格超出涨跌停限制")
+ERR_FOK = (130009, "全额成交或撤销委托无法全部成交")
+ERR_CANCEL_UNKNOWN = (110002, "未找到该委托，不能撤单")
+ERR_CANCEL_FINAL = (110003, "该委托已成交或已撤单，不能撤单")
+
+
+def counter_message(error: tuple[int, str], detail: str = "") -> str:
+    text = f"[COUNTER] [{error[0]}][{error[1]}]"
+    return f"{text} {detail}" if detail else text
+
+
+class Session:
+    """One native client's connection; pushes go to active sessions that subscribed the account."""
+
+    ACTIVE = "active"
+    DROPPED = "dropped"  # connection lost: requests are answered with failures only
+    CLOSED = "closed"  # client stopped: nothing is delivered any more
+
+    def __init__(self, session_id: int, client: XtQuantAsyncClient) -> None:
+        self.session_id = session_id
+        self.client = client
+        self.subscribed: set[str] = set()
+        self.state = Session.ACTIVE
+
+    @property
+    def active(self) -> bool:
+        return self.state == Session.ACTIVE
+
+    def deliver(self, callback: str, *args: Any) -> None:
+        if self.state != Session.CLOSED:
+            self.client.deliver(callback, *args)
+
+
+@dataclass
+class _Quote:
+    instrument: Instrument
+    prev_close: Decimal
+    last: Decimal
+    tick: Decimal
+    down: Decimal = Decimal(0)
+    up: Decimal = Decimal(0)
+
+    def __post_init__(self) -> None:
+        self.rebase(self.prev_close)
+
+    def rebase(self, prev_close: Decimal) -> None:
+        self.prev_close = prev_close
+        self.down, self.up = rules.price_limits(self.instrument.code, self.instrument.name, prev_close)
+
+
+@dataclass
+class _Position:
+    code: str
+    volume: int = 0
+    can_use: int = 0
+    frozen: int = 0
+    yesterday: int = 0
+    cost: Decimal = Decimal(0)  # incl. buy commissions
+    open_cost: Decimal = Decimal(0)  # traded amounts only
+
+
+@dataclass
+class _Order:
+    order_id: int
+    sysid: str
+    account_id: str
+    code: str
+    name: str
+    market: int
+    secu_account: str
+    order_type: int
+    volume: int
+    price_type: int
+    price: Decimal
+    strategy_name: str
+    order_remark: str
+    order_time: int
+    status: int = UNREPORTED
+    status_msg: str = ""
+    traded_volume: int = 0
+    traded_amount: Decimal = Decimal(0)
+    frozen_cash: Decimal = Decimal(0)
+
+    @property
+    def remaining(self) -> int:
+        return self.volume - self.traded_volume
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in OPEN_STATUSES
+
+
+@dataclass
+class _Account:
+    account_id: str
+    cash: Decimal
+    frozen_cash: Decimal = Decimal(0)
+    positions: dict[str, _Position] = field(default_factory=dict)
+    orders: dict[int, _Order] = field(default_factory=dict)
+    trades: list[xttype.XtTrade] = field(default_factory=list)
+
+
+def _secu_account(account_id: str, market: int) -> str:
+    """A stable shareholder code per market: "A" + 9 digits on SH, "0" + 9 digits on SZ.
+
+    Beijing securities are held in the Shenzhen securities account, so BJ shares SZ's code.
+    """
+    digits = f"{zlib.crc32(account_id.encode('utf-8')) % 1_000_000_000:09d}"
+    return f"A{digits}" if market == rules.MARKET_SH else f"0{digits}"
+
+
+class _Stop:
+    pass
+
+
+_STOP = _Stop()
+
+
+class SimCounter:
+    """A simulated A-share broker counter serving native clients of ``XtQuantTrader``."""
+
+    def __init__(
+        self,
+        config: SimConfig,
+        accounts: Iterable[str],
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        config.validate()
+        self.config = config
+        self._clock = clock or time.time
+        self._rate = rules.to_decimal(config.commission_rate)
+        self._minimum = rules.to_decimal(config.commission_min)
+        self._walk = PriceWalk(config.seed, config.walk_step)
+        self._quotes: dict[str, _Quote] = {}
+        for code, instrument in sorted(load_instruments(config.instruments_file or None).items()):
+            tick = rules.tick_size(code)
+            self._quotes[code] = _Quote(instrument, instrument.prev_close, instrument.last_price, tick)
+        self._accounts: dict[str, _Account] = {}
+        for account_id in accounts:
+            account_id = str(account_id)
+            self._accounts[account_id] = _Account(account_id, rules.to_decimal(config.cash).quantize(rules.CENT))
+        if not self._accounts:
+            raise ValueError("a counter needs at least one account")
+        self._load_positions(config.positions)
+        self._order_ids = itertools.count(FIRST_ORDER_ID)
+        self._sysids = itertools.count(FIRST_SYSID)
+        self._trade_ids = itertools.count(FIRST_TRADE_ID)
+        self._session_ids = itertools.count(1)
+        self._sessions: dict[int, Session] = {}
+        self._refusing = False
+        self._queue: queue.SimpleQueue[Callable[[], None] | _Stop] = queue.SimpleQueue()
+        self._lock = threading.Lock()  # guards _thread and _closed
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self._handlers: dict[str, Callable[[Session, int, RequestFields], None]] = {
+            "subscribeWithSeq": self._on_subscribe,
+            "unsubscribeWithSeq": self._on_unsubscribe,
+            "orderStockWithSeq": self._on_order,
+            "cancelOrderStockWithSeq": self._on_cancel,
+            "queryStockAssetWithSeq": self._on_query_asset,
+            "queryStockOrdersWithSeq": self._on_query_orders,
+            "queryStockTradesWithSeq": self._on_query_trades,
+            "queryStockPositionsWithSeq": self._on_query_positions,
+            "queryAccountInfosWithSeq": self._on_query_account_infos,
+            "queryAccountStatusWithSeq": self._on_query_account_status,
+        }
+        assert set(self._handlers) == set(RESPONSE_CALLBACKS)
+
+    def _load_positions(self, positions: dict[str, dict[str, int]]) -> None:
+        for account_id, holdings in positions.items():
+            account = self._accounts.get(str(account_id))
+            if account is None:
+                raise ValueError(f"sim.positions names account {account_id!r}, which the counter does not serve")
+            for code, shares in holdings.items():
+                quote = self._quotes.get(code)
+                if quote is None:
+                    raise ValueError(f"sim.positions: {code!r} is not in the instrument table")
+                if not isinstance(shares, int) or isinstance(shares, bool) or shares < 0:
+                    raise ValueError(f"sim.positions: shares of {code} must be a non-negative int, got {shares!r}")
+                if shares == 0:
+                    continue
+                cost = quote.prev_close * shares
+                account.positions[code] = _Position(code, shares, shares, 0, shares, cost, cost)
+
+    # -- thread plumbing -----------------------------------------------------------------
+
+    @property
+    def accounts(self) -> tuple[str, ...]:
+        return tuple(self._accounts)
+
+    def start(self) -> None:
+        """Start the counter thread (also done lazily on first use)."""
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the counter is closed")
+            self._ensure_thread()
+
+    def _ensure_thread(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="sim-counter", daemon=True)
+            self._thread.start()
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Disconnect every active session and stop the thread; later requests get failures."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            thread = self._thread
+            if thread is not None:
+                self._queue.put(self._disconnect_all)
+                self._queue.put(_STOP)
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+
+    def __enter__(self) -> SimCounter:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def _post(self, task: Callable[[], None]) -> bool:
+        with self._lock:
+            if self._closed:
+                return False
+            self._ensure_thread()
+            self._queue.put(task)
+        return True
+
+    def _call(self, work: Callable[[], T], timeout: float = 10.0) -> T:
+        """Run ``work`` on the counter thread and return its result (or raise its exception)."""
+        if threading.current_thread() is self._thread:
+            return work()
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+        def task() -> None:
+            try:
+                future.set_result(work())
+            except BaseException as exc:  # handed to the waiting caller
+                future.set_exception(exc)
+
+        if not self._post(task):
+            raise RuntimeError("the counter is closed")
+        return future.result(timeout)
+
+    def _run(self) -> None:
+        interval = self.config.tick_interval
+        walking = self.config.price_model == "walk"
+        next_tick = time.monotonic() + interval if walking else None
+        while True:
+            wait = None if next_tick is None else max(0.0, next_tick - time.monotonic())
+            try:
+                task = self._queue.get(timeout=wait)
+            except queue.Empty:
+                assert next_tick is not None
+                self._guarded(self._tick)
+                next_tick += interval
+                now = time.monotonic()
+                if next_tick < now:  # fell behind (slow host): skip missed ticks instead of bursting
+                    next_tick = now + interval
+                continue
+            if isinstance(task, _Stop):
+                return
+            self._guarded(task)
+
+    @staticmethod
+    def _guarded(task: Callable[[], object]) -> None:
+        try:
+            task()
+        except Exception:  # one bad task must not stop the counter
+            log.exception("simulated counter task failed")
+
+    # -- native client side (called by adapter.sim.native) -------------------------------
+
+    def attach(self, client: XtQuantAsyncClient) -> Session | None:
+        """A new session for ``client``; None while connections are refused."""
+
+        def work() -> Session | None:
+            if self._refusing:
+                return None
+            session = Session(next(self._session_ids), client)
+            self._sessions[session.session_id] = session
+            return session
+
+        return self._call(work)
+
+    def detach(self, session: Session) -> None:
+        """Forget a session; after this returns it receives nothing."""
+
+        def work() -> None:
+            session.state = Session.CLOSED
+            session.subscribed.clear()
+            self._sessions.pop(session.session_id, None)
+
+        self._call(work)
+
+    def submit_request(self, session: Session, method: str, seq: int, fields: RequestFields) -> bool:
+        """Queue a native request; False when the counter is closed (the caller answers it)."""
+        return self._post(lambda: self._serve(session, method, seq, fields))
+
+    # -- test / ops hooks ----------------------------------------------------------------
+
+    def set_price(self, code: str, price: float) -> None:
+        """Move the last price (rounded to tick, must be inside the band), then match resting orders."""
+
+        def work() -> None:
+            quote = self._quote(code)
+            value = rules.round_to_tick(rules.to_decimal(price), quote.tick)
+            if not quote.down <= value <= quote.up:
+                raise ValueError(f"{value} is outside the daily limits [{quote.down}, {quote.up}] of {code}")
+            quote.last = value
+            self._match_code(code)
+
+        self._call(work)
+
+    def step(self) -> None:
+        """One price-walk step (model "walk" only) and one matching pass over every open order."""
+        self._call(self._tick)
+
+    def last_price(self, code: str) -> float:
+        return self._call(lambda: float(self._quote(code).last))
+
+    def price_limits(self, code: str) -> tuple[float, float]:
+        """(down, up) limit prices of today."""
+        return self._call(lambda: (float(self._quote(code).down), float(self._quote(code).up)))
+
+    def drop_connections(self, reason: str = "connection lost") -> int:
+        """Every active session gets the disconnected push and loses its subscriptions.
+
+        Requests still sent on a dropped session are answered with failures; ``connect()``
+        works again afterwards (unless ``refuse_connections(True)``). Returns how many dropped.
+        """
+
+        def work() -> int:
+            dropped = 0
+            for session in list(self._sessions.values()):
+                if session.active:
+                    session.state = Session.DROPPED
+                    session.subscribed.clear()
+                    session.deliver(CB_DISCONNECTED)
+                    dropped += 1
+            log.info("dropped %s session(s): %s", dropped, reason)
+            return dropped
+
+        return self._call(work)
+
+    def refuse_connections(self, flag: bool = True) -> None:
+        """While set, ``connect()`` fails (non-zero)."""
+
+        def work() -> None:
+            self._refusing = bool(flag)
+
+        self._call(work)
+
+    def connected_sessions(self) -> int:
+        return self._call(lambda: sum(1 for s in self._sessions.values() if s.active))
+
+    def next_day(self) -> None:
+        """Roll to the next trading day.
+
+        Open orders expire (pushed as cancelled / part-cancelled, funds and shares unfrozen);
+        the day's orders and trades are cleared; today's buys become sellable; positions at
+        zero are dropped; prev_close := last, so the limit bands move.
+        """
+
+        def work() -> None:
+            for order in self._open_orders():
+                self._finish_cancel(self._accounts[order.account_id], order)
+            for quote in self._quotes.values():
+                quote.rebase(quote.last)
+            for account in self._accounts.values():
+                account.orders.clear()
+                account.trades.clear()
+                for code, position in list(account.positions.items()):
+                    if position.volume == 0:
+                        del account.positions[code]
+                        continue
+                    position.yesterday = position.can_use = position.volume
+                    position.frozen = 0
+                for position in account.positions.values():
+                    self._push(account, CB_POSITION, self._xt_position(account, position))
+                self._push(account, CB_ASSET, self._xt_asset(account))
+
+        self._call(work)
+
+    def books(self, account_id: str) -> dict[str, Any]:
+        """A plain-dict snapshot of one account: asset fields, positions, orders and trades."""
+
+        def work() -> dict[str, Any]:
+            account = self._accounts.get(account_id)
+            if account is None:
+                raise ValueError(f"unknown account {account_id!r}")
+            snapshot: dict[str, Any] = dict(vars(self._xt_asset(account)))
+            snapshot["positions"] = {
+                code: dict(vars(self._xt_position(account, p))) for code, p in account.positions.items()
+            }
+            snapshot["orders"] = {oid: dict(vars(self._xt_order(o))) for oid, o in account.orders.items()}
+            snapshot["trades"] = [dict(vars(t)) for t in account.trades]
+            return snapshot
+
+        return self._call(work)
+
+    # -- everything below runs on the counter thread -------------------------------------
+
+    def _quote(self, code: str) -> _Quote:
+        quote = self._quotes.get(code)
+        if quote is None:
+            raise ValueError(f"unknown code {code!r}")
+        return quote
+
+    def _disconnect_all(self) -> None:
+        for session in list(self._sessions.values()):
+            if session.active:
+                session.deliver(CB_DISCONNECTED)
+            session.state = Session.CLOSED
+        self._sessions.clear()
+
+    def _serve(self, session: Session, method: str, seq: int, fields: RequestFields) -> None:
+        if session.state == Session.CLOSED:
+            return
+        if not session.active:
+            self._deliver_all(session, failure_deliveries(method, seq, fields, "[SIM] connection lost"))
+            return
+        try:
+            self._handlers[method](session, seq, fields)
+        except Exception as exc:
+            # A bug here must not leave a synchronous xttrader caller waiting forever. If the
+            # response already went out, xttrader ignores this second one (its seq is consumed).
+            log.exception("simulated counter failed to serve %s (seq %s)", method, seq)
+            self._deliver_all(session, failure_deliveries(method, seq, fields, f"[SIM] internal error: {exc}"))
+
+    @staticmethod
+    def _deliver_all(session: Session, deliveries: list[tuple[str, tuple[Any, ...]]]) -> None:
+        for callback, args in deliveries:
+            session.deliver(callback, *args)
+
+    def _push(self, account: _Account, callback: str, data: object) -> None:
+        for session in self._sessions.values():
+            if session.active and account.account_id in session.subscribed:
+                session.deliver(callback, data)
+
+    def _account_for(self, session: Session, fields: RequestFields) -> tuple[_Account | None, str]:
+        """The account a request names, if this session may use it; else why not."""
+        account_id = str(fields.get("m_strAccountID", ""))
+        account = self._accounts.get(account_id)
+        if account is None:
+            return None, f"[SIM] unknown account {account_id!r}"
+        if fields.get("m_nAccountType") != STOCK_ACCOUNT:
+            return None, f"[SIM] account type {fields.get('m_nAccountType')!r} is not served (STOCK only)"
+        if account_id not in session.subscribed:
+            return None, f"[SIM] account {account_id} is not subscribed in this session"
+        return account, ""
+
+    # -- subscriptions -------------------------------------------------------------------
+
+    def _on_subscribe(self, session: Session, seq: int, fields: RequestFields) -> None:
+        account_id = str(fields.get("m_strAccountID", ""))
+        if account_id not in self._accounts or fields.get("m_nAccountType") != STOCK_ACCOUNT:
+            session.deliver(CB_SUBSCRIBE, seq, -1)
+            return
+        session.subscribed.add(account_id)
+        session.deliver(CB_SUBSCRIBE, seq, 0)
+        session.deliver(CB_ACCOUNT_STATUS, AccountStatusPush(account_id, STOCK_ACCOUNT, xtconstant.ACCOUNT_STATUS_OK))
+
+    def _on_unsubscribe(self, session: Session, seq: int, fields: RequestFields) -> None:
+        account_id = str(fields.get("m_strAccountID", ""))
+        if account_id not in self._accounts:
+            session.deliver(CB_UNSUBSCRIBE, seq, -1)
+            return
+        session.subscribed.discard(account_id)
+        session.deliver(CB_UNSUBSCRIBE, seq, 0)
+
+    # -- orders --------------------------------------------------------------------------
+
+    def _on_order(self, session: Session, seq: int, fields: RequestFields) -> None:
+        account, problem = self._account_for(session, fields)
+        if account is None:
+            self._deliver_all(session, failure_deliveries("orderStockWithSeq", seq, fields, problem))
+            return
+        code = str(fields.get("m_strStockCode", "")).strip()
+        quote = self._quotes.get(code)
+        market = rules.MARKET_ENUM_BY_SUFFIX.get(code.rpartition(".")[2], -1)
+        order = _Order(
+            order_id=next(self._order_ids),
+            sysid=str(next(self._sysids)),
+            account_id=account.account_id,
+            code=code,
+            name=quote.instrument.name if quote else "",
+            market=market,
+            secu_account=_secu_account(account.account_id, market) if market >= 0 else "",
+            order_type=_int(fields.get("m_nOrderType")),
+            volume=_int(fields.get("m_nOrderVolume")),
+            price_type=_int(fields.get("m_nPriceType")),
+            price=Decimal(0),
+            strategy_name=str(fields.get("m_strStrategyName", "")),
+            order_remark=rules.truncate_remark(str(fields.get("m_strOrderRemark", ""))),
+            order_time=int(self._clock()),
+        )
+        account.orders[order.order_id] = order
+        refusal = self._refusal(account, order, quote, fields.get("m_dPrice"))
+        response = OrderStockResp(account.account_id, order.order_id, order.strategy_name, order.order_remark, "")
+        session.deliver(CB_ORDER_RESP, seq, response)
+        if refusal is not None:
+            error_id, message = refusal
+            order.status, order.status_msg = JUNK, message
+            self._push(account, CB_ORDER, self._xt_order(order))
+            error = make_order_error(
+                seq, account.account_id, order.order_id, error_id, message, order.strategy_name, order.order_remark
+            )
+            session.deliver(CB_ORDER_ERROR, error)  # errors go to the requester only: seqs are per client
+            return
+        self._push(account, CB_ORDER, self._xt_order(order))  # 48 unreported
+        if order.order_type == BUY:
+            order.frozen_cash = self._buy_freeze(order.price, order.volume)
+            account.cash -= order.frozen_cash
+            account.frozen_cash += order.frozen_cash
+        else:
+            position = account.positions[order.code]
+            position.can_use -= order.volume
+            position.frozen += order.volume
+        order.status = REPORTED
+        self._push(account, CB_ORDER, self._xt_order(order))  # 50 reported
+        if order.order_type == SELL:
+            self._push(account, CB_POSITION, self._xt_position(account, account.positions[order.code]))
+        self._push(account, CB_ASSET, self._xt_asset(account))
+        assert quote is not None
+        self._match_order(account, order, quote)
+        if order.price_type in rules.CANCEL_REST_PRICE_TYPES and order.is_open:
+            self._finish_cancel(account, order)  # immediate-or-cancel: the exchange drops the rest
+
+    def _refusal(
+        self, account: _Account, order: _Order, quote: _Quote | None, raw_price: Any
+    ) -> tuple[int, str] | None:
+        """Why the counter junks this order (error id, message), or None; sets ``order.price``."""
+        if order.price_type == rules.FIX_PRICE:
+            try:  # a junk order still shows the price that was sent
+                order.price = rules.to_decimal(raw_price)
+            except ValueError:
+                pass
+        if quote is None:
+            return ERR_UNKNOWN_CODE[0], counter_message(ERR_UNKNOWN_CODE, order.code)
+        code = order.code
+        if order.order_type not in (BUY, SELL):
+            return ERR_ORDER_TYPE[0], counter_message(ERR_ORDER_TYPE, str(order.order_type))
+        if not rules.is_supported_price_type(order.price_type):
+            return ERR_PRICE_TYPE[0], counter_message(ERR_PRICE_TYPE, str(order.price_type))
+        if not rules.price_type_allowed(order.price_type, code):
+            return ERR_PRICE_TYPE_MARKET[0], counter_message(ERR_PRICE_TYPE_MARKET, f"{order.price_type} on {code}")
+        if order.order_type == BUY and not rules.is_valid_buy_volume(code, order.volume):
+            return ERR_LOT[0], counter_message(ERR_LOT, f"buy {order.volume}")
+        if order.volume <= 0:
+            return ERR_LOT[0], counter_message(ERR_LOT, f"sell {order.volume}")
+        if order.price_type == rules.FIX_PRICE:
+            try:
+                price = rules.to_decimal(raw_price)
+            except ValueError:
+                return ERR_TICK[0], counter_message(ERR_TICK, repr(raw_price))
+            if not rules.is_on_tick(price, code):
+                return ERR_TICK[0], counter_message(ERR_TICK, f"{price} (tick {quote.tick})")
+            if not quote.down <= price <= quote.up:
+                return ERR_LIMIT[0], counter_message(ERR_LIMIT, f"{price} not in [{quote.down}, {quote.up}]")
+            order.price = price.quantize(quote.tick)
+        else:
+            order.price = quote.last  # latest-price and market orders are priced at the last price
+        if order.order_type == BUY:
+            need = self._buy_freeze(order.price, order.volume)
+            if need > account.cash:
+                return ERR_CASH[0], counter_message(ERR_CASH, f"need {need}, available {account.cash}")
+        else:
+            position = account.positions.get(code)
+            sellable = position.can_use if position else 0
+            if order.volume > sellable:
+                return ERR_SHARES[0], counter_message(ERR_SHARES, f"sell {order.volume}, sellable {sellable}")
+            if not rules.is_valid_sell_volume(code, order.volume, sellable):
+                return ERR_LOT[0], counter_message(ERR_LOT, f"sell {order.volume} of sellable {sellable}")
+        cap = self.config.fill_volume
+        if order.price_type == rules.MARKET_SZ_FULL_OR_CANCEL and 0 < cap < order.volume:
+            return ERR_FOK[0], counter_message(ERR_FOK, f"{order.volume} > {cap} available")
+        return None
+
+    def _buy_freeze(self, price: Decimal, volume: int) -> Decimal:
+        if volume <= 0:
+            return Decimal(0)
+        amount = rules.trade_amount(price, volume)
+        return amount + rules.commission(amount, self._rate, self._minimum)
+
+    # -- matching ------------------------------------------------------------------------
+
+    def _open_orders(self, code: str | None = None) -> list[_Order]:
+        found = [
+            order
+            for account in self._accounts.values()
+            for order in account.orders.values()
+            if order.is_open and (code is None or order.code == code)
+        ]
+        return sorted(found, key=lambda o: o.order_id)
+
+    def _tick(self) -> None:
+        if self.config.price_model == "walk":
+            for quote in self._quotes.values():  # insertion order is sorted by code: reproducible
+                quote.last = self._walk.next_price(quote.last, quote.tick, quote.down, quote.up)
+        for order in self._open_orders():
+            self._match_order(self._accounts[order.account_id], order, self._quotes[order.code])
+
+    def _match_code(self, code: str) -> None:
+        quote = self._quotes[code]
+        for order in self._open_orders(code):
+            self._match_order(self._accounts[order.account_id], order, quote)
+
+    def _match_order(self, account: _Account, order: _Order, quote: _Quote) -> None:
+        """One matching pass for one order: fill up to ``fill_volume`` at the last price."""
+        if not order.is_open or not rules.is_marketable(order.order_type, order.price, quote.last):
+            return
+        cap = self.config.fill_volume
+        volume = order.remaining if cap == 0 else min(cap, order.remaining)
+        self._fill(account, order, quote.last, volume)
+
+    def _fill(self, account: _Account, order: _Order, price: Decimal, volume: int) -> None:
+        amount = rules.trade_amount(price, volume)
+        fee = rules.commission(amount, self._rate, self._minimum)
+        position = account.positions.get(order.code)
+        if position is None:
+            position = account.positions[order.code] = _Position(order.code)
+        order.traded_volume += volume
+        order.traded_amount += amount
+        if order.order_type == BUY:
+            # Keep frozen exactly what the unfilled rest still needs; release the difference.
+            still_frozen = self._buy_freeze(order.price, order.remaining)
+            release = order.frozen_cash - still_frozen
+            order.frozen_cash = still_frozen
+            account.frozen_cash -= release
+            account.cash += release - amount - fee
+            position.volume += volume  # T+1: bought shares are not sellable today (can_use unchanged)
+            position.cost += amount + fee
+            position.open_cost += amount
+        else:
+            account.cash += amount - fee
+            before = position.volume
+            position.volume -= volume
+            position.frozen -= volume
+            if position.volume == 0:
+                position.cost = position.open_cost = Decimal(0)
+            else:  # sells leave the cost per share unchanged
+                position.cost = position.cost * position.volume / before
+                position.open_cost = position.open_cost * position.volume / before
+        order.status = SUCCEEDED if order.remaining == 0 else PART_SUCC
+        trade = xttype.XtTrade(
+            order.account_id,
+            order.code,
+            order.order_type,
+            str(next(self._trade_ids)),
+            int(self._clock()),
+            float(price),
+            volume,
+            float(amount),
+            order.order_id,
+            order.sysid,
+            order.strategy_name,
+            order.order_remark,
+            xtconstant.DIRECTION_FLAG_LONG,
+            _offset_flag(order.order_type),
+            float(fee),
+            order.secu_account,
+            order.name,
+        )
+        account.trades.append(trade)
+        self._push(account, CB_TRADE, trade)
+        self._push(account, CB_ORDER, self._xt_order(order))
+        self._push(account, CB_POSITION, self._xt_position(account, position))
+        self._push(account, CB_ASSET, self._xt_asset(account))
+
+    def _finish_cancel(self, account: _Account, order: _Order) -> None:
+        """Make an open order final (cancelled / part-cancelled) and unfreeze what it held."""
+        order.status = PART_CANCEL if order.traded_volume else CANCELED
+        if order.order_type == BUY:
+            account.frozen_cash -= order.frozen_cash
+            account.cash += order.frozen_cash
+            order.frozen_cash = Decimal(0)
+        else:
+            position = account.positions[order.code]
+            position.frozen -= order.remaining
+            position.can_use += order.remaining
+        self._push(account, CB_ORDER, self._xt_order(order))
+        if order.order_type == SELL:
+            self._push(account, CB_POSITION, self._xt_position(account, account.positions[order.code]))
+        self._push(account, CB_ASSET, self._xt_asset(account))
+
+    # -- cancels -------------------------------------------------------------------------
+
+    def _on_cancel(self, session: Session, seq: int, fields: RequestFields) -> None:
+        account, problem = self._account_for(session, fields)
+        if account is None:
+            self._deliver_all(session, failure_deliveries("cancelOrderStockWithSeq", seq, fields, problem))
+            return
+        sysid = str(fields.get("m_strOrderSysID", "") or "")
+        market = _int(fields.get("m_nMarket", -1))
+        order: _Order | None
+        if sysid:
+            order = next((o for o in account.orders.values() if o.sysid == sysid and o.market == market), None)
+            requested_id = order.order_id if order else -1
+        else:
+            requested_id = _int(fields.get("m_nOrderID", -1))
+            order = account.orders.get(requested_id)
+        if order is None:
+            message = counter_message(ERR_CANCEL_UNKNOWN, f"order_id {requested_id}" if not sysid else f"sysid {sysid}")
+            session.deliver(
+                CB_CANCEL_RESP, seq, CancelOrderStockResp(account.account_id, -1, requested_id, sysid, message)
+            )
+            error = make_cancel_error(
+                seq, account.account_id, requested_id, market, sysid, ERR_CANCEL_UNKNOWN[0], message
+            )
+            session.deliver(CB_CANCEL_ERROR, error)
+            return
+        # The response echoes how the cancel was addressed (xttrader matches errors that way).
+        session.deliver(CB_CANCEL_RESP, seq, CancelOrderStockResp(account.account_id, 0, order.order_id, sysid, ""))
+        if not order.is_open:
+            message = counter_message(ERR_CANCEL_FINAL, f"order_id {order.order_id} status {order.status}")
+            error = make_cancel_error(
+                seq, account.account_id, order.order_id, order.market, order.sysid, ERR_CANCEL_FINAL[0], message
+            )
+            session.deliver(CB_CANCEL_ERROR, error)
+            return
+        order.status = PARTSUCC_CANCEL if order.traded_volume else REPORTED_CANCEL
+        self._push(account, CB_ORDER, self._xt_order(order))
+        self._finish_cancel(account, order)
+
+    # -- queries -------------------------------------------------------------------------
+
+    def _query_account(self, session: Session, method: str, seq: int, fields: RequestFields) -> _Account | None:
+        account, problem = self._account_for(session, fields)
+        if account is None:
+            self._deliver_all(session, failure_deliveries(method, seq, fields, problem))
+        return account
+
+    def _on_query_asset(self, session: Session, seq: int, fields: RequestFields) -> None:
+        method = "queryStockAssetWithSeq"
+        account = self._query_account(session, method, seq, fields)
+        if account is not None:
+            session.deliver(RESPONSE_CALLBACKS[method], seq, [self._xt_asset(account)])
+
+    def _on_query_orders(self, session: Session, seq: int, fields: RequestFields) -> None:
+        method = "queryStockOrdersWithSeq"
+        account = self._query_account(session, method, seq, fields)
+        if account is None:
+            return
+        orders: Iterable[_Order] = account.orders.values()
+        if fields.is_set("m_nOrderID"):
+            wanted = _int(fields.get("m_nOrderID"))
+            orders = [o for o in orders if o.order_id == wanted]
+        elif fields.get("m_bCanCancel"):
+            orders = [o for o in orders if o.is_open]
+        session.deliver(RESPONSE_CALLBACKS[method], seq, [self._xt_order(o) for o in orders])
+
+    def _on_query_trades(self, session: Session, seq: int, fields: RequestFields) -> None:
+        method = "queryStockTradesWithSeq"
+        account = self._query_account(session, method, seq, fields)
+        if account is not None:
+            session.deliver(RESPONSE_CALLBACKS[method], seq, list(account.trades))
+
+    def _on_query_positions(self, session: Session, seq: int, fields: RequestFields) -> None:
+        method = "queryStockPositionsWithSeq"
+        account = self._query_account(session, method, seq, fields)
+        if account is None:
+            return
+        positions: Iterable[_Position] = account.positions.values()
+        if fields.is_set("m_strStockCode"):
+            wanted = str(fields.get("m_strStockCode"))
+            positions = [p for p in positions if p.code == wanted]
+        session.deliver(RESPONSE_CALLBACKS[method], seq, [self._xt_position(account, p) for p in positions])
+
+    def _on_query_account_infos(self, session: Session, seq: int, fields: RequestFields) -> None:
+        infos = [AccountInfo(a, STOCK_ACCOUNT, xtconstant.ACCOUNT_STATUS_OK) for a in self._accounts]
+        session.deliver(RESPONSE_CALLBACKS["queryAccountInfosWithSeq"], seq, infos)
+
+    def _on_query_account_status(self, session: Session, seq: int, fields: RequestFields) -> None:
+        statuses = [xttype.XtAccountStatus(a, STOCK_ACCOUNT, xtconstant.ACCOUNT_STATUS_OK) for a in self._accounts]
+        session.deliver(RESPONSE_CALLBACKS["queryAccountStatusWithSeq"], seq, statuses)
+
+    # -- xttype snapshots (new objects each time: receivers read them on other threads) --
+
+    def _xt_order(self, order: _Order) -> xttype.XtOrder:
+        average = order.traded_amount / order.traded_volume if order.traded_volume else Decimal(0)
+        return xttype.XtOrder(
+            order.account_id,
+            order.code,
+            order.order_id,
+            order.sysid,
+            order.order_time,
+            order.order_type,
+            order.volume,
+            order.price_type,
+            float(order.price),
+            order.traded_volume,
+            float(average.quantize(Decimal("0.0001"))),
+            order.status,
+            order.status_msg,
+            order.strategy_name,
+            order.order_remark,
+            xtconstant.DIRECTION_FLAG_LONG,
+            _offset_flag(order.order_type),
+            order.secu_account,
+            order.name,
+        )
+
+    def _xt_position(self, account: _Account, position: _Position) -> xttype.XtPosition:
+        quote = self._quotes[position.code]
+        market_value = rules.trade_amount(quote.last, position.volume)
+        cost = position.cost.quantize(rules.CENT)
+        float_profit = market_value - cost
+        market = rules.market_enum(position.code)
+        xt = xttype.XtPosition(
+            account.account_id,
+            position.code,
+            position.volume,
+            position.can_use,
+            float(position.open_cost / position.volume) if position.volume else 0.0,
+            float(market_value),
+            position.frozen,
+            0,
+            position.yesterday,
+            float(position.cost / position.volume) if position.volume else 0.0,
+            xtconstant.DIRECTION_FLAG_LONG,
+            float(quote.last),
+            float(float_profit / cost) if cost else 0.0,
+            _secu_account(account.account_id, market),
+            quote.instrument.name,
+        )
+        xt.float_profit = float(float_profit)  # type: ignore[attr-defined]  # the manual lists it; xttype does not
+        return xt
+
+    def _xt_asset(self, account: _Account) -> xttype.XtAsset:
+        market_value = sum(
+            (rules.trade_amount(self._quotes[p.code].last, p.volume) for p in account.positions.values()),
+            Decimal(0),
+        )
+        total = account.cash + account.frozen_cash + market_value
+        return xttype.XtAsset(
+            account.account_id,
+            float(account.cash),
+            float(account.frozen_cash),
+            float(market_value),
+            float(total),
+            float(account.cash),
+        )
+
+
+def _int(value: Any, default: int = 0) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def _offset_flag(order_type: int) -> int:
+    return xtconstant.OFFSET_FLAG_OPEN if order_type == BUY else xtconstant.OFFSET_FLAG_CLOSE
