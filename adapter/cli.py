@@ -208,11 +208,17 @@ def _cmd_cancel(client: Any, args: argparse.Namespace) -> int:
 
 def _cmd_tail(client: Any, args: argparse.Namespace) -> int:
     count = 0
-    for event in client.events(*args.prefix, timeout=args.idle):
-        print(format_event(event), flush=True)
-        count += 1
-        if args.count and count >= args.count:
-            break
+    with client.events(*args.prefix, timeout=args.idle) as stream:
+        if not stream.wait_subscribed(args.timeout):
+            print(f"qmt-adapter: could not subscribe at {args.pub} within {args.timeout:g} s", file=sys.stderr)
+            return EXIT_UNREACHABLE
+        topics = ", ".join(args.prefix) or "all events"
+        print(f"# subscribed to {topics} at {args.pub}", flush=True)
+        for event in stream:
+            print(format_event(event), flush=True)
+            count += 1
+            if args.count and count >= args.count:
+                break
     return 0
 
 

@@ -131,7 +131,13 @@ class XtBroker:
             path = self.config.qmt_path
         from xtquant.xttrader import XtQuantTrader
 
-        trader = XtQuantTrader(path, self.session_id)
+        class Trader(XtQuantTrader):  # type: ignore[misc]
+            def __del__(self) -> None:
+                # xtquant's __del__ restores an event loop it saved only when built on the main
+                # thread; built here and collected elsewhere, it raises. Nothing to restore.
+                pass
+
+        trader = Trader(path, self.session_id)
         trader.register_callback(_make_forwarder(self._post, self._owners, self._owners_lock))
         return trader
 

@@ -21,6 +21,7 @@ Accounting choices (the brief left them open):
 from __future__ import annotations
 
 import concurrent.futures
+import heapq
 import itertools
 import logging
 import queue
@@ -243,6 +244,10 @@ class SimCounter:
         self._session_ids = itertools.count(1)
         self._sessions: dict[int, Session] = {}
         self._refusing = False
+        self._order_latency = 0.0
+        # (due, tie-break, task): requests served later, touched only on the counter thread
+        self._deferred: list[tuple[float, int, Callable[[], None]]] = []
+        self._deferred_ids = itertools.count()
         self._queue: queue.SimpleQueue[Callable[[], None] | _Stop] = queue.SimpleQueue()
         self._lock = threading.Lock()  # guards _thread and _closed
         self._thread: threading.Thread | None = None
@@ -343,20 +348,24 @@ class SimCounter:
         walking = self.config.price_model == "walk"
         next_tick = time.monotonic() + interval if walking else None
         while True:
-            wait = None if next_tick is None else max(0.0, next_tick - time.monotonic())
+            deadlines = [t for t in (next_tick, self._deferred[0][0] if self._deferred else None) if t is not None]
+            wait = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
             try:
                 task = self._queue.get(timeout=wait)
             except queue.Empty:
-                assert next_tick is not None
-                self._guarded(self._tick)
-                next_tick += interval
-                now = time.monotonic()
-                if next_tick < now:  # fell behind (slow host): skip missed ticks instead of bursting
-                    next_tick = now + interval
-                continue
+                task = None
             if isinstance(task, _Stop):
                 return
-            self._guarded(task)
+            if task is not None:
+                self._guarded(task)
+            now = time.monotonic()
+            while self._deferred and self._deferred[0][0] <= now:
+                self._guarded(heapq.heappop(self._deferred)[2])
+            if next_tick is not None and next_tick <= now:
+                self._guarded(self._tick)
+                next_tick += interval
+                if next_tick < now:  # fell behind (slow host): skip missed ticks instead of bursting
+                    next_tick = now + interval
 
     @staticmethod
     def _guarded(task: Callable[[], object]) -> None:
@@ -391,7 +400,14 @@ class SimCounter:
 
     def submit_request(self, session: Session, method: str, seq: int, fields: RequestFields) -> bool:
         """Queue a native request; False when the counter is closed (the caller answers it)."""
-        return self._post(lambda: self._serve(session, method, seq, fields))
+        return self._post(lambda: self._serve_or_defer(session, method, seq, fields))
+
+    def _serve_or_defer(self, session: Session, method: str, seq: int, fields: RequestFields) -> None:
+        if method == "orderStockWithSeq" and self._order_latency > 0:
+            due = time.monotonic() + self._order_latency
+            heapq.heappush(self._deferred, (due, next(self._deferred_ids), lambda: self._serve(session, method, seq, fields)))
+        else:
+            self._serve(session, method, seq, fields)
 
     # -- test / ops hooks ----------------------------------------------------------------
 
@@ -438,6 +454,15 @@ class SimCounter:
             return dropped
 
         return self._call(work)
+
+    def set_order_latency(self, seconds: float) -> None:
+        """Serve order requests ``seconds`` after they arrive (a slow exchange link); other
+        requests are served at once meanwhile. 0 restores immediate service."""
+
+        def work() -> None:
+            self._order_latency = max(0.0, float(seconds))
+
+        self._call(work)
 
     def refuse_connections(self, flag: bool = True) -> None:
         """While set, ``connect()`` fails (non-zero)."""

@@ -1,0 +1,112 @@
+"""Shared fixtures: gateways on random loopback ports over the genuine xttrader + sim."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import replace
+from typing import Any, Callable, Iterator
+
+import pytest
+
+from adapter.config import Config, SimConfig, load_config
+
+ACCOUNT = "1000000365"
+LOOPBACK = "tcp://127.0.0.1:*"
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 5.0, interval: float = 0.005, what: str = "") -> Any:
+    """Poll until ``predicate()`` is truthy; fail the test at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what or predicate}")
+        time.sleep(interval)
+
+
+def make_config(sim: SimConfig | None = None, **overrides: Any) -> Config:
+    config = load_config(None, router=LOOPBACK, pub=LOOPBACK, **overrides)
+    return replace(config, sim=sim) if sim is not None else config
+
+
+class EventLog:
+    """Collects events from a client subscription (delivered on its thread)."""
+
+    def __init__(self) -> None:
+        self.events: list[Any] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, event: Any) -> None:
+        with self._lock:
+            self.events.append(event)
+
+    def of(self, event_type: str, **match: Any) -> list[Any]:
+        with self._lock:
+            found = [e for e in self.events if e.type == event_type]
+        return [e for e in found if all(getattr(e.data, k) == v for k, v in match.items())]
+
+    def wait(self, event_type: str, timeout: float = 5.0, count: int = 1, **match: Any) -> list[Any]:
+        return wait_for(
+            lambda: (lambda found: found if len(found) >= count else None)(self.of(event_type, **match)),
+            timeout,
+            what=f"{count} {event_type} event(s) matching {match}",
+        )
+
+    def types_for_order(self, order_id: int) -> list[tuple[str, Any]]:
+        """(type, order_status) of this order's order/trade events, in seq order."""
+        with self._lock:
+            mine = [e for e in self.events if e.type in ("order", "trade") and e.data.order_id == order_id]
+        return [(e.type, getattr(e.data, "order_status", None)) for e in sorted(mine, key=lambda e: e.seq)]
+
+
+def prove_live(client: Any, log: EventLog, timeout: float = 5.0) -> None:
+    """Ping with publish until a gateway.pong arrives: the subscription is then live."""
+    wait_for(
+        lambda: client.ping(publish=True).connected and log.of("gateway.pong"),
+        timeout,
+        interval=0.02,
+        what="the subscription to go live",
+    )
+
+
+@pytest.fixture
+def gateway_factory() -> Iterator[Callable[..., Any]]:
+    from adapter.server import Gateway
+
+    started: list[Gateway] = []
+
+    def start(sim: SimConfig | None = None, **overrides: Any) -> Gateway:
+        gateway = Gateway(make_config(sim, **overrides))
+        gateway.start()
+        started.append(gateway)
+        return gateway
+
+    yield start
+    for gateway in started:
+        gateway.stop()
+
+
+@pytest.fixture
+def gateway(gateway_factory: Callable[..., Any]) -> Any:
+    return gateway_factory()
+
+
+@pytest.fixture
+def client(gateway: Any) -> Iterator[Any]:
+    from adapter.client import Client
+
+    with Client(gateway.router_endpoint, gateway.pub_endpoint, timeout=5.0) as c:
+        yield c
+
+
+@pytest.fixture
+def event_log(client: Any) -> Iterator[EventLog]:
+    """Every event from the gateway, subscribed and proven live before the test runs."""
+    log = EventLog()
+    handle = client.subscribe(log)
+    prove_live(client, log)
+    yield log
+    handle.close()

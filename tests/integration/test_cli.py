@@ -1,0 +1,171 @@
+"""The CLI as a person runs it: `qmt-adapter serve` in one process, commands in others."""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from typing import Iterator
+
+import pytest
+
+from ..conftest import ACCOUNT
+
+SERVING = re.compile(r"serving: router (\S+), pub (\S+),")
+
+
+class Server:
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "adapter", "serve", "--router", "tcp://127.0.0.1:*", "--pub", "tcp://127.0.0.1:*", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.output: list[str] = []
+        threading.Thread(target=self._pump, daemon=True).start()
+        self.router, self.pub = self._endpoints(timeout=30.0)
+
+    def _pump(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.output.append(line)
+            self.lines.put(line)
+
+    def _endpoints(self, timeout: float) -> tuple[str, str]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=0.2)
+            except queue.Empty:
+                if self.proc.poll() is not None:
+                    break
+                continue
+            match = SERVING.search(line)
+            if match:
+                return match.group(1), match.group(2)
+        self.proc.kill()
+        pytest.fail("gateway did not start:\n" + "".join(self.output))
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return -9
+
+
+@pytest.fixture
+def server() -> Iterator[Server]:
+    srv = Server()
+    yield srv
+    if srv.proc.poll() is None:
+        srv.stop()
+
+
+def cli(server: Server, *args: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "adapter", args[0], "--router", server.router, "--pub", server.pub, "--timeout", "5", *args[1:]],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_cli_session(server: Server) -> None:
+    ping = cli(server, "ping")
+    assert ping.returncode == 0 and "backend sim" in ping.stdout and "counter connected" in ping.stdout
+
+    tail = subprocess.Popen(
+        [sys.executable, "-m", "adapter", "tail", "--router", server.router, "--pub", server.pub, "--count", "4", "--idle", "20", "order.", "trade."],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        # tail returns only once it is subscribed, proven by a pong; wait for its first line.
+        buy = None
+        deadline = time.monotonic() + 20
+        assert tail.stdout is not None
+        ready = tail.stdout.readline()
+        assert "subscribed" in ready, ready
+        buy = cli(server, "buy", ACCOUNT, "600000.SH", "200", "10.70")
+        assert buy.returncode == 0, buy.stderr
+        order_id = int(re.search(r"order_id (\d+)", buy.stdout).group(1))
+        out, _ = tail.communicate(timeout=max(1.0, deadline - time.monotonic()))
+    finally:
+        if tail.poll() is None:
+            tail.kill()
+    lines = out.strip().splitlines()
+    assert len(lines) == 4, out
+    assert all(str(order_id) in line for line in lines), out
+    assert " trade " in out and "56(succeeded)" in out and "600000.SH" in out
+
+    orders = cli(server, "orders", ACCOUNT)
+    assert orders.returncode == 0 and str(order_id) in orders.stdout and "56(succeeded)" in orders.stdout
+    positions = cli(server, "positions", ACCOUNT)
+    assert positions.returncode == 0 and "600000.SH" in positions.stdout and "200" in positions.stdout
+    trades = cli(server, "trades", ACCOUNT)
+    assert trades.returncode == 0 and str(order_id) in trades.stdout
+    asset = cli(server, "asset", ACCOUNT)
+    assert asset.returncode == 0 and re.search(r"cash\s+997875", asset.stdout), asset.stdout
+
+    resting = cli(server, "buy", ACCOUNT, "600000.SH", "100", "10.50")
+    resting_id = re.search(r"order_id (\d+)", resting.stdout).group(1)
+    cancel = cli(server, "cancel", ACCOUNT, resting_id)
+    assert cancel.returncode == 0 and "cancel sent" in cancel.stdout
+
+    assert server.stop() == 0
+    log = "".join(server.output)
+    assert "stopped" in log and "Traceback" not in log
+
+
+def test_cli_errors_are_one_line_and_non_zero(server: Server) -> None:
+    unknown = cli(server, "asset", "999")
+    assert unknown.returncode == 1
+    assert unknown.stderr.strip().count("\n") == 0 and "unknown_account" in unknown.stderr
+    bad = cli(server, "buy", ACCOUNT, "600000", "100", "10.5")
+    assert bad.returncode == 1 and "stock_code" in bad.stderr and "exchange suffix" in bad.stderr
+    usage = subprocess.run([sys.executable, "-m", "adapter", "buy"], capture_output=True, text=True, timeout=30)
+    assert usage.returncode == 2
+
+
+def test_cli_without_a_gateway_says_so() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "adapter", "ping", "--router", "tcp://127.0.0.1:1", "--timeout", "0.5"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 3 and "no answer from the gateway" in result.stderr
+
+
+def test_serve_refuses_a_bad_config(tmp_path: "os.PathLike[str]") -> None:
+    config = os.path.join(tmp_path, "gw.toml")
+    with open(config, "w", encoding="utf-8") as handle:
+        handle.write('backend = "sim"\nrouterr = "tcp://127.0.0.1:5555"\n')
+    result = subprocess.run(
+        [sys.executable, "-m", "adapter", "serve", "--config", config], capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 2 and "unknown setting routerr" in result.stderr
+
+
+def test_serve_reads_accounts_from_config(tmp_path: "os.PathLike[str]") -> None:
+    config = os.path.join(tmp_path, "gw.toml")
+    with open(config, "w", encoding="utf-8") as handle:
+        handle.write('accounts = ["1000000365", "2000000001"]\n[sim]\ncash = 50000.0\n')
+    srv = Server("--config", config)
+    try:
+        ping = cli(srv, "ping")
+        assert "1000000365, 2000000001" in ping.stdout
+        asset = cli(srv, "asset", "2000000001")
+        assert re.search(r"cash\s+50000", asset.stdout), asset.stdout
+    finally:
+        assert srv.stop() == 0

@@ -1,0 +1,134 @@
+"""Many clients at once, and a slow counter: the I/O loop and broker thread never block."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import pytest
+
+from adapter.client import AsyncClient, Client, GatewayError
+
+from ..conftest import ACCOUNT, EventLog, prove_live, wait_for
+
+BUY, LIMIT = 23, 11
+
+
+def test_a_waiting_order_does_not_hold_up_other_clients(gateway: Any) -> None:
+    gateway.broker.counter.set_order_latency(2.0)
+    result: dict[str, Any] = {}
+    done = threading.Event()
+
+    def place() -> None:
+        with Client(gateway.router_endpoint, gateway.pub_endpoint, timeout=10.0) as slow:
+            result["response"] = slow.order_stock(ACCOUNT, "600000.SH", BUY, 100, LIMIT, 10.50)
+        done.set()
+
+    with Client(gateway.router_endpoint, gateway.pub_endpoint, timeout=10.0) as other:
+        worker = threading.Thread(target=place)
+        worker.start()
+        wait_for(lambda: other.ping().pending == 1, what="the order to be with the counter")
+        # The order is still waiting for the counter; pings and queries are answered meanwhile.
+        assert other.ping().connected
+        assert other.query_stock_asset(ACCOUNT).cash == 1_000_000.0
+        assert other.query_stock_orders(ACCOUNT) == []  # the counter has not seen it yet
+        assert not done.is_set()
+        worker.join(15)
+    assert done.is_set() and result["response"].order_id > 0
+
+
+def test_a_counter_that_does_not_answer_gives_broker_timeout_and_the_late_answer_is_published(
+    gateway_factory: Any,
+) -> None:
+    gateway = gateway_factory(broker_timeout=0.5)
+    gateway.broker.counter.set_order_latency(1.5)
+    with Client(gateway.router_endpoint, gateway.pub_endpoint, timeout=5.0) as client:
+        log = EventLog()
+        handle = client.subscribe(log)
+        prove_live(client, log)
+        with pytest.raises(GatewayError) as info:
+            client.order_stock(ACCOUNT, "600000.SH", BUY, 100, LIMIT, 10.50, "late", "late-1")
+        assert info.value.code == "broker_timeout"
+        assert "outcome is unknown" in info.value.message and "xtquant seq" in info.value.message
+        # The counter answers later: the response is not lost, it becomes an event.
+        response = log.wait("order_response", timeout=5.0)[0]
+        assert response.data.order_id > 0 and response.data.order_remark == "late-1"
+        assert client.query_stock_order(ACCOUNT, response.data.order_id).order_status == 50
+        assert client.ping().pending == 0
+        handle.close()
+
+
+def test_two_clients_trading_at_once(gateway: Any) -> None:
+    results: dict[str, list[int]] = {"a": [], "b": []}
+    errors: list[BaseException] = []
+
+    def trade(name: str, price: float) -> None:
+        try:
+            with Client(gateway.router_endpoint, gateway.pub_endpoint, timeout=10.0) as client:
+                for _ in range(20):
+                    response = client.order_stock(ACCOUNT, "600000.SH", BUY, 100, LIMIT, price, name)
+                    results[name].append(response.order_id)
+                    assert client.ping().connected
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=trade, args=("a", 10.40)), threading.Thread(target=trade, args=("b", 10.30))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert not errors, errors
+    assert len(set(results["a"]) | set(results["b"])) == 40
+    with Client(gateway.router_endpoint, gateway.pub_endpoint, timeout=5.0) as client:
+        orders = client.query_stock_orders(ACCOUNT)
+    by_strategy = {name: sorted(o.order_id for o in orders if o.strategy_name == name) for name in "ab"}
+    assert by_strategy == {"a": sorted(results["a"]), "b": sorted(results["b"])}
+
+
+def test_every_subscriber_gets_every_event(gateway: Any) -> None:
+    with Client(gateway.router_endpoint, gateway.pub_endpoint, timeout=5.0) as client:
+        logs = [EventLog(), EventLog(), EventLog()]
+        handles = [client.subscribe(log, prefix) for log, prefix in zip(logs, ("", "order.", "trade." + ACCOUNT))]
+        for log, handle in zip(logs, handles):
+            assert handle.wait_subscribed(5.0)
+        order_id = client.order_stock(ACCOUNT, "600000.SH", BUY, 100, LIMIT, 10.70).order_id
+        logs[0].wait("order", order_id=order_id, order_status=56)
+        logs[1].wait("order", order_id=order_id, order_status=56)
+        logs[2].wait("trade", order_id=order_id)
+        everything = [e.seq for e in logs[0].events if e.type in ("order", "trade")]
+        orders_only = [e.seq for e in logs[1].events]
+        assert all(e.type == "order" for e in logs[1].events)
+        assert orders_only == [s for s in everything if s in set(orders_only)]
+        assert {e.type for e in logs[2].events} == {"trade"}
+        assert everything == sorted(everything)
+        for handle in handles:
+            handle.close()
+
+
+def test_async_client_many_calls_in_flight(gateway: Any) -> None:
+    async def scenario() -> None:
+        async with AsyncClient(gateway.router_endpoint, gateway.pub_endpoint, timeout=10.0) as client:
+            stream = client.events("order.")
+            assert await stream.wait_subscribed(5.0)
+            orders = [client.order_stock(ACCOUNT, "600000.SH", "buy", 100, "limit", 10.40, "aio") for _ in range(30)]
+            queries = [client.query_stock_asset(ACCOUNT) for _ in range(30)]
+            pings = [client.ping() for _ in range(30)]
+            results = await asyncio.gather(*orders, *queries, *pings)
+            order_ids = [r.order_id for r in results[:30]]
+            assert len(set(order_ids)) == 30 and all(i > 0 for i in order_ids)
+            assert all(r.account_id == ACCOUNT for r in results[30:60])
+            assert all(r.connected for r in results[60:])
+            reported = set()
+            while len(reported) < 30:
+                event = await stream.receive(5.0)
+                assert event is not None, f"only {len(reported)} orders reported"
+                if event.data.order_status == 50:
+                    reported.add(event.data.order_id)
+            assert reported == set(order_ids)
+            with pytest.raises(GatewayError) as info:
+                await client.query_stock_asset("nobody")
+            assert info.value.code == "unknown_account"
+            stream.close()
+
+    asyncio.run(scenario())
