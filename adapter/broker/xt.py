@@ -129,6 +129,13 @@ class XtBroker:
 
             import_xtquant()
             path = self.config.qmt_path
+            try:
+                import xtquant.xttrader  # noqa: F401  # loads the native client
+            except ImportError as exc:
+                raise BrokerStartError(
+                    "backend qmt needs xtquant's native client, which ships only as Windows .pyd files "
+                    f"for the Python versions xtquant supports ({exc}); on this machine use --backend sim"
+                ) from None
         from xtquant.xttrader import XtQuantTrader
 
         class Trader(XtQuantTrader):  # type: ignore[misc]

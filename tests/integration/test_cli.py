@@ -169,3 +169,16 @@ def test_serve_reads_accounts_from_config(tmp_path: "os.PathLike[str]") -> None:
         assert re.search(r"cash\s+50000", asset.stdout), asset.stdout
     finally:
         assert srv.stop() == 0
+
+
+def test_qmt_backend_without_the_native_client_says_why() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "adapter", "serve", "--qmt-path", "/nonexistent/userdata_mini",
+         "--router", "tcp://127.0.0.1:*", "--pub", "tcp://127.0.0.1:*"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 1
+    assert "native client" in result.stderr and "--backend sim" in result.stderr
+    assert "Traceback" not in result.stderr
