@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from dataclasses import replace
@@ -70,6 +71,21 @@ def prove_live(client: Any, log: EventLog, timeout: float = 5.0) -> None:
         interval=0.02,
         what="the subscription to go live",
     )
+
+
+@contextlib.contextmanager
+def trading_session(gateway: Any, timeout: float = 5.0) -> Iterator[tuple[Any, EventLog]]:
+    """A Client on ``gateway`` and an EventLog of everything it publishes, proven live."""
+    from adapter.client import Client
+
+    with Client(gateway.router_endpoint, gateway.pub_endpoint, timeout=timeout) as client:
+        log = EventLog()
+        handle = client.subscribe(log)
+        try:
+            prove_live(client, log)
+            yield client, log
+        finally:
+            handle.close()
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import pytest
 
 from adapter.client import AsyncClient, Client, GatewayError
 
-from ..conftest import ACCOUNT, EventLog, prove_live, wait_for
+from ..conftest import ACCOUNT, EventLog, trading_session, wait_for
 
 BUY, LIMIT = 23, 11
 
@@ -43,10 +43,7 @@ def test_a_counter_that_does_not_answer_gives_broker_timeout_and_the_late_answer
 ) -> None:
     gateway = gateway_factory(broker_timeout=0.5)
     gateway.broker.counter.set_order_latency(1.5)
-    with Client(gateway.router_endpoint, gateway.pub_endpoint, timeout=5.0) as client:
-        log = EventLog()
-        handle = client.subscribe(log)
-        prove_live(client, log)
+    with trading_session(gateway) as (client, log):
         with pytest.raises(GatewayError) as info:
             client.order_stock(ACCOUNT, "600000.SH", BUY, 100, LIMIT, 10.50, "late", "late-1")
         assert info.value.code == "broker_timeout"
@@ -56,7 +53,6 @@ def test_a_counter_that_does_not_answer_gives_broker_timeout_and_the_late_answer
         assert response.data.order_id > 0 and response.data.order_remark == "late-1"
         assert client.query_stock_order(ACCOUNT, response.data.order_id).order_status == 50
         assert client.ping().pending == 0
-        handle.close()
 
 
 def test_two_clients_trading_at_once(gateway: Any) -> None:

@@ -10,7 +10,7 @@ import pytest
 from adapter.client import GatewayError
 from adapter.config import SimConfig
 
-from ..conftest import ACCOUNT, EventLog, prove_live, wait_for
+from ..conftest import ACCOUNT, EventLog, trading_session, wait_for
 
 BUY, SELL, LIMIT = 23, 24, 11
 START_CASH = 1_000_000.0
@@ -80,13 +80,8 @@ def test_marketable_buy_fills_with_events_in_order_and_queries_agree(client: Any
 
 
 def test_partial_fills_progress_55_then_56(gateway_factory: Any) -> None:
-    from adapter.client import Client
-
     gateway = gateway_factory(sim=SimConfig(fill_volume=100))
-    with Client(gateway.router_endpoint, gateway.pub_endpoint, timeout=5.0) as client:
-        log = EventLog()
-        handle = client.subscribe(log)
-        prove_live(client, log)
+    with trading_session(gateway) as (client, log):
         order_id = client.order_stock(ACCOUNT, "000001.SZ", BUY, 300, LIMIT, 12.00).order_id
         log.wait("trade", order_id=order_id)
         assert order_status(client, order_id) == 55
@@ -98,17 +93,11 @@ def test_partial_fills_progress_55_then_56(gateway_factory: Any) -> None:
         assert statuses == [48, 50, 55, 55, 56]
         assert sum(t.data.traded_volume for t in log.of("trade", order_id=order_id)) == 300
         assert client.query_stock_position(ACCOUNT, "000001.SZ").volume == 300
-        handle.close()
 
 
 def test_partly_filled_order_cancelled_is_part_cancelled(gateway_factory: Any) -> None:
-    from adapter.client import Client
-
     gateway = gateway_factory(sim=SimConfig(fill_volume=100))
-    with Client(gateway.router_endpoint, gateway.pub_endpoint, timeout=5.0) as client:
-        log = EventLog()
-        handle = client.subscribe(log)
-        prove_live(client, log)
+    with trading_session(gateway) as (client, log):
         order_id = client.order_stock(ACCOUNT, "000001.SZ", BUY, 300, LIMIT, 12.00).order_id
         log.wait("order", order_id=order_id, order_status=55)
         assert client.cancel_order_stock(ACCOUNT, order_id).cancel_result == 0
@@ -117,7 +106,6 @@ def test_partly_filled_order_cancelled_is_part_cancelled(gateway_factory: Any) -
         order = client.query_stock_order(ACCOUNT, order_id)
         assert (order.order_status, order.traded_volume) == (53, 100)
         wait_for(lambda: client.query_stock_asset(ACCOUNT).frozen_cash == 0, what="frozen cash released")
-        handle.close()
 
 
 def test_async_order_and_cancel_report_through_events(client: Any, event_log: EventLog) -> None:
@@ -159,41 +147,37 @@ def test_cancel_of_an_unknown_order(client: Any, event_log: EventLog) -> None:
 
 
 @pytest.mark.parametrize(
-    "code, side, volume, price, words",
+    "code, side, volume, price, price_type, error_id",
     [
-        ("600000.SH", BUY, 150, 10.60, "lot"),  # not a multiple of 100
-        ("688981.SH", BUY, 100, 90.00, "lot"),  # STAR needs at least 200
-        ("600000.SH", BUY, 100, 10.555, "tick"),
-        ("600000.SH", BUY, 100, 11.67, "limit"),  # limit up is 11.66 (prev close 10.60 + 10%)
-        ("600000.SH", SELL, 100, 9.53, "limit"),  # limit down is 9.54
-        ("600519.SH", BUY, 100_000, 1500.00, "cash"),
-        ("600000.SH", SELL, 100, 10.60, "shares"),  # nothing held
-        ("999999.SH", BUY, 100, 10.00, "code"),
+        ("600000.SH", BUY, 150, 10.60, LIMIT, 130003),  # lot: not a multiple of 100
+        ("688981.SH", BUY, 100, 90.00, LIMIT, 130003),  # lot: STAR needs at least 200
+        ("600000.SH", BUY, 100, 10.555, LIMIT, 130004),  # tick
+        ("600000.SH", BUY, 100, 11.67, LIMIT, 130006),  # limit up is 11.66 (prev close 10.60 + 10%)
+        ("600000.SH", SELL, 100, 9.53, LIMIT, 130006),  # limit down is 9.54
+        ("600519.SH", BUY, 100_000, 1500.00, LIMIT, 120147),  # cash
+        ("600000.SH", SELL, 100, 10.60, LIMIT, 120149),  # shares: nothing held
+        ("999999.SH", BUY, 100, 10.00, LIMIT, 120100),  # unknown code
+        ("600000.SH", BUY, 100, 0, 47, 130002),  # a Shenzhen-only market price type on Shanghai
     ],
 )
 def test_counter_refusals_are_junk_orders_with_an_order_error(
-    client: Any, event_log: EventLog, code: str, side: int, volume: int, price: float, words: str
+    client: Any, event_log: EventLog, code: str, side: int, volume: int, price: float, price_type: int, error_id: int
 ) -> None:
-    response = client.order_stock(ACCOUNT, code, side, volume, LIMIT, price)
+    response = client.order_stock(ACCOUNT, code, side, volume, price_type, price)
     order_id = response.order_id
     assert order_id > 0  # the counter took it and then refused it, as a real one does
     junk = event_log.wait("order", order_id=order_id, order_status=57)[0]
     error = event_log.wait("order_error", order_id=order_id)[0]
-    assert junk.data.status_msg and error.data.error_msg and error.data.error_id != 0
+    assert error.data.error_id == error_id and f"[{error_id}]" in error.data.error_msg
+    assert junk.data.status_msg
     assert order_status(client, order_id) == 57
     assert client.query_stock_asset(ACCOUNT).cash == START_CASH  # nothing frozen or spent
-    assert words  # the rule under test, named for the report
 
 
 def test_t_plus_one_todays_buy_is_not_sellable(gateway_factory: Any) -> None:
-    from adapter.client import Client
-
     sim = SimConfig(positions={ACCOUNT: {"000001.SZ": 500}})
     gateway = gateway_factory(sim=sim)
-    with Client(gateway.router_endpoint, gateway.pub_endpoint, timeout=5.0) as client:
-        log = EventLog()
-        handle = client.subscribe(log)
-        prove_live(client, log)
+    with trading_session(gateway) as (client, log):
         held = client.query_stock_position(ACCOUNT, "000001.SZ")
         assert (held.volume, held.can_use_volume) == (500, 500)
         bought = client.order_stock(ACCOUNT, "000001.SZ", BUY, 200, LIMIT, 12.00).order_id
@@ -207,17 +191,11 @@ def test_t_plus_one_todays_buy_is_not_sellable(gateway_factory: Any) -> None:
         log.wait("order", order_id=sold, order_status=56)
         position = client.query_stock_position(ACCOUNT, "000001.SZ")
         assert (position.volume, position.can_use_volume) == (200, 0)
-        handle.close()
 
 
 def test_resting_sell_freezes_shares_and_fills_when_the_price_rises(gateway_factory: Any) -> None:
-    from adapter.client import Client
-
     gateway = gateway_factory(sim=SimConfig(positions={ACCOUNT: {"600000.SH": 1000}}))
-    with Client(gateway.router_endpoint, gateway.pub_endpoint, timeout=5.0) as client:
-        log = EventLog()
-        handle = client.subscribe(log)
-        prove_live(client, log)
+    with trading_session(gateway) as (client, log):
         order_id = client.order_stock(ACCOUNT, "600000.SH", SELL, 400, LIMIT, 10.80).order_id
         log.wait("order", order_id=order_id, order_status=50)
         position = client.query_stock_position(ACCOUNT, "600000.SH")
@@ -230,7 +208,6 @@ def test_resting_sell_freezes_shares_and_fills_when_the_price_rises(gateway_fact
         assert trade.data.traded_price == 10.80
         asset = client.query_stock_asset(ACCOUNT)
         assert asset.cash == pytest.approx(START_CASH + 4320.0 - trade.data.commission)
-        handle.close()
 
 
 def test_query_of_missing_items_is_nil(client: Any) -> None:

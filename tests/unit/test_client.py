@@ -1,0 +1,717 @@
+"""The client library against a fake gateway: a ROUTER and an XPUB served by one thread.
+
+The fake speaks raw pyzmq on random loopback ports. Its PUB side is an XPUB so a test can
+wait until the client's subscription has reached it (no slow-joiner guessing). Every loop is
+bounded and every wait has a deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import inspect
+import itertools
+import json
+import logging
+import pathlib
+import queue
+import threading
+import time
+from typing import Any, Callable
+
+import pytest
+import zmq
+
+from adapter.client import (
+    CLIENT_CLOSED,
+    INVALID_REPLY,
+    AsyncClient,
+    Client,
+    Event,
+    GatewayError,
+    GatewayTimeout,
+    Record,
+)
+from adapter.client._ops import OpMethods
+from adapter.client.records import EventFormatError, parse_event, to_result
+from adapter.protocol import decode_request, encode_error, encode_event, encode_ok, ops, pack, unpack
+
+ACCOUNT = "1000000365"
+PONG_SEQ = 1_000_000  # the fake numbers its pongs from here, apart from the test's events
+VECTORS = pathlib.Path(__file__).resolve().parents[2] / "proto" / "vectors"
+WAIT = 5.0  # generous deadline for anything that should happen at once
+
+Handler = Callable[["FakeGateway", bytes, dict[str, Any]], None]
+
+
+class FakeGateway:
+    """ROUTER + XPUB on 127.0.0.1; one thread owns both sockets and runs ``handler`` per request.
+
+    Other threads act on the sockets only through :meth:`run`, which queues a function for the
+    server thread.
+    """
+
+    def __init__(self, handler: Handler | None = None, max_life: float = 30.0) -> None:
+        self.ctx = zmq.Context()
+        self.router = self.ctx.socket(zmq.ROUTER)
+        self.router.linger = 0
+        self.pub = self.ctx.socket(zmq.XPUB)
+        self.pub.linger = 0
+        self.pub.setsockopt(zmq.XPUB_VERBOSE, 1)
+        self.router_url = f"tcp://127.0.0.1:{self.router.bind_to_random_port('tcp://127.0.0.1')}"
+        self.pub_url = f"tcp://127.0.0.1:{self.pub.bind_to_random_port('tcp://127.0.0.1')}"
+        self.handler: Handler = handler or reply_from_table
+        self.results: dict[str, Any] = {}
+        self.errors: dict[str, tuple[str, str]] = {}
+        self.held: list[tuple[bytes, Any]] = []  # server thread only
+        self.requests: list[bytes] = []  # raw payloads, in arrival order
+        self.subscriptions: list[bytes] = []  # XPUB messages: b"\x01" + prefix / b"\x00" + prefix
+        self.answer_pongs = True  # publish gateway.pong for ping(publish=true), as the gateway does
+        self.pongs = 0
+        self._cond = threading.Condition()
+        self._commands: queue.Queue[Callable[[FakeGateway], None]] = queue.Queue()
+        self._stop = threading.Event()
+        self._max_life = max_life
+        self._thread = threading.Thread(target=self._serve, name="fake-gateway", daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        poller = zmq.Poller()
+        poller.register(self.router, zmq.POLLIN)
+        poller.register(self.pub, zmq.POLLIN)
+        deadline = time.monotonic() + self._max_life
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            ready = dict(poller.poll(10))
+            while True:
+                try:
+                    command = self._commands.get_nowait()
+                except queue.Empty:
+                    break
+                command(self)
+            if self.router in ready:
+                frames = self.router.recv_multipart()
+                identity, payload = frames[0], frames[-1]
+                with self._cond:
+                    self.requests.append(payload)
+                    self._cond.notify_all()
+                request = unpack(payload)
+                if request.get("op") == "ping" and request.get("publish") and self.answer_pongs:
+                    self.pongs += 1
+                    self.pub.send_multipart(encode_event(PONG_SEQ + self.pongs, 1, "gateway.pong", None, {"id": request["id"]}))
+                self.handler(self, identity, request)
+            if self.pub in ready:
+                message = self.pub.recv()
+                with self._cond:
+                    self.subscriptions.append(message)
+                    self._cond.notify_all()
+
+    # -- server thread ------------------------------------------------------------------
+
+    def reply(self, identity: bytes, payload: bytes) -> None:
+        self.router.send_multipart([identity, payload])
+
+    # -- any thread ---------------------------------------------------------------------
+
+    def run(self, command: Callable[[FakeGateway], None]) -> None:
+        self._commands.put(command)
+
+    def publish(self, seq: int, event_type: str, account_id: str | None, data: dict[str, Any]) -> None:
+        frames = list(encode_event(seq, 1_700_000_000_000_000_000 + seq, event_type, account_id, data))
+        self.run(lambda gateway: gateway.pub.send_multipart(frames))
+
+    def publish_raw(self, frames: list[bytes]) -> None:
+        self.run(lambda gateway: gateway.pub.send_multipart(frames))
+
+    def wait_for(self, predicate: Callable[[], bool], timeout: float = WAIT) -> None:
+        with self._cond:
+            assert self._cond.wait_for(predicate, timeout), "fake gateway: condition not met in time"
+
+    def wait_subscribed(self, *prefixes: bytes) -> None:
+        self.wait_for(lambda: all(b"\x01" + prefix in self.subscriptions for prefix in prefixes))
+
+    def request(self, index: int) -> dict[str, Any]:
+        self.wait_for(lambda: len(self.requests) > index)
+        return unpack(self.requests[index])
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(WAIT)
+        self.router.close()
+        self.pub.close()
+        self.ctx.term()
+
+
+def reply_from_table(gateway: FakeGateway, identity: bytes, request: dict[str, Any]) -> None:
+    """Answer from ``gateway.errors`` / ``gateway.results``; echo the request otherwise."""
+    op = request["op"]
+    if op in gateway.errors:
+        gateway.reply(identity, encode_error(request["id"], *gateway.errors[op]))
+        return
+    result = gateway.results.get(op, {"echo": request})
+    if callable(result):
+        result = result(request)
+    gateway.reply(identity, encode_ok(request["id"], result))
+
+
+def hold_first_then_answer(gateway: FakeGateway, identity: bytes, request: dict[str, Any]) -> None:
+    """Hold the first request; on each later one, send the held (now late) replies first."""
+    if not gateway.held and not gateway.requests[:-1]:
+        gateway.held.append((identity, request["id"]))
+        return
+    for held_identity, held_id in gateway.held:
+        gateway.reply(held_identity, encode_ok(held_id, {"late": True}))
+    gateway.held.clear()
+    gateway.reply(identity, encode_ok(request["id"], {"echo": request}))
+
+
+def unused_endpoint() -> str:
+    """A loopback endpoint nobody listens on, below the ephemeral port range: a connecting
+    socket can then never be handed the same port as its source and connect to itself."""
+    probe = zmq.Context.instance().socket(zmq.ROUTER)
+    port = probe.bind_to_random_port("tcp://127.0.0.1", min_port=20000, max_port=30000)
+    probe.close(linger=0)
+    return f"tcp://127.0.0.1:{port}"
+
+
+@pytest.fixture
+def gateway() -> Any:
+    fake = FakeGateway()
+    yield fake
+    fake.close()
+
+
+@pytest.fixture
+def client(gateway: FakeGateway) -> Any:
+    with Client(gateway.router_url, gateway.pub_url, timeout=WAIT) as blocking:
+        yield blocking
+
+
+ORDER = {"account_id": ACCOUNT, "stock_code": "600000.SH", "order_id": 7}
+
+
+# -- values ---------------------------------------------------------------------------------
+
+
+def test_record_reads_like_an_xttype_object() -> None:
+    record = Record({"cash": 1000.5, "account_id": ACCOUNT, "legs": [{"volume": 100}], "meta": {"a": 1}})
+    assert record.cash == 1000.5
+    assert record["account_id"] == ACCOUNT
+    assert record.legs == [Record(volume=100)]
+    assert record.meta.a == 1
+    assert "cash" in record and "price" not in record
+    assert record.get("price", 0) == 0
+    assert list(record) == ["cash", "account_id", "legs", "meta"] == list(record.keys())
+    assert dict(record)["cash"] == 1000.5
+    assert len(record) == 4
+    assert "cash" in dir(record)
+    with pytest.raises(AttributeError, match="no field 'price'"):
+        _ = record.price
+    with pytest.raises(AttributeError):
+        record.cash = 1  # type: ignore[misc]
+    copy = record.to_dict()
+    copy["legs"][0]["volume"] = 1
+    assert record.legs[0].volume == 100, "to_dict must not share state with the record"
+    assert record == Record(record.to_dict())
+    assert record != Record(cash=1)
+    assert record != record.to_dict(), "a Record equals Records only"
+    assert repr(Record(cash=1.5, account_id="1")) == "Record(cash=1.5, account_id='1')"
+
+
+def test_results_convert_maps_lists_and_nil() -> None:
+    assert to_result(None) is None
+    assert to_result({"seq": 3}) == Record(seq=3)
+    assert to_result([{"a": 1}, {"a": 2}]) == [Record(a=1), Record(a=2)]
+    assert to_result([]) == []
+    assert to_result(5) == 5
+
+
+def test_parse_event_and_reject_malformed() -> None:
+    frames = list(encode_event(9, 123, "order", ACCOUNT, ORDER))
+    event = parse_event(frames)
+    assert event == Event(f"order.{ACCOUNT}", 9, 123, "order", ACCOUNT, Record(ORDER))
+    assert event.data.order_id == 7
+    connection = parse_event(list(encode_event(1, 2, "gateway.connection", None, {"connected": True})))
+    assert (connection.topic, connection.account_id, connection.data.connected) == ("gateway.connection", None, True)
+    for bad in (
+        [b"order.1"],
+        [b"order.1", b"\xc1"],
+        [b"order.1", pack([1, 2])],
+        [b"order.1", pack({"v": 2, "seq": 1, "ts": 1, "type": "order", "data": {}})],
+        [b"order.1", pack({"v": 1, "seq": "x", "ts": 1, "type": "order", "data": {}})],
+    ):
+        with pytest.raises(EventFormatError):
+            parse_event(bad)
+
+
+def test_gateway_timeout_is_a_gateway_error() -> None:
+    timeout = GatewayTimeout("slow", 4, sent=False)
+    assert isinstance(timeout, GatewayError)
+    assert (timeout.code, timeout.message, timeout.request_id, timeout.sent) == ("client_timeout", "slow", 4, False)
+    assert str(GatewayError("unknown_op", "no such op", 1)) == "unknown_op: no such op"
+
+
+# -- the op surface -------------------------------------------------------------------------
+
+
+def test_methods_match_the_protocol_op_table() -> None:
+    for name, spec in ops.OPS.items():
+        method = getattr(OpMethods, name)
+        params = list(inspect.signature(method).parameters.values())[1:]  # skip self
+        positional = [p for p in params if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD]
+        keyword_only = {p.name: p.default for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY}
+        expected = [p for p in spec.all_params if p.name != "account_type"]
+        assert [p.name for p in positional] == [p.name for p in expected], name
+        for param, wire in zip(positional, expected):
+            wanted = inspect.Parameter.empty if wire.required else wire.default
+            assert param.default == wanted, f"{name}.{param.name}"
+        assert keyword_only.pop("timeout") is None
+        assert keyword_only == ({"account_type": "STOCK"} if spec.takes_account else {}), name
+        assert getattr(Client, name) is method and getattr(AsyncClient, name) is method
+
+
+CALLS: list[tuple[str, tuple[Any, ...], dict[str, Any], dict[str, Any]]] = [
+    # method, positional args, keyword args, expected wire arguments
+    ("ping", (), {}, {"publish": False}),
+    (
+        "order_stock",
+        (ACCOUNT, "600000.SH", 23, 100, 11, 10.5),
+        {"order_remark": "r1"},
+        {"account_id": ACCOUNT, "stock_code": "600000.SH", "order_type": 23,
+         "order_volume": 100, "price_type": 11, "price": 10.5, "strategy_name": "", "order_remark": "r1"},
+    ),
+    (
+        "order_stock_async",
+        (ACCOUNT, "000001.SZ", "sell", 200, "latest", 0.0, "s1"),
+        {"account_type": "CREDIT"},
+        {"account_id": ACCOUNT, "account_type": "CREDIT", "stock_code": "000001.SZ", "order_type": "sell",
+         "order_volume": 200, "price_type": "latest", "price": 0.0, "strategy_name": "s1", "order_remark": ""},
+    ),
+    ("cancel_order_stock", (ACCOUNT, 7), {}, {"account_id": ACCOUNT, "order_id": 7}),
+    ("cancel_order_stock_async", (ACCOUNT, 8), {}, {"account_id": ACCOUNT, "order_id": 8}),
+    (
+        "cancel_order_stock_sysid",
+        (ACCOUNT, "SH", "S1"),
+        {},
+        {"account_id": ACCOUNT, "market": "SH", "sysid": "S1"},
+    ),
+    (
+        "cancel_order_stock_sysid_async",
+        (ACCOUNT, 1, "S2"),
+        {},
+        {"account_id": ACCOUNT, "market": 1, "sysid": "S2"},
+    ),
+    ("query_stock_asset", (ACCOUNT,), {}, {"account_id": ACCOUNT}),
+    ("query_stock_positions", (ACCOUNT,), {}, {"account_id": ACCOUNT}),
+    (
+        "query_stock_position",
+        (ACCOUNT, "600000.SH"),
+        {},
+        {"account_id": ACCOUNT, "stock_code": "600000.SH"},
+    ),
+    (
+        "query_stock_orders",
+        (ACCOUNT,),
+        {},
+        {"account_id": ACCOUNT, "cancelable_only": False},
+    ),
+    ("query_stock_order", (ACCOUNT, 7), {}, {"account_id": ACCOUNT, "order_id": 7}),
+    ("query_stock_trades", (ACCOUNT,), {}, {"account_id": ACCOUNT}),
+    ("query_account_infos", (), {}, {}),
+    ("query_account_status", (), {}, {}),
+]
+
+
+def test_every_op_is_encoded_as_the_protocol_envelope(gateway: FakeGateway, client: Client) -> None:
+    assert {name for name, *_ in CALLS} == set(ops.OPS)
+    for index, (name, args, kwargs, wire_args) in enumerate(CALLS):
+        getattr(client, name)(*args, **kwargs)
+        raw = gateway.requests[index]
+        assert unpack(raw) == {"v": 1, "id": index + 1, "op": name, **wire_args}, name
+        request = decode_request(raw)  # the gateway's own decoder accepts it ...
+        assert (request.id, request.op, request.args) == (index + 1, name, wire_args)
+        ops.validate_args(ops.lookup(name), request.args)  # ... and so does its validation
+
+
+def test_generic_call_sends_any_op(gateway: FakeGateway, client: Client) -> None:
+    result = client.call("replay_events", since_seq=5, timeout=2)
+    assert result.echo.to_dict() == {"v": 1, "id": 1, "op": "replay_events", "since_seq": 5}
+
+
+def test_requests_and_replies_match_the_protocol_vectors(gateway: FakeGateway, client: Client) -> None:
+    """Byte for byte: what the client sends for each op is proto/vectors/request.<op>.msgpack,
+    and the client reads reply.<op>.msgpack as the vector's result."""
+    bodies = [json.loads(path.read_text(encoding="utf-8")) for path in VECTORS.glob("request.*.json")]
+    assert {body["op"] for body in bodies} == set(ops.OPS)
+
+    def reply_with_vector(gateway: FakeGateway, identity: bytes, request: dict[str, Any]) -> None:
+        gateway.reply(identity, (VECTORS / f"reply.{request['op']}.msgpack").read_bytes())
+
+    gateway.handler = reply_with_vector
+    for body in sorted(bodies, key=lambda body: body["id"]):
+        op = body["op"]
+        args = {key: value for key, value in body.items() if key not in ("v", "id", "op")}
+        client._ids = itertools.count(body["id"])  # the vector's request id
+        result = getattr(client, op)(**args)
+        assert gateway.requests[-1] == (VECTORS / f"request.{op}.msgpack").read_bytes(), op
+        reply = json.loads((VECTORS / f"reply.{op}.json").read_text(encoding="utf-8"))
+        assert result == to_result(reply["result"]), op
+
+
+def test_error_and_event_vectors(gateway: FakeGateway, client: Client) -> None:
+    for path in sorted(VECTORS.glob("error.*.json")):
+        body = json.loads(path.read_text(encoding="utf-8"))
+        if body["id"] is None:
+            continue  # a reply the gateway could not address to a request: nothing to match
+        wire = path.with_suffix(".msgpack").read_bytes()
+        gateway.handler = lambda gateway, identity, request, wire=wire: gateway.reply(identity, wire)
+        client._ids = itertools.count(body["id"])
+        with pytest.raises(GatewayError) as caught:
+            client.ping()
+        assert (caught.value.code, caught.value.message) == (body["error"]["code"], body["error"]["message"])
+    for path in sorted(VECTORS.glob("event.*.json")):
+        rendering = json.loads(path.read_text(encoding="utf-8"))
+        payload = rendering["payload"]
+        event = parse_event([rendering["topic"].encode(), path.with_suffix(".msgpack").read_bytes()])
+        assert event == Event(
+            rendering["topic"], payload["seq"], payload["ts"], payload["type"], payload["account_id"],
+            Record(payload["data"]),
+        )
+
+
+def test_results_become_records(gateway: FakeGateway, client: Client) -> None:
+    asset = {"account_type": 2, "account_id": ACCOUNT, "cash": 1e6, "frozen_cash": 0.0}
+    gateway.results.update(
+        {
+            "ping": {"server_version": "0.1.0", "protocol_version": 1, "accounts": [ACCOUNT], "connected": True},
+            "query_stock_asset": asset,
+            "query_stock_positions": [{"stock_code": "600000.SH", "volume": 100}, {"stock_code": "000001.SZ"}],
+            "query_stock_position": None,
+            "query_account_infos": [],
+            "order_stock_async": {"seq": 12},
+        }
+    )
+    pong = client.ping()
+    assert isinstance(pong, Record) and pong.protocol_version == 1 and pong.accounts == [ACCOUNT]
+    assert client.query_stock_asset(ACCOUNT) == Record(asset)
+    assert client.query_stock_asset(ACCOUNT).cash == 1e6
+    positions = client.query_stock_positions(ACCOUNT)
+    assert [p.stock_code for p in positions] == ["600000.SH", "000001.SZ"]
+    assert all(isinstance(p, Record) for p in positions)
+    assert client.query_stock_position(ACCOUNT, "600000.SH") is None
+    assert client.query_account_infos() == []
+    assert client.order_stock_async(ACCOUNT, "600000.SH", 23, 100, 11, 10.0).seq == 12
+
+
+def test_error_reply_raises_gateway_error_with_code(gateway: FakeGateway, client: Client) -> None:
+    gateway.errors["order_stock"] = ("invalid_argument", "price: must be a finite number >= 0")
+    with pytest.raises(GatewayError) as caught:
+        client.order_stock(ACCOUNT, "600000.SH", 23, 100, 11, -1.0)
+    assert not isinstance(caught.value, GatewayTimeout)
+    assert caught.value.code == "invalid_argument"
+    assert caught.value.message == "price: must be a finite number >= 0"
+    assert caught.value.request_id == 1
+    gateway.results["ping"] = lambda request: None
+    assert client.ping() is None  # the client goes on after an error reply
+
+
+def test_malformed_reply_raises_invalid_reply(gateway: FakeGateway, client: Client) -> None:
+    def handler(gateway: FakeGateway, identity: bytes, request: dict[str, Any]) -> None:
+        gateway.reply(identity, b"\xc1")  # not msgpack: dropped, cannot be matched
+        gateway.reply(identity, pack({"v": 1, "id": request["id"], "result": 1}))  # no "ok"
+
+    gateway.handler = handler
+    with pytest.raises(GatewayError) as caught:
+        client.ping()
+    assert caught.value.code == INVALID_REPLY
+
+
+def test_timeout_then_late_reply_is_discarded(gateway: FakeGateway, client: Client) -> None:
+    gateway.handler = hold_first_then_answer
+    started = time.monotonic()
+    with pytest.raises(GatewayTimeout) as caught:
+        client.query_stock_asset(ACCOUNT, timeout=0.2)
+    assert 0.15 <= time.monotonic() - started < WAIT
+    assert (caught.value.code, caught.value.request_id, caught.value.sent) == ("client_timeout", 1, True)
+    # The gateway now answers request 1 (late) and then request 2: only request 2's reply counts.
+    result = client.query_stock_order(ACCOUNT, 42)
+    assert "late" not in result and result.echo.id == 2 and result.echo.order_id == 42
+
+
+def test_unreachable_gateway_times_out_without_sending() -> None:
+    with Client(unused_endpoint(), timeout=0.2) as lonely:
+        with pytest.raises(GatewayTimeout) as caught:
+            lonely.ping()
+    assert caught.value.sent is False
+
+
+def test_invalid_timeouts_and_closed_client(gateway: FakeGateway) -> None:
+    blocking = Client(gateway.router_url, gateway.pub_url)
+    for bad in (0, -1, float("inf"), float("nan")):
+        with pytest.raises(ValueError):
+            blocking.ping(timeout=bad)
+    blocking.close()
+    blocking.close()  # idempotent
+    assert blocking.closed
+    with pytest.raises(GatewayError) as caught:
+        blocking.ping()
+    assert caught.value.code == CLIENT_CLOSED
+    with pytest.raises(GatewayError):
+        blocking.events()
+
+
+def test_threads_share_one_client_and_replies_match_by_id(gateway: FakeGateway, client: Client) -> None:
+    def decoy_first(gateway: FakeGateway, identity: bytes, request: dict[str, Any]) -> None:
+        # Replies for ids nobody waits for arrive first; the right one comes last.
+        gateway.reply(identity, encode_ok(request["id"] + 1000, {"decoy": True}))
+        gateway.reply(identity, encode_ok("someone-else", {"decoy": True}))
+        gateway.reply(identity, encode_ok(request["id"], {"order_id": request["order_id"]}))
+
+    gateway.handler = decoy_first
+    calls_per_thread = 25
+    failures: list[str] = []
+
+    def worker(base: int) -> None:
+        for offset in range(calls_per_thread):
+            order_id = base + offset
+            try:
+                result = client.query_stock_order(ACCOUNT, order_id)
+            except Exception as exc:  # reported below, not lost in the thread
+                failures.append(repr(exc))
+                return
+            if result.to_dict() != {"order_id": order_id}:
+                failures.append(f"asked for {order_id}, got {result!r}")
+
+    threads = [threading.Thread(target=worker, args=(base,)) for base in (1, 10_001)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(WAIT * 2)
+    assert not any(thread.is_alive() for thread in threads)
+    assert failures == []
+    assert len(gateway.requests) == 2 * calls_per_thread
+    ids = [unpack(raw)["id"] for raw in gateway.requests]
+    assert sorted(ids) == list(range(1, 2 * calls_per_thread + 1))
+
+
+# -- events, blocking -----------------------------------------------------------------------
+
+
+def test_events_iterator_filters_by_prefix(gateway: FakeGateway, client: Client) -> None:
+    with client.events("order.", "gateway.", timeout=WAIT) as stream:
+        assert not stream.subscribed
+        assert stream.wait_subscribed(WAIT)  # ping(publish=true) until a pong arrives
+        assert stream.subscribed and gateway.pongs >= 1
+        gateway.wait_subscribed(b"order.", b"gateway.")  # the fake's own view agrees
+        gateway.publish(1, "trade", ACCOUNT, {"traded_id": "T1"})
+        gateway.publish(2, "order", ACCOUNT, ORDER)
+        gateway.publish_raw([b"order.bad", b"\xc1"])  # malformed: logged and skipped
+        gateway.publish(3, "asset", ACCOUNT, {"cash": 1.0})
+        gateway.publish(4, "gateway.connection", None, {"connected": False, "reason": "test"})
+        gateway.publish(5, "order", "2000", {**ORDER, "account_id": "2000"})
+        received: list[Event] = []
+        pongs: list[Event] = []
+        for event in stream:
+            (pongs if event.type == "gateway.pong" else received).append(event)
+            if len(received) == 3:
+                break
+        socket = stream._sub
+    assert socket.closed
+    assert [event.seq for event in received] == [2, 4, 5]
+    assert pongs and pongs[0].topic == "gateway.pong"  # "gateway." matches pongs too: they are kept
+    first = received[0]
+    assert (first.topic, first.type, first.account_id) == (f"order.{ACCOUNT}", "order", ACCOUNT)
+    assert first.ts == 1_700_000_000_000_000_002
+    assert first.data == Record(ORDER) and first.data.order_id == 7
+    assert received[1].topic == "gateway.connection" and received[1].account_id is None
+    assert received[2].topic == "order.2000"
+
+
+def test_wait_subscribed_keeps_events_and_hides_unasked_pongs(gateway: FakeGateway, client: Client) -> None:
+    stream = client.events(f"trade.{ACCOUNT}")
+    gateway.wait_subscribed(f"trade.{ACCOUNT}".encode())
+    gateway.publish(1, "trade", ACCOUNT, {"traded_id": "T1"})  # arrives while wait_subscribed reads
+    assert stream.wait_subscribed(WAIT)
+    event = stream.receive(WAIT)
+    assert event is not None and event.seq == 1
+    assert stream.receive(0.05) is None  # the pongs did not match the stream's prefix
+    stream.close()
+
+
+def test_wait_subscribed_gives_up_after_its_timeout(gateway: FakeGateway, client: Client) -> None:
+    gateway.answer_pongs = False
+    with client.events("order.") as stream:
+        started = time.monotonic()
+        assert stream.wait_subscribed(0.3) is False
+        assert 0.25 <= time.monotonic() - started < WAIT
+    assert len(gateway.requests) >= 2, "it pings again while it waits"
+
+
+def test_events_iterator_stops_after_idle_timeout(gateway: FakeGateway, client: Client) -> None:
+    stream = client.events(timeout=0.2)
+    started = time.monotonic()
+    assert list(stream) == []
+    assert 0.15 <= time.monotonic() - started < WAIT
+    assert stream.closed
+    with pytest.raises(RuntimeError):
+        stream.receive(0.1)
+
+
+def test_events_receive_and_socket_closed_when_dropped(gateway: FakeGateway, client: Client) -> None:
+    stream = client.events()  # no prefix: everything
+    gateway.wait_subscribed(b"")
+    assert stream.receive(0.05) is None
+    gateway.publish(1, "position", ACCOUNT, {"stock_code": "600000.SH"})
+    event = stream.receive(WAIT)
+    assert event is not None and event.topic == f"position.{ACCOUNT}"
+    socket = stream._sub
+    del stream
+    gc.collect()
+    assert socket.closed
+
+
+def test_subscribe_delivers_matching_events_and_survives_callback_errors(
+    gateway: FakeGateway, client: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    delivered: queue.Queue[Event] = queue.Queue()
+    threads: set[str] = set()
+
+    def callback(event: Event) -> None:
+        threads.add(threading.current_thread().name)
+        if event.seq == 1:
+            raise RuntimeError("strategy bug")
+        delivered.put(event)
+
+    with caplog.at_level(logging.ERROR, logger="adapter.client.sync"):
+        handle = client.subscribe(callback, f"trade.{ACCOUNT}")
+        assert handle.wait_subscribed(WAIT) and handle.subscribed
+        gateway.publish(1, "trade", ACCOUNT, {"traded_id": "T1"})
+        gateway.publish(2, "order", ACCOUNT, ORDER)
+        gateway.publish(3, "trade", ACCOUNT, {"traded_id": "T3"})
+        gateway.publish(4, "trade", "2000", {"traded_id": "other account"})
+        gateway.publish(5, "trade", ACCOUNT, {"traded_id": "T5"})
+        got = [delivered.get(timeout=WAIT).seq for _ in range(2)]
+    assert got == [3, 5]  # 1 raised, 2 and 4 and the pongs did not match; delivery is in order
+    assert delivered.empty()
+    assert any("event callback failed" in record.getMessage() for record in caplog.records)
+    assert len(threads) == 1 and threading.current_thread().name not in threads
+    handle.close()
+    assert handle.closed and not handle.alive
+
+
+def test_closing_the_client_closes_its_subscriptions(gateway: FakeGateway) -> None:
+    blocking = Client(gateway.router_url, gateway.pub_url)
+    handle = blocking.subscribe(lambda event: None)
+    assert handle.alive
+    blocking.close()
+    assert handle.closed and not handle.alive
+
+
+# -- asyncio --------------------------------------------------------------------------------
+
+
+def test_async_many_calls_in_flight_answered_out_of_order(gateway: FakeGateway) -> None:
+    count = 40
+
+    def answer_in_reverse(gateway: FakeGateway, identity: bytes, request: dict[str, Any]) -> None:
+        gateway.held.append((identity, request))
+        if len(gateway.held) == count:  # every call is in flight at once: answer last-first
+            for held_identity, held in reversed(gateway.held):
+                gateway.reply(held_identity, encode_ok(held["id"], {"order_id": held["order_id"]}))
+            gateway.held.clear()
+
+    gateway.handler = answer_in_reverse
+
+    async def main() -> list[Any]:
+        async with AsyncClient(gateway.router_url, gateway.pub_url, timeout=WAIT) as client:
+            return await asyncio.gather(*(client.query_stock_order(ACCOUNT, 100 + n) for n in range(count)))
+
+    results = asyncio.run(main())
+    assert [result.order_id for result in results] == [100 + n for n in range(count)]
+    assert len(gateway.requests) == count
+
+
+def test_async_errors_timeouts_and_close(gateway: FakeGateway) -> None:
+    gateway.handler = hold_first_then_answer
+
+    async def main() -> None:
+        client = AsyncClient(gateway.router_url, gateway.pub_url, timeout=WAIT)
+        with pytest.raises(GatewayTimeout) as caught:
+            await client.ping(timeout=0.2)
+        assert (caught.value.request_id, caught.value.sent) == (1, True)
+        result = await client.query_stock_order(ACCOUNT, 5)  # the late reply to 1 is dropped
+        assert result.echo.id == 2 and result.echo.order_id == 5
+
+        gateway.handler = reply_from_table
+        gateway.errors["cancel_order_stock"] = ("unknown_account", "no account 9")
+        with pytest.raises(GatewayError) as error:
+            await client.cancel_order_stock("9", 5)
+        assert (error.value.code, error.value.request_id) == ("unknown_account", 3)
+        gateway.results["query_stock_trades"] = [{"traded_id": "T1"}]
+        assert await client.query_stock_trades(ACCOUNT) == [Record(traded_id="T1")]
+
+        gateway.handler = lambda gateway, identity, request: None  # never answers
+        pending = asyncio.ensure_future(client.ping())
+        await asyncio.to_thread(gateway.wait_for, lambda: len(gateway.requests) == 5)
+        await client.close()
+        with pytest.raises(GatewayError) as closed:
+            await pending
+        assert closed.value.code == CLIENT_CLOSED
+        with pytest.raises(GatewayError) as after:
+            await client.ping()
+        assert after.value.code == CLIENT_CLOSED
+
+    asyncio.run(asyncio.wait_for(main(), 3 * WAIT))
+
+
+def test_async_unreachable_gateway_times_out_without_sending() -> None:
+    endpoint = unused_endpoint()
+
+    async def main() -> GatewayTimeout:
+        async with AsyncClient(endpoint, timeout=0.2) as client:
+            with pytest.raises(GatewayTimeout) as caught:
+                await client.ping()
+            return caught.value
+
+    assert asyncio.run(main()).sent is False
+
+
+def test_async_events_and_subscription(gateway: FakeGateway) -> None:
+    async def main() -> None:
+        async with AsyncClient(gateway.router_url, gateway.pub_url, timeout=WAIT) as client:
+            delivered: asyncio.Queue[Event] = asyncio.Queue()
+
+            async def callback(event: Event) -> None:
+                if event.seq == 1:
+                    raise RuntimeError("strategy bug")
+                await delivered.put(event)
+
+            handle = client.subscribe(callback, "trade.")
+            stream = client.events("order.", timeout=WAIT)
+            assert await stream.wait_subscribed(WAIT) and stream.subscribed
+            assert await handle.wait_subscribed(WAIT) and handle.subscribed
+            gateway.publish(1, "trade", ACCOUNT, {"traded_id": "T1"})
+            gateway.publish(2, "asset", ACCOUNT, {"cash": 1.0})
+            gateway.publish(3, "order", ACCOUNT, ORDER)
+            gateway.publish(4, "trade", ACCOUNT, {"traded_id": "T4"})
+            gateway.publish(5, "order", ACCOUNT, {**ORDER, "order_id": 8})
+            seqs = []
+            async for event in stream:
+                seqs.append(event.seq)
+                if len(seqs) == 2:
+                    break
+            assert seqs == [3, 5]
+            assert (await asyncio.wait_for(delivered.get(), WAIT)).seq == 4
+            stream.close()
+            assert stream.closed
+            idle = client.events(timeout=0.1)
+            assert [event async for event in idle] == [] and idle.closed
+        assert handle.closed  # closed with the client
+
+    asyncio.run(asyncio.wait_for(main(), 3 * WAIT))
+
+
+def test_no_pickle_on_the_wire() -> None:
+    package = pathlib.Path(__file__).resolve().parents[2] / "adapter" / "client"
+    for source in package.glob("*.py"):
+        text = source.read_text(encoding="utf-8")
+        assert "send_pyobj" not in text and "recv_pyobj" not in text, source.name
