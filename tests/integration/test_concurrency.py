@@ -128,3 +128,20 @@ def test_async_client_many_calls_in_flight(gateway: Any) -> None:
             stream.close()
 
     asyncio.run(scenario())
+
+
+def test_lost_counter_connection_is_published_and_refused_cleanly(gateway: Any) -> None:
+    with trading_session(gateway) as (client, log):
+        order_id = client.order_stock(ACCOUNT, "600000.SH", BUY, 100, LIMIT, 10.40).order_id
+        gateway.broker.counter.drop_connections("exchange link down")
+        down = log.wait("gateway.connection", connected=False)[0]
+        assert down.account_id is None and down.topic == "gateway.connection"
+        info = client.ping()
+        assert info.connected is False
+        with pytest.raises(GatewayError) as refused:
+            client.order_stock(ACCOUNT, "600000.SH", BUY, 100, LIMIT, 10.40)
+        assert refused.value.code == "broker_unavailable" and "retry" in refused.value.message
+        with pytest.raises(GatewayError) as query:
+            client.query_stock_order(ACCOUNT, order_id)
+        assert query.value.code == "broker_unavailable"
+        assert client.ping().last_seq == info.last_seq  # nothing else happened meanwhile
