@@ -8,6 +8,7 @@ bounded and every wait has a deadline.
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import inspect
 import itertools
@@ -15,6 +16,8 @@ import json
 import logging
 import pathlib
 import queue
+import random
+import socket
 import threading
 import time
 from typing import Any, Callable
@@ -69,7 +72,7 @@ class FakeGateway:
         self.answer_pongs = True  # publish gateway.pong for ping(publish=true), as the gateway does
         self.pongs = 0
         self._cond = threading.Condition()
-        self._commands: queue.Queue[Callable[[FakeGateway], None]] = queue.Queue()
+        self._commands: queue.Queue[Callable[[FakeGateway], object]] = queue.Queue()
         self._stop = threading.Event()
         self._max_life = max_life
         self._thread = threading.Thread(target=self._serve, name="fake-gateway", daemon=True)
@@ -112,7 +115,7 @@ class FakeGateway:
 
     # -- any thread ---------------------------------------------------------------------
 
-    def run(self, command: Callable[[FakeGateway], None]) -> None:
+    def run(self, command: Callable[[FakeGateway], object]) -> None:
         self._commands.put(command)
 
     def publish(self, seq: int, event_type: str, account_id: str | None, data: dict[str, Any]) -> None:
@@ -128,10 +131,6 @@ class FakeGateway:
 
     def wait_subscribed(self, *prefixes: bytes) -> None:
         self.wait_for(lambda: all(b"\x01" + prefix in self.subscriptions for prefix in prefixes))
-
-    def request(self, index: int) -> dict[str, Any]:
-        self.wait_for(lambda: len(self.requests) > index)
-        return unpack(self.requests[index])
 
     def close(self) -> None:
         self._stop.set()
@@ -153,6 +152,11 @@ def reply_from_table(gateway: FakeGateway, identity: bytes, request: dict[str, A
     gateway.reply(identity, encode_ok(request["id"], result))
 
 
+def reply_with(wire: bytes, gateway: FakeGateway, identity: bytes, request: dict[str, Any]) -> None:
+    """Answer every request with the same bytes."""
+    gateway.reply(identity, wire)
+
+
 def hold_first_then_answer(gateway: FakeGateway, identity: bytes, request: dict[str, Any]) -> None:
     """Hold the first request; on each later one, send the held (now late) replies first."""
     if not gateway.held and not gateway.requests[:-1]:
@@ -165,12 +169,22 @@ def hold_first_then_answer(gateway: FakeGateway, identity: bytes, request: dict[
 
 
 def unused_endpoint() -> str:
-    """A loopback endpoint nobody listens on, below the ephemeral port range: a connecting
-    socket can then never be handed the same port as its source and connect to itself."""
-    probe = zmq.Context.instance().socket(zmq.ROUTER)
-    port = probe.bind_to_random_port("tcp://127.0.0.1", min_port=20000, max_port=30000)
-    probe.close(linger=0)
-    return f"tcp://127.0.0.1:{port}"
+    """A loopback endpoint nobody listens on.
+
+    A plain socket is bound (never listening) and closed at once; a zmq probe would keep
+    listening for a moment after close(). The port is below the ephemeral range, so a
+    connecting socket is never handed it as its source port and connected to itself.
+    """
+    for port in random.sample(range(20000, 30000), 200):
+        probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            probe.close()
+        return f"tcp://127.0.0.1:{port}"
+    raise RuntimeError("no free loopback port between 20000 and 30000")
 
 
 @pytest.fixture
@@ -207,7 +221,7 @@ def test_record_reads_like_an_xttype_object() -> None:
     with pytest.raises(AttributeError, match="no field 'price'"):
         _ = record.price
     with pytest.raises(AttributeError):
-        record.cash = 1  # type: ignore[misc]
+        record.cash = 1
     copy = record.to_dict()
     copy["legs"][0]["volume"] = 1
     assert record.legs[0].volume == 100, "to_dict must not share state with the record"
@@ -363,7 +377,7 @@ def test_error_and_event_vectors(gateway: FakeGateway, client: Client) -> None:
         if body["id"] is None:
             continue  # a reply the gateway could not address to a request: nothing to match
         wire = path.with_suffix(".msgpack").read_bytes()
-        gateway.handler = lambda gateway, identity, request, wire=wire: gateway.reply(identity, wire)
+        gateway.handler = functools.partial(reply_with, wire)
         client._ids = itertools.count(body["id"])
         with pytest.raises(GatewayError) as caught:
             client.ping()
@@ -392,8 +406,9 @@ def test_results_become_records(gateway: FakeGateway, client: Client) -> None:
     )
     pong = client.ping()
     assert isinstance(pong, Record) and pong.protocol_version == 1 and pong.accounts == [ACCOUNT]
-    assert client.query_stock_asset(ACCOUNT) == Record(asset)
-    assert client.query_stock_asset(ACCOUNT).cash == 1e6
+    fetched = client.query_stock_asset(ACCOUNT)
+    assert fetched == Record(asset)
+    assert fetched is not None and fetched.cash == 1e6
     positions = client.query_stock_positions(ACCOUNT)
     assert [p.stock_code for p in positions] == ["600000.SH", "000001.SZ"]
     assert all(isinstance(p, Record) for p in positions)
@@ -434,7 +449,7 @@ def test_timeout_then_late_reply_is_discarded(gateway: FakeGateway, client: Clie
     assert (caught.value.code, caught.value.request_id, caught.value.sent) == ("client_timeout", 1, True)
     # The gateway now answers request 1 (late) and then request 2: only request 2's reply counts.
     result = client.query_stock_order(ACCOUNT, 42)
-    assert "late" not in result and result.echo.id == 2 and result.echo.order_id == 42
+    assert result is not None and "late" not in result and result.echo.id == 2 and result.echo.order_id == 42
 
 
 def test_unreachable_gateway_times_out_without_sending() -> None:
@@ -478,7 +493,7 @@ def test_threads_share_one_client_and_replies_match_by_id(gateway: FakeGateway, 
             except Exception as exc:  # reported below, not lost in the thread
                 failures.append(repr(exc))
                 return
-            if result.to_dict() != {"order_id": order_id}:
+            if result is None or result.to_dict() != {"order_id": order_id}:
                 failures.append(f"asked for {order_id}, got {result!r}")
 
     threads = [threading.Thread(target=worker, args=(base,)) for base in (1, 10_001)]
@@ -514,8 +529,8 @@ def test_events_iterator_filters_by_prefix(gateway: FakeGateway, client: Client)
             (pongs if event.type == "gateway.pong" else received).append(event)
             if len(received) == 3:
                 break
-        socket = stream._sub
-    assert socket.closed
+        sub_socket = stream._sub
+    assert sub_socket.closed
     assert [event.seq for event in received] == [2, 4, 5]
     assert pongs and pongs[0].topic == "gateway.pong"  # "gateway." matches pongs too: they are kept
     first = received[0]
@@ -563,10 +578,10 @@ def test_events_receive_and_socket_closed_when_dropped(gateway: FakeGateway, cli
     gateway.publish(1, "position", ACCOUNT, {"stock_code": "600000.SH"})
     event = stream.receive(WAIT)
     assert event is not None and event.topic == f"position.{ACCOUNT}"
-    socket = stream._sub
+    sub_socket = stream._sub
     del stream
     gc.collect()
-    assert socket.closed
+    assert sub_socket.closed
 
 
 def test_subscribe_delivers_matching_events_and_survives_callback_errors(
@@ -639,7 +654,7 @@ def test_async_errors_timeouts_and_close(gateway: FakeGateway) -> None:
             await client.ping(timeout=0.2)
         assert (caught.value.request_id, caught.value.sent) == (1, True)
         result = await client.query_stock_order(ACCOUNT, 5)  # the late reply to 1 is dropped
-        assert result.echo.id == 2 and result.echo.order_id == 5
+        assert result is not None and result.echo.id == 2 and result.echo.order_id == 5
 
         gateway.handler = reply_from_table
         gateway.errors["cancel_order_stock"] = ("unknown_account", "no account 9")

@@ -1,0 +1,39 @@
+"""Strategy-side client of the qmt-zmq-adapter gateway, blocking and asyncio.
+
+Methods are named and parameterised like ``XtQuantTrader``'s, with ``account_id`` (and
+keyword-only ``account_type``) in place of the account object::
+
+    from adapter.client import Client
+
+    with Client("tcp://gateway:5555", "tcp://gateway:5556") as client:
+        asset = client.query_stock_asset("1000000365")
+        print(asset.cash)
+        reply = client.order_stock("1000000365", "600000.SH", 23, 100, 11, 10.5)
+        for event in client.events("order.1000000365", timeout=5):
+            print(event.seq, event.data.order_status)
+
+Every failure raises :class:`GatewayError` (``.code`` is a stable string); a call without a
+reply in time raises :class:`GatewayTimeout`. :class:`Client` serialises calls from several
+threads; :class:`AsyncClient` runs any number of calls at once.
+"""
+
+from .aio import AsyncClient, AsyncEventStream, AsyncSubscription
+from .errors import CLIENT_CLOSED, CLIENT_TIMEOUT, INVALID_REPLY, GatewayError, GatewayTimeout
+from .records import Event, Record
+from .sync import Client, EventStream, Subscription
+
+__all__ = [
+    "CLIENT_CLOSED",
+    "CLIENT_TIMEOUT",
+    "INVALID_REPLY",
+    "AsyncClient",
+    "AsyncEventStream",
+    "AsyncSubscription",
+    "Client",
+    "Event",
+    "EventStream",
+    "GatewayError",
+    "GatewayTimeout",
+    "Record",
+    "Subscription",
+]

@@ -1,0 +1,128 @@
+"""Socket-level helpers shared by the blocking and the asyncio client.
+
+Reply decoding, topic prefixes and the SUB socket set-up (which also listens for the
+gateway's pongs, the proof that a subscription is live) live here once, so both drivers behave
+the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any, Sequence
+
+import zmq
+
+from adapter.protocol import PROTOCOL_VERSION, ProtocolError, events, unpack
+
+from .errors import INVALID_REPLY, GatewayError
+from .records import to_result
+
+logger = logging.getLogger(__name__)
+
+# The gateway is trusted, and list queries of a busy day can be large: no practical cap.
+MAX_REPLY_SIZE = 1 << 30
+# Events are queued in the SUB socket until read; ZeroMQ drops beyond this (default 1000).
+EVENT_RECEIVE_HWM = 100_000
+# Every SUB also takes the gateway's answers to ping(publish=true), the proof of a live subscription.
+PONG_TOPIC = events.PONG.encode()
+FIRST_PONG_WAIT = 0.02  # seconds to wait for a pong after the first ping
+
+
+def check_timeout(timeout: float | None, default: float) -> float:
+    """The effective time-out of one call, in seconds; every call has a finite one."""
+    value = default if timeout is None else timeout
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"timeout must be a number of seconds, got {value!r}")
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"timeout must be a finite number of seconds > 0, got {value!r}")
+    return float(value)
+
+
+def to_milliseconds(seconds: float) -> int:
+    """A poll time-out in whole milliseconds, never rounding a positive wait down to zero."""
+    return max(0, math.ceil(seconds * 1000))
+
+
+def decode_reply(frames: Sequence[bytes]) -> tuple[Any, dict[str, Any]] | None:
+    """The ``(id, body)`` of a reply, or None when it cannot be read or matched to a request.
+
+    The payload is the last frame, so a reply that mirrors a REQ-style empty delimiter is read
+    the same way.
+    """
+    if not frames:
+        return None
+    payload = frames[-1]
+    try:
+        body = unpack(payload, max_size=MAX_REPLY_SIZE)
+    except ProtocolError as exc:
+        logger.warning("dropping an unreadable reply (%d bytes): %s", len(payload), exc.message)
+        return None
+    if not isinstance(body, dict) or "id" not in body:
+        logger.warning("dropping a reply without a request id: %.200r", body)
+        return None
+    return body["id"], body
+
+
+def reply_outcome(request_id: Any, body: dict[str, Any]) -> Any:
+    """The converted result of a matched reply, or raise the GatewayError it carries."""
+    if body.get("v") != PROTOCOL_VERSION:
+        raise GatewayError(
+            INVALID_REPLY, f"reply speaks protocol version {body.get('v')!r}, expected {PROTOCOL_VERSION}", request_id
+        )
+    ok = body.get("ok")
+    if ok is True:
+        return to_result(body.get("result"))
+    if ok is False:
+        error = body.get("error")
+        if isinstance(error, dict) and isinstance(error.get("code"), str):
+            raise GatewayError(error["code"], str(error.get("message", "")), request_id)
+        raise GatewayError(INVALID_REPLY, f"error reply without an error code: {error!r:.200}", request_id)
+    raise GatewayError(INVALID_REPLY, f"reply has no boolean 'ok' field: {ok!r:.50}", request_id)
+
+
+def topic_prefixes(prefixes: Sequence[str | bytes]) -> list[bytes]:
+    """SUB filters for the given topic prefixes; none means every event."""
+    if not prefixes:
+        return [b""]
+    result = []
+    for prefix in prefixes:
+        if isinstance(prefix, str):
+            result.append(prefix.encode("utf-8"))
+        elif isinstance(prefix, bytes):
+            result.append(prefix)
+        else:
+            raise TypeError(f"topic prefix must be str or bytes, got {prefix!r}")
+    return result
+
+
+def topic_matches(topic: bytes, prefixes: Sequence[bytes]) -> bool:
+    """The SUB rule: a topic matches when it starts with one of the prefixes."""
+    return any(topic.startswith(prefix) for prefix in prefixes)
+
+
+def open_subscriber(context: zmq.Context[Any], url: str, prefixes: Sequence[bytes]) -> Any:
+    """A SUB socket connected to ``url``, filtering on ``prefixes`` and on ``gateway.pong``.
+
+    The pong subscription lets :func:`wait_subscribed`-style helpers prove the subscription
+    is live; receivers drop pongs that match none of the caller's own prefixes. Works for
+    plain and asyncio contexts alike.
+    """
+    sub = context.socket(zmq.SUB)
+    try:
+        sub.setsockopt(zmq.LINGER, 0)
+        sub.setsockopt(zmq.RCVHWM, EVENT_RECEIVE_HWM)
+        for prefix in prefixes:
+            sub.setsockopt(zmq.SUBSCRIBE, prefix)
+        sub.setsockopt(zmq.SUBSCRIBE, PONG_TOPIC)
+        sub.connect(url)
+    except BaseException:
+        sub.close(linger=0)
+        raise
+    logger.debug("subscribed to %s with prefixes %r", url, list(prefixes))
+    return sub
+
+
+def next_pong_wait(interval: float) -> float:
+    """How long to wait for the next pong: short at first, then backing off to half a second."""
+    return min(interval * 2, 0.5)
