@@ -214,7 +214,10 @@ def _cmd_tail(client: Any, args: argparse.Namespace) -> int:
             return EXIT_UNREACHABLE
         topics = ", ".join(args.prefix) or "all events"
         print(f"# subscribed to {topics} at {args.pub}", flush=True)
+        show_pongs = any(prefix.startswith("gateway.p") for prefix in args.prefix)
         for event in stream:
+            if event.type == "gateway.pong" and not show_pongs:
+                continue  # our own readiness probe
             print(format_event(event), flush=True)
             count += 1
             if args.count and count >= args.count:
@@ -284,7 +287,8 @@ def format_event(event: Any) -> str:
 
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
-        return f"{value:.3f}".rstrip("0").rstrip(".") if value != int(value) else f"{value:.2f}"
+        text = f"{value:.4f}".rstrip("0")  # at least two decimals, more only when they carry a value
+        return text + "0" * max(0, 2 - len(text.split(".")[1]))
     return "-" if value is None else str(value)
 
 
