@@ -61,6 +61,11 @@ class Config:
     accounts: tuple[str, ...] = (DEFAULT_ACCOUNT,)  # fund accounts to subscribe and serve
     max_message_size: int = 64 * 1024  # bytes; larger command frames drop the sender's connection
     broker_timeout: float = 10.0  # seconds to wait for the counter before answering broker_timeout
+    data_dir: str = "qmt-adapter-data"  # the journal (journal.sqlite3) lives here
+    journal_sync: str = "normal"  # "normal": survives a process crash; "full": also a power cut (slower)
+    retention_days: float = 7.0  # journaled events older than this are dropped; 0 keeps them by age
+    retention_bytes: int = 1 << 30  # payload bytes kept at most; 0: no size bound
+    heartbeat_interval: float = 1.0  # seconds between gateway.heartbeat events; 0 disables them
     log_level: str = "INFO"
     sim: SimConfig = field(default_factory=SimConfig)
 
@@ -75,6 +80,10 @@ class Config:
             raise ConfigError("max_message_size must be at least 1024 bytes")
         if self.broker_timeout <= 0:
             raise ConfigError("broker_timeout must be > 0")
+        if self.journal_sync not in ("normal", "full"):
+            raise ConfigError(f"journal_sync must be 'normal' or 'full', got {self.journal_sync!r}")
+        if self.retention_days < 0 or self.retention_bytes < 0 or self.heartbeat_interval < 0:
+            raise ConfigError("retention_days, retention_bytes and heartbeat_interval must be >= 0")
         self.sim.validate()
 
 

@@ -125,9 +125,9 @@ def event_topic(event_type: str, account_id: str | None) -> str:
 
 
 def encode_event(
-    seq: int, ts: int, event_type: str, account_id: str | None, data: dict[str, Any]
+    seq: int | None, ts: int, event_type: str, account_id: str | None, data: dict[str, Any], epoch: str
 ) -> tuple[bytes, bytes]:
-    """Return the two PUB frames ``[topic, payload]``."""
+    """Return the two PUB frames ``[topic, payload]``; ``seq`` is None for control events."""
     payload = pack(
         {
             "v": PROTOCOL_VERSION,
@@ -135,6 +135,7 @@ def encode_event(
             "ts": ts,
             "type": event_type,
             "account_id": account_id,
+            "epoch": epoch,
             "data": data,
         }
     )

@@ -15,6 +15,7 @@ UNKNOWN_ACCOUNT: Final = "unknown_account"
 BROKER_UNAVAILABLE: Final = "broker_unavailable"
 BROKER_TIMEOUT: Final = "broker_timeout"
 BROKER_ERROR: Final = "broker_error"
+SEQ_EXPIRED: Final = "seq_expired"  # replay asked for events the journal no longer keeps
 INTERNAL_ERROR: Final = "internal_error"
 
 ALL_CODES: Final = (
@@ -29,6 +30,7 @@ ALL_CODES: Final = (
     BROKER_UNAVAILABLE,
     BROKER_TIMEOUT,
     BROKER_ERROR,
+    SEQ_EXPIRED,
     INTERNAL_ERROR,
 )
 

@@ -53,14 +53,20 @@ CALLBACK_EVENTS: Final[dict[str, tuple[str, tuple[str, ...]]]] = {
     "on_cancel_order_stock_async_response": ("cancel_response", CANCEL_RESPONSE_FIELDS),
 }
 CONNECTION: Final = "gateway.connection"
-# Answers ping(publish=true): lets a subscriber prove its subscription is live.
+# Control events: not journaled, their envelope seq is nil.
+# PONG answers ping(publish=true): lets a subscriber prove its subscription is live.
 PONG: Final = "gateway.pong"
 PONG_FIELDS: Final = ("id",)
+# HEARTBEAT tells a quiet subscriber the stream is alive and how far it has got.
+HEARTBEAT: Final = "gateway.heartbeat"
+HEARTBEAT_FIELDS: Final = ("last_seq", "connected", "interval")
+CONTROL_EVENTS: Final = frozenset({PONG, HEARTBEAT})
 
 EVENT_FIELDS: Final[dict[str, tuple[str, ...]]] = {
     **{etype: fields for etype, fields in CALLBACK_EVENTS.values()},
     CONNECTION: CONNECTION_FIELDS,
     PONG: PONG_FIELDS,
+    HEARTBEAT: HEARTBEAT_FIELDS,
 }
 
 # Query op -> fields of each result record.

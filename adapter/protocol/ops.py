@@ -14,6 +14,8 @@ from typing import Any, Callable
 from . import errors, mapping
 
 MAX_TEXT_LENGTH = 256
+MAX_REPLAY_LIMIT = 10_000
+MAX_PREFIXES = 64
 _STOCK_CODE = re.compile(r"^[0-9A-Za-z]{1,16}\.[A-Za-z]{2,4}$")
 
 # How the gateway executes an op.
@@ -70,6 +72,23 @@ def as_price(name: str, value: Any) -> float:
     if not math.isfinite(price) or price < 0:
         raise _fail(name, f"must be a finite number >= 0, got {_describe(value)}")
     return price
+
+
+def as_replay_limit(name: str, value: Any) -> int:
+    limit = as_positive_int(name, value)
+    if limit > MAX_REPLAY_LIMIT:
+        raise _fail(name, f"at most {MAX_REPLAY_LIMIT}, got {limit}")
+    return limit
+
+
+def as_optional_seq(name: str, value: Any) -> int | None:
+    return None if value is None else as_positive_int(name, value)
+
+
+def as_prefixes(name: str, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, (list, tuple)) or len(value) > MAX_PREFIXES:
+        raise _fail(name, f"expected an array of at most {MAX_PREFIXES} topic prefixes, got {_describe(value)}")
+    return tuple(as_text(f"{name}[{i}]", prefix) for i, prefix in enumerate(value))
 
 
 def as_bool(name: str, value: Any) -> bool:
@@ -185,6 +204,20 @@ OPS: dict[str, OpSpec] = {
             takes_account=False,
             doc="gateway health and identity",
         ),
+        OpSpec(
+            "replay",
+            GATEWAY,
+            (
+                Param("from_seq", as_positive_int, doc="first seq wanted"),
+                Param("to_seq", as_optional_seq, None, "last seq wanted (default: the newest)"),
+                Param("prefixes", as_prefixes, (), "topic prefixes, as for SUB; none: every event"),
+                Param("limit", as_replay_limit, 1000, f"events per page, at most {MAX_REPLAY_LIMIT}"),
+            ),
+            takes_account=False,
+            doc="journaled events from a seq, a page at a time",
+        ),
+        OpSpec("snapshot", GATEWAY, doc="asset, positions, today's orders and trades, as of a seq"),
+        OpSpec("journal_info", GATEWAY, takes_account=False, doc="the journal's span, size and epoch"),
         OpSpec("order_stock", ORDER, _ORDER_PARAMS, doc="place an order; replies with its order id"),
         OpSpec("order_stock_async", ORDER_ASYNC, _ORDER_PARAMS, doc="place an order; replies with a seq"),
         OpSpec("cancel_order_stock", CANCEL, _CANCEL_PARAMS, doc="cancel by order id"),
