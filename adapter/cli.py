@@ -48,6 +48,7 @@ def _serve(args: argparse.Namespace) -> int:
             qmt_path=args.qmt_path,
             session_id=args.session_id,
             accounts=args.account or None,
+            data_dir=args.data_dir,
             log_level=args.log_level,
         )
     except ConfigError as exc:
@@ -332,6 +333,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--qmt-path", help="QMT's userdata_mini folder (backend qmt)")
     serve.add_argument("--session-id", type=int, help="xtquant session id (default: a fresh random one)")
     serve.add_argument("--account", action="append", metavar="ID", help="fund account to serve; repeatable (default 1000000365)")
+    serve.add_argument("--data-dir", metavar="DIR", help="where the event journal lives (default ./qmt-adapter-data)")
     serve.add_argument("--config", metavar="FILE", help="TOML file with the same settings; flags override it")
     serve.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
 

@@ -1,7 +1,7 @@
 """Writes proto/vectors/: one request, one reply per op, one payload per event type.
 
 Each vector is ``NAME.msgpack`` (the exact bytes on the wire) beside ``NAME.json`` (a
-readable rendering; for events also the topic frame). Run from the repository root:
+readable rendering; for events also the topic frame; msgpack bin as ``{"$bin": "<hex>"}``). Run from the repository root:
 ``python proto/generate_vectors.py``. tests/unit/test_vectors.py checks the codec
 against every file, so a client in any language can be checked against the same files.
 """
@@ -17,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from adapter.protocol import encode_error, encode_event, encode_ok, encode_request, events  # noqa: E402
 
 ACCOUNT = "1000000365"
+EPOCH = "5f0c1e2d3b4a6978"
 OUT = Path(__file__).resolve().parent / "vectors"
 
 ASSET = dict(zip(events.ASSET_FIELDS, [2, ACCOUNT, 997864.47, 0.0, 2120.0, 999984.47, 997864.47]))
@@ -69,7 +70,23 @@ OPS = {
     "ping": (
         {"publish": False},
         {"server_version": "0.1.0", "protocol_version": 1, "backend": "sim", "session_id": 123456,
-         "accounts": [ACCOUNT], "connected": True, "last_seq": 42, "pending": 0, "uptime": 12.5},
+         "accounts": [ACCOUNT], "connected": True, "last_seq": 42, "epoch": EPOCH, "pending": 0,
+         "journal_errors": 0, "uptime": 12.5},
+    ),
+    "replay": (
+        {"from_seq": 101, "to_seq": 102, "prefixes": ["trade."], "limit": 1000},
+        {"epoch": EPOCH, "first_seq": 1, "last_seq": 110, "next_seq": 103, "more": False, "events": []},
+    ),
+    "snapshot": (
+        ACCOUNT_ARG,
+        {"epoch": EPOCH, "seq": 110, "account_id": ACCOUNT, "asset": ASSET, "positions": [POSITION],
+         "orders": [ORDER], "trades": [TRADE]},
+    ),
+    "journal_info": (
+        {},
+        {"epoch": EPOCH, "first_seq": 1, "last_seq": 110, "count": 110, "size_bytes": 135168,
+         "payload_bytes": 48230, "path": "qmt-adapter-data/journal.sqlite3", "retention_days": 7.0,
+         "retention_bytes": 1073741824},
     ),
     "order_stock": (ORDER_ARGS, ORDER_RESPONSE),
     "order_stock_async": (ORDER_ARGS, {"seq": 7}),
@@ -100,6 +117,7 @@ EVENTS = {
     "cancel_response": CANCEL_RESPONSE,
     "gateway.connection": {"connected": True, "reason": "connected and subscribed"},
     "gateway.pong": {"id": 1},
+    "gateway.heartbeat": {"last_seq": 110, "connected": True, "interval": 1.0},
 }
 
 ERRORS = {
@@ -113,7 +131,11 @@ ERRORS = {
 def vectors() -> dict[str, tuple[bytes, dict]]:
     """name -> (wire bytes, readable rendering)."""
     out: dict[str, tuple[bytes, dict]] = {}
+    live = {etype: _event(seq, etype, data) for seq, (etype, data) in enumerate(EVENTS.items(), start=100)}
     for number, (op, (args, result)) in enumerate(OPS.items(), start=1):
+        if op == "replay":  # the page holds the trade event's exact PUB frames
+            topic, payload = live["trade"][0]
+            result = {**result, "events": [[topic.decode(), payload]]}
         request = {"v": 1, "id": number, "op": op, **args}
         out[f"request.{op}"] = (encode_request(number, op, args), request)
         reply = {"v": 1, "id": number, "ok": True, "result": result}
@@ -121,14 +143,30 @@ def vectors() -> dict[str, tuple[bytes, dict]]:
     for name, (request_id, code, message) in ERRORS.items():
         reply = {"v": 1, "id": request_id, "ok": False, "error": {"code": code, "message": message}}
         out[f"error.{name}"] = (encode_error(request_id, code, message), reply)
-    for seq, (etype, data) in enumerate(EVENTS.items(), start=100):
-        account = None if etype.startswith("gateway.") else ACCOUNT
-        ts = 1763884800123456789 + seq
-        topic, payload = encode_event(seq, ts, etype, account, data)
-        rendering = {"topic": topic.decode(), "payload": {"v": 1, "seq": seq, "ts": ts, "type": etype,
-                                                           "account_id": account, "data": data}}
+    for etype, ((topic, payload), rendering) in live.items():
         out[f"event.{etype}"] = (payload, rendering)
     return out
+
+
+def _event(seq: int, etype: str, data: dict) -> tuple[tuple[bytes, bytes], dict]:
+    account = None if etype.startswith("gateway.") else ACCOUNT
+    number = None if etype in events.CONTROL_EVENTS else seq
+    ts = 1763884800123456789 + seq
+    frames = encode_event(number, ts, etype, account, data, EPOCH)
+    rendering = {"topic": frames[0].decode(), "payload": {"v": 1, "seq": number, "ts": ts, "type": etype,
+                                                          "account_id": account, "epoch": EPOCH, "data": data}}
+    return frames, rendering
+
+
+def render(value: object) -> object:
+    """JSON has no binary type: msgpack bin is written as {"$bin": "<hex>"}."""
+    if isinstance(value, bytes):
+        return {"$bin": value.hex()}
+    if isinstance(value, dict):
+        return {k: render(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [render(v) for v in value]
+    return value
 
 
 def main() -> None:
@@ -137,7 +175,8 @@ def main() -> None:
         old.unlink()
     for name, (wire, rendering) in vectors().items():
         (OUT / f"{name}.msgpack").write_bytes(wire)
-        (OUT / f"{name}.json").write_text(json.dumps(rendering, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        text = json.dumps(render(rendering), ensure_ascii=False, indent=2)
+        (OUT / f"{name}.json").write_text(text + "\n", encoding="utf-8")
     print(f"wrote {len(vectors())} vectors to {OUT}")
 
 

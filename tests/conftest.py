@@ -89,12 +89,13 @@ def trading_session(gateway: Any, timeout: float = 5.0) -> Iterator[tuple[Any, E
 
 
 @pytest.fixture
-def gateway_factory() -> Iterator[Callable[..., Any]]:
+def gateway_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Any]]:
     from adapter.server import Gateway
 
     started: list[Gateway] = []
 
     def start(sim: SimConfig | None = None, **overrides: Any) -> Gateway:
+        overrides.setdefault("data_dir", str(tmp_path_factory.mktemp("gateway")))
         gateway = Gateway(make_config(sim, **overrides))
         gateway.start()
         started.append(gateway)

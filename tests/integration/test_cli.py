@@ -20,9 +20,10 @@ SERVING = re.compile(r"serving: router (\S+), pub (\S+),")
 
 
 class Server:
-    def __init__(self, *args: str) -> None:
+    def __init__(self, data_dir: "os.PathLike[str] | str", *args: str) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "adapter", "serve", "--router", "tcp://127.0.0.1:*", "--pub", "tcp://127.0.0.1:*", *args],
+            [sys.executable, "-m", "adapter", "serve", "--router", "tcp://127.0.0.1:*", "--pub", "tcp://127.0.0.1:*",
+             "--data-dir", str(data_dir), *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -63,8 +64,8 @@ class Server:
 
 
 @pytest.fixture
-def server() -> Iterator[Server]:
-    srv = Server()
+def server(tmp_path: "os.PathLike[str]") -> Iterator[Server]:
+    srv = Server(tmp_path)
     yield srv
     if srv.proc.poll() is None:
         srv.stop()
@@ -161,7 +162,7 @@ def test_serve_reads_accounts_from_config(tmp_path: "os.PathLike[str]") -> None:
     config = os.path.join(tmp_path, "gw.toml")
     with open(config, "w", encoding="utf-8") as handle:
         handle.write('accounts = ["1000000365", "2000000001"]\n[sim]\ncash = 50000.0\n')
-    srv = Server("--config", config)
+    srv = Server(tmp_path, "--config", config)
     try:
         ping = cli(srv, "ping")
         assert "1000000365, 2000000001" in ping.stdout
@@ -171,10 +172,10 @@ def test_serve_reads_accounts_from_config(tmp_path: "os.PathLike[str]") -> None:
         assert srv.stop() == 0
 
 
-def test_qmt_backend_without_the_native_client_says_why() -> None:
+def test_qmt_backend_without_the_native_client_says_why(tmp_path: "os.PathLike[str]") -> None:
     result = subprocess.run(
         [sys.executable, "-m", "adapter", "serve", "--qmt-path", "/nonexistent/userdata_mini",
-         "--router", "tcp://127.0.0.1:*", "--pub", "tcp://127.0.0.1:*"],
+         "--router", "tcp://127.0.0.1:*", "--pub", "tcp://127.0.0.1:*", "--data-dir", str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=30,

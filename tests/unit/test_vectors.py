@@ -14,9 +14,20 @@ VECTORS = Path(__file__).resolve().parents[2] / "proto" / "vectors"
 NAMES = sorted(p.stem for p in VECTORS.glob("*.msgpack"))
 
 
+def unrender(value: object) -> object:
+    """The JSON renderings write msgpack bin as {"$bin": "<hex>"}."""
+    if isinstance(value, dict):
+        if set(value) == {"$bin"}:
+            return bytes.fromhex(value["$bin"])
+        return {k: unrender(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [unrender(v) for v in value]
+    return value
+
+
 def load(name: str) -> tuple[bytes, dict]:
     wire = (VECTORS / f"{name}.msgpack").read_bytes()
-    rendering = json.loads((VECTORS / f"{name}.json").read_text(encoding="utf-8"))
+    rendering = unrender(json.loads((VECTORS / f"{name}.json").read_text(encoding="utf-8")))
     return wire, rendering
 
 
@@ -61,6 +72,15 @@ def test_event_vectors(name: str) -> None:
     wire, rendering = load(name)
     payload = rendering["payload"]
     assert msgpack.unpackb(wire, raw=False) == payload
-    topic, encoded = encode_event(payload["seq"], payload["ts"], payload["type"], payload["account_id"], payload["data"])
+    topic, encoded = encode_event(
+        payload["seq"], payload["ts"], payload["type"], payload["account_id"], payload["data"], payload["epoch"]
+    )
     assert encoded == wire and topic.decode() == rendering["topic"]
     assert tuple(payload["data"]) == events.EVENT_FIELDS[payload["type"]]
+    assert (payload["seq"] is None) == (payload["type"] in events.CONTROL_EVENTS)
+
+
+def test_replay_vector_carries_the_live_frames_exactly() -> None:
+    _, reply = load("reply.replay")
+    _, trade = load("event.trade")
+    assert reply["result"]["events"] == [[trade["topic"], load("event.trade")[0]]]
