@@ -207,9 +207,20 @@ def _cmd_cancel(client: Any, args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_journal(client: Any, args: argparse.Namespace) -> int:
+    info = client.journal_info()
+    span = f"seq {info.first_seq}..{info.last_seq}" if info.count else f"empty (next seq {info.last_seq + 1})"
+    print(f"journal {info.path}: epoch {info.epoch}, {span}, {info.count} events")
+    print(f"size {info.size_bytes / 1e6:.1f} MB on disk, {info.payload_bytes / 1e6:.1f} MB of events")
+    limits = [f"{info.retention_days:g} days" if info.retention_days else "",
+              f"{info.retention_bytes / 1e6:.0f} MB" if info.retention_bytes else ""]
+    print(f"retention: {' and '.join(x for x in limits if x) or 'none'}")
+    return 0
+
+
 def _cmd_tail(client: Any, args: argparse.Namespace) -> int:
     count = 0
-    with client.events(*args.prefix, timeout=args.idle) as stream:
+    with client.events(*args.prefix, timeout=args.idle, from_seq=args.from_seq) as stream:
         if not stream.wait_subscribed(args.timeout):
             print(f"qmt-adapter: could not subscribe at {args.pub} within {args.timeout:g} s", file=sys.stderr)
             return EXIT_UNREACHABLE
@@ -236,6 +247,7 @@ _COMMANDS = {
     "sell": _cmd_order,
     "cancel": _cmd_cancel,
     "tail": _cmd_tail,
+    "journal": _cmd_journal,
 }
 
 
@@ -370,4 +382,7 @@ def _parser() -> argparse.ArgumentParser:
     tail.add_argument("prefix", nargs="*", help="topic prefixes, e.g. order. or trade.1000000365 (default: all)")
     tail.add_argument("--count", type=int, default=0, help="exit after this many events")
     tail.add_argument("--idle", type=float, default=None, help="exit after this many seconds without an event")
+    tail.add_argument("--from", dest="from_seq", type=int, default=None, metavar="SEQ",
+                      help="first replay the journal from this seq, then follow live")
+    client_parser("journal", "show the event journal's span, size and retention")
     return parser
