@@ -66,6 +66,7 @@ class Config:
     retention_days: float = 7.0  # journaled events older than this are dropped; 0 keeps them by age
     retention_bytes: int = 1 << 30  # payload bytes kept at most; 0: no size bound
     heartbeat_interval: float = 1.0  # seconds between gateway.heartbeat events; 0 disables them
+    pub_hwm: int = 100_000  # events queued per subscriber before PUB drops (recovered from the journal)
     log_level: str = "INFO"
     sim: SimConfig = field(default_factory=SimConfig)
 
@@ -82,6 +83,8 @@ class Config:
             raise ConfigError("broker_timeout must be > 0")
         if self.journal_sync not in ("normal", "full"):
             raise ConfigError(f"journal_sync must be 'normal' or 'full', got {self.journal_sync!r}")
+        if self.pub_hwm < 1:
+            raise ConfigError("pub_hwm must be >= 1")
         if self.retention_days < 0 or self.retention_bytes < 0 or self.heartbeat_interval < 0:
             raise ConfigError("retention_days, retention_bytes and heartbeat_interval must be >= 0")
         self.sim.validate()

@@ -40,8 +40,6 @@ from .view import BooksView
 
 log = logging.getLogger(__name__)
 
-# Events queued per subscriber before PUB drops (ZMQ_SNDHWM); later work adds replay.
-PUB_HIGH_WATER_MARK = 100_000
 # Commands read per wake-up before the inbox gets a turn, so neither side starves.
 COMMAND_BATCH = 256
 
@@ -112,7 +110,7 @@ class Gateway:
             router.setsockopt(zmq.MAXMSGSIZE, self.config.max_message_size)
             router.bind(self.config.router)
             pub.linger = 0
-            pub.sndhwm = PUB_HIGH_WATER_MARK
+            pub.sndhwm = self.config.pub_hwm
             pub.bind(self.config.pub)
             self.router_endpoint = router.getsockopt_string(zmq.LAST_ENDPOINT)
             self.pub_endpoint = pub.getsockopt_string(zmq.LAST_ENDPOINT)
