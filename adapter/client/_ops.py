@@ -6,21 +6,60 @@ wire arguments to ``self._call``. :class:`~adapter.client.Client` implements ``_
 blocking call and :class:`~adapter.client.AsyncClient` as a coroutine, so the same method
 returns a value on one and an awaitable on the other. The type parameters say which.
 
-Arguments go on the wire as given (the gateway validates them and names the field it refuses);
-``account_type`` only when it is not ``"STOCK"``, the gateway's default, so the bytes match the
-request vectors in ``proto/vectors``.
+A method's parameters *are* its wire arguments: :func:`_wire_args` turns them into the request
+map, so the signature is written once and cannot drift from what is sent. Ops that take exactly
+the same arguments as another (``order_stock_async`` and ``order_stock``, ...) are made with
+:func:`_twin`, which keeps the typed signature and changes only the op name and docstring.
+
+Arguments go on the wire as given (the gateway validates them and names the field it refuses),
+in signature order, with two exceptions: ``account_type`` only when it is not ``"STOCK"``, the
+gateway's default, and an argument whose value is ``None`` not at all (nil is never a valid
+argument value; leaving it out asks for the gateway's default). So the bytes match the request
+vectors in ``proto/vectors``.
 """
 
 from __future__ import annotations
 
-from typing import Any, Generic, TypeVar, cast
+import functools
+import inspect
+from typing import Any, Callable, Generic, Sequence, TypeVar, cast
 
 RecordT = TypeVar("RecordT")  # a Record (or an awaitable of one)
 OptionalRecordT = TypeVar("OptionalRecordT")  # a Record or None (or an awaitable of one)
 RecordListT = TypeVar("RecordListT")  # a list of Records (or an awaitable of one)
 AnyT = TypeVar("AnyT")  # whatever the op returns (or an awaitable of it)
+MethodT = TypeVar("MethodT", bound=Callable[..., Any])
 
 DEFAULT_ACCOUNT_TYPE = "STOCK"
+_NOT_WIRE = frozenset({"self", "timeout", "account_type"})  # parameters that are not sent as such
+
+
+def _wire_args(arguments: dict[str, Any]) -> dict[str, Any]:
+    """The request arguments from a method's bound parameters (``locals()`` of an op method)."""
+    wire: dict[str, Any] = {}
+    for name, value in arguments.items():
+        if name in _NOT_WIRE or value is None:
+            continue
+        wire[name] = value
+        if name == "account_id" and arguments.get("account_type", DEFAULT_ACCOUNT_TYPE) != DEFAULT_ACCOUNT_TYPE:
+            wire["account_type"] = arguments["account_type"]
+    return wire
+
+
+def _twin(method: MethodT, op: str, doc: str) -> MethodT:
+    """A method for ``op`` with exactly ``method``'s parameters (and type), documented by ``doc``."""
+    signature = inspect.signature(method)
+
+    @functools.wraps(method)
+    def twin(self: OpMethods[Any, Any, Any, Any], /, *args: Any, **kwargs: Any) -> Any:
+        bound = signature.bind(self, *args, **kwargs)
+        bound.apply_defaults()
+        return self._call(op, _wire_args(bound.arguments), bound.arguments["timeout"])
+
+    twin.__name__ = op
+    twin.__qualname__ = f"OpMethods.{op}"
+    twin.__doc__ = doc
+    return cast(MethodT, twin)
 
 
 class OpMethods(Generic[RecordT, OptionalRecordT, RecordListT, AnyT]):
@@ -36,13 +75,45 @@ class OpMethods(Generic[RecordT, OptionalRecordT, RecordListT, AnyT]):
         """Send any op with its wire arguments, e.g. ops the gateway gained after this client."""
         return cast(AnyT, self._call(op, args, timeout))
 
+    # -- gateway --------------------------------------------------------------------------
+
     def ping(self, publish: bool = False, *, timeout: float | None = None) -> RecordT:
-        """Gateway health and identity: server_version, protocol_version, backend, accounts, connected.
+        """Gateway health and identity: server_version, protocol_version, backend, accounts,
+        connected, last_seq, epoch.
 
         With ``publish`` the gateway also publishes a ``gateway.pong`` event carrying this
         request's id, which proves to a subscriber that its subscription is live.
         """
-        return cast(RecordT, self._call("ping", {"publish": publish}, timeout))
+        return cast(RecordT, self._call("ping", _wire_args(locals()), timeout))
+
+    def replay(
+        self,
+        from_seq: int,
+        to_seq: int | None = None,
+        prefixes: Sequence[str] = (),
+        limit: int = 1000,
+        *,
+        timeout: float | None = None,
+    ) -> RecordT:
+        """One page of journaled events from ``from_seq`` (to ``to_seq``, default the newest),
+        only those whose topic starts with one of ``prefixes`` (none: all), at most ``limit``.
+
+        The result has ``epoch``, ``first_seq``, ``last_seq``, ``next_seq`` (ask from there for
+        the next page), ``more`` and ``events``: ``[topic, payload]`` pairs, the PUB frames;
+        :func:`~adapter.client.replayed_events` turns them into Events. A ``from_seq`` older
+        than the journal keeps fails with ``seq_expired``: rebuild from :meth:`snapshot`.
+        Event streams (``events()``, ``subscribe()``) call this by themselves to fill gaps.
+        """
+        return cast(RecordT, self._call("replay", _wire_args({**locals(), "prefixes": list(prefixes)}), timeout))
+
+    def snapshot(self, account_id: str, *, account_type: str | int = "STOCK", timeout: float | None = None) -> RecordT:
+        """The account's asset, positions, today's orders and trades as of event ``seq``
+        (also ``epoch``): apply events from ``seq + 1`` on top, e.g. ``events(from_seq=s.seq + 1)``."""
+        return cast(RecordT, self._call("snapshot", _wire_args(locals()), timeout))
+
+    def journal_info(self, *, timeout: float | None = None) -> RecordT:
+        """The event journal: epoch, first_seq, last_seq, count, size_bytes, path, retention."""
+        return cast(RecordT, self._call("journal_info", {}, timeout))
 
     # -- orders ---------------------------------------------------------------------------
 
@@ -65,60 +136,27 @@ class OpMethods(Generic[RecordT, OptionalRecordT, RecordListT, AnyT]):
         ``order_type`` 23 / ``"buy"`` or 24 / ``"sell"``; ``price_type`` 11 / ``"limit"`` or a
         market price type. A time-out leaves the outcome unknown: see GatewayTimeout.sent.
         """
-        return cast(
-            RecordT,
-            self._call(
-                "order_stock",
-                _order_args(
-                    account_id, account_type, stock_code, order_type, order_volume, price_type, price,
-                    strategy_name, order_remark,
-                ),
-                timeout,
-            ),
-        )
+        return cast(RecordT, self._call("order_stock", _wire_args(locals()), timeout))
 
-    def order_stock_async(
-        self,
-        account_id: str,
-        stock_code: str,
-        order_type: int | str,
-        order_volume: int,
-        price_type: int | str,
-        price: float,
-        strategy_name: str = "",
-        order_remark: str = "",
-        *,
-        account_type: str | int = "STOCK",
-        timeout: float | None = None,
-    ) -> RecordT:
+    order_stock_async = _twin(
+        order_stock,
+        "order_stock_async",
         """Place an order; the reply carries ``seq`` at once, the order id comes as an
-        ``order_response`` event with that seq."""
-        return cast(
-            RecordT,
-            self._call(
-                "order_stock_async",
-                _order_args(
-                    account_id, account_type, stock_code, order_type, order_volume, price_type, price,
-                    strategy_name, order_remark,
-                ),
-                timeout,
-            ),
-        )
+        ``order_response`` event with that seq.""",
+    )
 
     def cancel_order_stock(
         self, account_id: str, order_id: int, *, account_type: str | int = "STOCK", timeout: float | None = None
     ) -> RecordT:
         """Cancel by order id; ``cancel_result`` 0 only means the cancel was sent, the outcome
         arrives as an order or cancel_error event."""
-        args = {**_account(account_id, account_type), "order_id": order_id}
-        return cast(RecordT, self._call("cancel_order_stock", args, timeout))
+        return cast(RecordT, self._call("cancel_order_stock", _wire_args(locals()), timeout))
 
-    def cancel_order_stock_async(
-        self, account_id: str, order_id: int, *, account_type: str | int = "STOCK", timeout: float | None = None
-    ) -> RecordT:
-        """Cancel by order id; the reply carries ``seq``, the result comes as a cancel_response event."""
-        args = {**_account(account_id, account_type), "order_id": order_id}
-        return cast(RecordT, self._call("cancel_order_stock_async", args, timeout))
+    cancel_order_stock_async = _twin(
+        cancel_order_stock,
+        "cancel_order_stock_async",
+        "Cancel by order id; the reply carries ``seq``, the result comes as a cancel_response event.",
+    )
 
     def cancel_order_stock_sysid(
         self,
@@ -130,21 +168,13 @@ class OpMethods(Generic[RecordT, OptionalRecordT, RecordListT, AnyT]):
         timeout: float | None = None,
     ) -> RecordT:
         """Cancel by the counter's contract number; ``market`` 0 / ``"SH"``, 1 / ``"SZ"``, 70 / ``"BJ"``."""
-        args = {**_account(account_id, account_type), "market": market, "sysid": sysid}
-        return cast(RecordT, self._call("cancel_order_stock_sysid", args, timeout))
+        return cast(RecordT, self._call("cancel_order_stock_sysid", _wire_args(locals()), timeout))
 
-    def cancel_order_stock_sysid_async(
-        self,
-        account_id: str,
-        market: int | str,
-        sysid: str,
-        *,
-        account_type: str | int = "STOCK",
-        timeout: float | None = None,
-    ) -> RecordT:
-        """Cancel by contract number; the reply carries ``seq``, the result comes as a cancel_response event."""
-        args = {**_account(account_id, account_type), "market": market, "sysid": sysid}
-        return cast(RecordT, self._call("cancel_order_stock_sysid_async", args, timeout))
+    cancel_order_stock_sysid_async = _twin(
+        cancel_order_stock_sysid,
+        "cancel_order_stock_sysid_async",
+        "Cancel by contract number; the reply carries ``seq``, the result comes as a cancel_response event.",
+    )
 
     # -- queries --------------------------------------------------------------------------
 
@@ -152,22 +182,21 @@ class OpMethods(Generic[RecordT, OptionalRecordT, RecordListT, AnyT]):
         self, account_id: str, *, account_type: str | int = "STOCK", timeout: float | None = None
     ) -> OptionalRecordT:
         """The account's asset (cash, frozen_cash, market_value, total_asset), or None."""
-        args = _account(account_id, account_type)
-        return cast(OptionalRecordT, self._call("query_stock_asset", args, timeout))
+        return cast(OptionalRecordT, self._call("query_stock_asset", _wire_args(locals()), timeout))
 
     def query_stock_positions(
         self, account_id: str, *, account_type: str | int = "STOCK", timeout: float | None = None
     ) -> RecordListT:
         """All positions of the account."""
-        args = _account(account_id, account_type)
-        return cast(RecordListT, self._call("query_stock_positions", args, timeout))
+        return cast(RecordListT, self._call("query_stock_positions", _wire_args(locals()), timeout))
+
+    query_stock_trades = _twin(query_stock_positions, "query_stock_trades", "Today's trades of the account.")
 
     def query_stock_position(
         self, account_id: str, stock_code: str, *, account_type: str | int = "STOCK", timeout: float | None = None
     ) -> OptionalRecordT:
         """The position in one stock, or None when the account holds none."""
-        args = {**_account(account_id, account_type), "stock_code": stock_code}
-        return cast(OptionalRecordT, self._call("query_stock_position", args, timeout))
+        return cast(OptionalRecordT, self._call("query_stock_position", _wire_args(locals()), timeout))
 
     def query_stock_orders(
         self,
@@ -178,57 +207,16 @@ class OpMethods(Generic[RecordT, OptionalRecordT, RecordListT, AnyT]):
         timeout: float | None = None,
     ) -> RecordListT:
         """Today's orders; only those that can still be cancelled when ``cancelable_only``."""
-        args = {**_account(account_id, account_type), "cancelable_only": cancelable_only}
-        return cast(RecordListT, self._call("query_stock_orders", args, timeout))
+        return cast(RecordListT, self._call("query_stock_orders", _wire_args(locals()), timeout))
 
     def query_stock_order(
         self, account_id: str, order_id: int, *, account_type: str | int = "STOCK", timeout: float | None = None
     ) -> OptionalRecordT:
         """One order by id, or None."""
-        args = {**_account(account_id, account_type), "order_id": order_id}
-        return cast(OptionalRecordT, self._call("query_stock_order", args, timeout))
-
-    def query_stock_trades(
-        self, account_id: str, *, account_type: str | int = "STOCK", timeout: float | None = None
-    ) -> RecordListT:
-        """Today's trades of the account."""
-        args = _account(account_id, account_type)
-        return cast(RecordListT, self._call("query_stock_trades", args, timeout))
+        return cast(OptionalRecordT, self._call("query_stock_order", _wire_args(locals()), timeout))
 
     def query_account_infos(self, *, timeout: float | None = None) -> RecordListT:
         """The accounts known to the terminal."""
         return cast(RecordListT, self._call("query_account_infos", {}, timeout))
 
-    def query_account_status(self, *, timeout: float | None = None) -> RecordListT:
-        """The login status of each account."""
-        return cast(RecordListT, self._call("query_account_status", {}, timeout))
-
-
-def _order_args(
-    account_id: str,
-    account_type: str | int,
-    stock_code: str,
-    order_type: int | str,
-    order_volume: int,
-    price_type: int | str,
-    price: float,
-    strategy_name: str,
-    order_remark: str,
-) -> dict[str, Any]:
-    return {
-        **_account(account_id, account_type),
-        "stock_code": stock_code,
-        "order_type": order_type,
-        "order_volume": order_volume,
-        "price_type": price_type,
-        "price": price,
-        "strategy_name": strategy_name,
-        "order_remark": order_remark,
-    }
-
-
-def _account(account_id: str, account_type: str | int) -> dict[str, Any]:
-    """The account arguments; ``account_type`` goes on the wire only when not the default."""
-    if account_type == DEFAULT_ACCOUNT_TYPE:
-        return {"account_id": account_id}
-    return {"account_id": account_id, "account_type": account_type}
+    query_account_status = _twin(query_account_infos, "query_account_status", "The login status of each account.")

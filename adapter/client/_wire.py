@@ -27,6 +27,7 @@ EVENT_RECEIVE_HWM = 100_000
 # Every SUB also takes the gateway's answers to ping(publish=true), the proof of a live subscription.
 PONG_TOPIC = events.PONG.encode()
 FIRST_PONG_WAIT = 0.02  # seconds to wait for a pong after the first ping
+SEND_RETRY_PAUSE = 0.001  # seconds; keeps a connection that flaps at send time from spinning the CPU
 
 
 def check_timeout(timeout: float | None, default: float) -> float:

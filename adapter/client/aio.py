@@ -9,38 +9,23 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import itertools
 import logging
-from collections import deque
-from types import TracebackType
 from typing import Any, Awaitable, Callable, Optional
 
 import zmq
 import zmq.asyncio
 
-from adapter.config import DEFAULT_PUB, DEFAULT_ROUTER
-from adapter.protocol import encode_request
-
+from ._base import AsyncClosing, ClientBase
 from ._ops import OpMethods
-from ._wire import (
-    FIRST_PONG_WAIT,
-    PONG_TOPIC,
-    check_timeout,
-    decode_reply,
-    next_pong_wait,
-    open_subscriber,
-    reply_outcome,
-    topic_matches,
-    topic_prefixes,
-)
+from ._stream import PongSchedule, StreamCore
+from ._wire import SEND_RETRY_PAUSE, check_timeout, decode_reply, open_subscriber, reply_outcome
 from .errors import CLIENT_CLOSED, GatewayError, GatewayTimeout
-from .records import Event, EventFormatError, Record, parse_event
+from .records import Event, Record
 
 logger = logging.getLogger(__name__)
 
 AsyncEventCallback = Callable[[Event], Any]  # a plain function or a coroutine function
 _HASHABLE_IDS = (int, str, bytes)
-_SEND_RETRY_PAUSE = 0.001  # seconds; keeps a connection that flaps at send time from spinning the loop
 
 
 def _async_context(context: zmq.Context[Any] | None) -> zmq.asyncio.Context:
@@ -59,7 +44,9 @@ def _being_cancelled() -> bool:
 
 
 class AsyncClient(
-    OpMethods[Awaitable[Record], Awaitable[Optional[Record]], Awaitable[list[Record]], Awaitable[Any]]
+    ClientBase,
+    AsyncClosing,
+    OpMethods[Awaitable[Record], Awaitable[Optional[Record]], Awaitable[list[Record]], Awaitable[Any]],
 ):
     """asyncio client of a qmt-zmq-adapter gateway; the same methods as :class:`Client`, awaited.
 
@@ -69,33 +56,14 @@ class AsyncClient(
     process-wide ``zmq.asyncio.Context.instance()``.
     """
 
-    def __init__(
-        self,
-        router: str = DEFAULT_ROUTER,
-        pub: str = DEFAULT_PUB,
-        timeout: float = 10.0,
-        context: zmq.Context[Any] | None = None,
-    ) -> None:
-        self.router = router
-        self.pub = pub
-        self.timeout = check_timeout(timeout, timeout)
-        self._context = _async_context(context)
-        self._ids = itertools.count(1)
+    _context: zmq.asyncio.Context
+    _adopt_context = staticmethod(_async_context)
+
+    def _init_driver(self) -> None:
         self._pending: dict[Any, asyncio.Future[dict[str, Any]]] = {}
         self._reader: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._closed = False
         self._subscriptions: set[AsyncSubscription] = set()
-        socket = self._context.socket(zmq.DEALER)
-        try:
-            socket.setsockopt(zmq.LINGER, 0)
-            socket.setsockopt(zmq.IMMEDIATE, 1)  # never queue a request for a later connection
-            socket.connect(router)
-        except BaseException:
-            socket.close(linger=0)
-            raise
-        self._socket = socket
-        logger.debug("async client connecting to %s (events %s)", router, pub)
 
     # -- commands -------------------------------------------------------------------------
 
@@ -108,11 +76,7 @@ class AsyncClient(
         loop = asyncio.get_running_loop()
         self._start_reader(loop)
         deadline = loop.time() + seconds
-        request_id = next(self._ids)
-        try:
-            payload = encode_request(request_id, op, args)
-        except (TypeError, ValueError, OverflowError) as exc:
-            raise TypeError(f"{op}: arguments cannot be encoded: {exc}") from exc
+        request_id, payload = self._encode(op, args)
         future: asyncio.Future[dict[str, Any]] = loop.create_future()
         self._pending[request_id] = future
         try:
@@ -121,12 +85,7 @@ class AsyncClient(
             try:
                 body = await asyncio.wait_for(future, max(deadline - loop.time(), 0.0))
             except asyncio.TimeoutError:
-                logger.warning("request %s (%s): no reply within %gs", request_id, op, seconds)
-                raise GatewayTimeout(
-                    f"{op}: no reply to request {request_id} within {seconds:g}s; outcome unknown",
-                    request_id,
-                    sent=True,
-                ) from None
+                raise self._no_reply(op, request_id, seconds) from None
             logger.debug("request %s answered (ok=%r)", request_id, body.get("ok"))
             return reply_outcome(request_id, body)
         finally:
@@ -142,14 +101,9 @@ class AsyncClient(
                 await asyncio.wait_for(self._socket.send(payload), remaining)
                 return
             except asyncio.TimeoutError:
-                raise GatewayTimeout(
-                    f"{op}: no connection to the gateway at {self.router} within {seconds:g}s; "
-                    f"request {request_id} not sent",
-                    request_id,
-                    sent=False,
-                ) from None
+                raise self._not_sent(op, request_id, seconds) from None
             except zmq.Again:  # the connection went away between readiness and the send: wait again
-                await asyncio.sleep(_SEND_RETRY_PAUSE)
+                await asyncio.sleep(SEND_RETRY_PAUSE)
             except asyncio.CancelledError:
                 # close() cancels the socket's pending sends; report that, not a cancelled caller.
                 if self._closed and not _being_cancelled():
@@ -206,7 +160,7 @@ class AsyncClient(
         event, if given. :meth:`AsyncEventStream.wait_subscribed` tells when it is live.
         """
         self._check_open()
-        return AsyncEventStream(self._context, self.pub, prefixes, timeout, AsyncPongRequest(self))
+        return AsyncEventStream(self, prefixes, timeout)
 
     def subscribe(self, callback: AsyncEventCallback, *prefixes: str | bytes) -> AsyncSubscription:
         """Deliver matching events to ``callback`` (a function or coroutine function) from a task.
@@ -215,20 +169,15 @@ class AsyncClient(
         ``await handle.close()`` stops it; closing the client closes it too.
         """
         self._check_open()
-        stream = AsyncEventStream(self._context, self.pub, prefixes, None, AsyncPongRequest(self))
-        subscription = AsyncSubscription(stream, callback, self._subscriptions.discard)
+        subscription = AsyncSubscription(AsyncEventStream(self, prefixes), callback, self._subscriptions.discard)
         self._subscriptions.add(subscription)
         return subscription
 
+    async def _publish_pong(self, timeout: float) -> None:
+        """Ask the gateway for a ``gateway.pong``: the proof a stream waits for."""
+        await self.ping(publish=True, timeout=timeout)
+
     # -- life cycle -----------------------------------------------------------------------
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise GatewayError(CLIENT_CLOSED, "the client is closed")
 
     async def close(self) -> None:
         """Close the command socket and subscriptions; calls still waiting fail with
@@ -247,20 +196,13 @@ class AsyncClient(
         self._socket.close(linger=0)
         logger.debug("async client for %s closed", self.router)
 
-    async def __aenter__(self) -> AsyncClient:
-        return self
+    aclose = close
 
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
-
-    def __repr__(self) -> str:
-        state = "closed" if self._closed else f"open, {len(self._pending)} pending"
-        return f"<AsyncClient router={self.router!r} pub={self.pub!r} {state}>"
+    def _state(self) -> str:
+        return "closed" if self._closed else f"open, {len(self._pending)} pending"
 
 
-class AsyncEventStream:
+class AsyncEventStream(AsyncClosing):
     """Events from the gateway's PUB socket as an async iterator over its own SUB socket.
 
     Slow joiner: only events published after the subscription has reached the PUB arrive, and
@@ -270,22 +212,14 @@ class AsyncEventStream:
     continuity and re-queries state after a gap.
     """
 
-    def __init__(
-        self,
-        context: zmq.asyncio.Context,
-        url: str,
-        prefixes: tuple[str | bytes, ...],
-        timeout: float | None = None,
-        ping: AsyncPongRequest | None = None,
-    ) -> None:
+    def __init__(self, client: AsyncClient, prefixes: tuple[str | bytes, ...], timeout: float | None = None) -> None:
         self._idle_timeout = None if timeout is None else check_timeout(timeout, timeout)
-        self.prefixes = tuple(topic_prefixes(prefixes))
-        self._ping = ping
-        self._buffer: deque[Event] = deque()
-        self._subscribed = False
-        self._pong = asyncio.Event()  # set with _subscribed; lets another task wait for it
+        self._client = client
+        self._core = StreamCore(prefixes)
+        self.prefixes = self._core.prefixes
+        self._pong = asyncio.Event()  # set once the core has seen a pong; lets another task wait for it
         self._closed = True
-        self._sub = open_subscriber(context, url, self.prefixes)
+        self._sub = open_subscriber(client._context, client.pub, self.prefixes)
         self._closed = False
 
     def __aiter__(self) -> AsyncEventStream:
@@ -304,17 +238,13 @@ class AsyncEventStream:
         """The next event, or None when ``timeout`` seconds (None: no limit) pass without one."""
         if self._closed:
             raise RuntimeError("the event stream is closed")
-        if self._buffer:
-            return self._buffer.popleft()
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
+        deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
         while True:
-            frames = await self._receive_frames(deadline)
-            if frames is None:
-                return None
-            event = self._accept(frames)
+            event = self._core.pop()
             if event is not None:
                 return event
+            if not await self._feed_one(deadline):
+                return None
 
     async def wait_subscribed(self, timeout: float | None = None) -> bool:
         """Wait until the subscription is live (True) or ``timeout`` passes (False).
@@ -326,75 +256,54 @@ class AsyncEventStream:
 
     async def _wait_subscribed(self, timeout: float | None, read: bool) -> bool:
         # read=False: another task iterates the stream and sets _pong; only ping and wait.
-        if self._subscribed:
-            return True
         if self._closed:
-            return False
-        if self._ping is None:
-            raise RuntimeError("this stream has no client to ping the gateway with")
+            return self._core.subscribed
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + (timeout if timeout is not None else self._ping.default_timeout)
-        interval = FIRST_PONG_WAIT
-        while not self._subscribed and not self._closed:
-            remaining = deadline - loop.time()
+        schedule = PongSchedule(loop.time(), self._client.timeout if timeout is None else timeout)
+        while not self._core.subscribed and not self._closed:
+            remaining = schedule.remaining(loop.time())
             if remaining <= 0:
                 return False
             try:
-                await self._ping(remaining)
+                await self._client._publish_pong(remaining)
             except GatewayTimeout:
                 return False
-            wait_until = min(deadline, loop.time() + interval)
+            wait_until = schedule.wait_until(loop.time())
             if read:
-                while not self._subscribed:
-                    frames = await self._receive_frames(wait_until)
-                    if frames is None:
-                        break
-                    event = self._accept(frames)
-                    if event is not None:
-                        self._buffer.append(event)
+                while not self._core.subscribed and await self._feed_one(wait_until):
+                    pass
             else:
                 try:
                     await asyncio.wait_for(self._pong.wait(), max(0.0, wait_until - loop.time()))
                 except asyncio.TimeoutError:
                     pass
-            interval = next_pong_wait(interval)
-        return self._subscribed
+        return self._core.subscribed
 
     @property
     def subscribed(self) -> bool:
         """Whether a pong has proved the subscription live."""
-        return self._subscribed
+        return self._core.subscribed
 
     @property
     def closed(self) -> bool:
         return self._closed
 
-    async def _receive_frames(self, deadline: float | None) -> list[bytes] | None:
-        frames: list[bytes]
+    async def _feed_one(self, deadline: float | None) -> bool:
+        """Wait for one SUB message until ``deadline`` and feed it to the core; False on time-out."""
         if deadline is None:
             frames = await self._sub.recv_multipart()
-            return frames
-        remaining = deadline - asyncio.get_running_loop().time()
-        if remaining <= 0:
-            return None
-        try:
-            frames = await asyncio.wait_for(self._sub.recv_multipart(), remaining)
-        except asyncio.TimeoutError:
-            return None
-        return frames
-
-    def _accept(self, frames: list[bytes]) -> Event | None:
-        """The event to hand out, or None for a pong nobody asked for or a malformed message."""
-        if frames and frames[0] == PONG_TOPIC:
-            self._subscribed = True
+        else:
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                return False
+            try:
+                frames = await asyncio.wait_for(self._sub.recv_multipart(), remaining)
+            except asyncio.TimeoutError:
+                return False
+        self._core.feed(frames)
+        if self._core.subscribed:
             self._pong.set()
-        if not frames or not topic_matches(frames[0], self.prefixes):
-            return None
-        try:
-            return parse_event(frames)
-        except EventFormatError as exc:
-            logger.warning("skipping a malformed event: %s", exc)
-            return None
+        return True
 
     def close(self) -> None:
         """Close the SUB socket (a pending receive is cancelled); idempotent."""
@@ -407,14 +316,6 @@ class AsyncEventStream:
         """Async spelling of :meth:`close`, for ``contextlib.aclosing``."""
         self.close()
 
-    async def __aenter__(self) -> AsyncEventStream:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
     def __del__(self) -> None:
         if not getattr(self, "_closed", True):
             try:
@@ -423,7 +324,7 @@ class AsyncEventStream:
                 pass
 
 
-class AsyncSubscription:
+class AsyncSubscription(AsyncClosing):
     """Events delivered to a callback by one task; made by :meth:`AsyncClient.subscribe`."""
 
     def __init__(
@@ -481,24 +382,4 @@ class AsyncSubscription:
             on_close, self._on_close = self._on_close, None
             on_close(self)
 
-    async def __aenter__(self) -> AsyncSubscription:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
-
-
-class AsyncPongRequest:
-    """Asks the gateway for a ``gateway.pong`` through a client: ``ping(publish=True)``."""
-
-    def __init__(self, client: AsyncClient) -> None:
-        self._client = client
-
-    @property
-    def default_timeout(self) -> float:
-        return self._client.timeout
-
-    async def __call__(self, timeout: float) -> None:
-        await self._client.ping(publish=True, timeout=timeout)
+    aclose = close

@@ -9,7 +9,7 @@ readable without a client upgrade.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping, Sequence
 
 from adapter.protocol import PROTOCOL_VERSION, ProtocolError, unpack
 
@@ -119,29 +119,33 @@ def to_result(value: Any) -> Any:
 
 @dataclass(frozen=True)
 class Event:
-    """One event from the gateway's PUB socket.
+    """One event from the gateway's PUB socket (or a replay page, which carries the same frames).
 
     ``topic`` is the PUB topic (``"order.1000000365"``, ``"gateway.connection"``), ``seq`` the
-    gateway-wide sequence number (strictly increasing; a gap means missed events), ``ts`` the
-    gateway's timestamp in nanoseconds since the epoch, ``type`` the event type
-    (``"order"``, ``"trade"``, ...), ``account_id`` the account or None for gateway events and
-    ``data`` the xttype fields.
+    gateway-wide sequence number (strictly increasing over the gateway's life, also across
+    restarts), ``ts`` the gateway's timestamp in nanoseconds since the epoch, ``type`` the event
+    type (``"order"``, ``"trade"``, ...), ``account_id`` the account or None for gateway events,
+    ``data`` the xttype fields and ``epoch`` the journal's identity (the same epoch means the
+    same seq stream). ``seq`` is None for events outside the journaled stream: the gateway's
+    control events (``gateway.pong``, ``gateway.heartbeat``) and the client's own notices
+    (``gateway.epoch``, ``gateway.gap``).
     """
 
     topic: str
-    seq: int
+    seq: int | None
     ts: int
     type: str
     account_id: str | None
     data: Record
+    epoch: str | None = None
 
 
 class EventFormatError(ValueError):
     """A PUB message that is not a protocol v1 event; receivers log and skip it."""
 
 
-def parse_event(frames: list[bytes]) -> Event:
-    """Decode the ``[topic, payload]`` frames of one PUB message."""
+def parse_event(frames: Sequence[bytes]) -> Event:
+    """Decode the ``[topic, payload]`` frames of one PUB message (or one replayed event)."""
     if len(frames) != 2:
         raise EventFormatError(f"expected 2 frames [topic, payload], got {len(frames)}")
     topic = frames[0].decode("utf-8", errors="replace")
@@ -154,15 +158,41 @@ def parse_event(frames: list[bytes]) -> Event:
     if body.get("v") != PROTOCOL_VERSION:
         raise EventFormatError(f"topic {topic!r}: unsupported protocol version {body.get('v')!r}")
     seq, ts, event_type = body.get("seq"), body.get("ts"), body.get("type")
-    account_id, data = body.get("account_id"), body.get("data")
-    if not isinstance(seq, int) or isinstance(seq, bool) or not isinstance(ts, int) or isinstance(ts, bool):
-        raise EventFormatError(f"topic {topic!r}: seq and ts must be integers")
+    account_id, data, epoch = body.get("account_id"), body.get("data"), body.get("epoch")
+    if seq is not None and (not isinstance(seq, int) or isinstance(seq, bool)):
+        raise EventFormatError(f"topic {topic!r}: seq must be an integer or nil")
+    if not isinstance(ts, int) or isinstance(ts, bool):
+        raise EventFormatError(f"topic {topic!r}: ts must be an integer")
     if not isinstance(event_type, str):
         raise EventFormatError(f"topic {topic!r}: type must be a string")
+    if epoch is not None and not isinstance(epoch, str):
+        raise EventFormatError(f"topic {topic!r}: epoch must be a string")
     if account_id is not None and not isinstance(account_id, str):
         account_id = str(account_id)
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise EventFormatError(f"topic {topic!r}: data must be a map")
-    return Event(topic, seq, ts, event_type, account_id, Record(data))
+    return Event(topic, seq, ts, event_type, account_id, Record(data), epoch)
+
+
+def replayed_events(result: Record | Mapping[str, Any]) -> list[Event]:
+    """The events of one ``replay`` result page, decoded like live ones.
+
+    Each element of ``result["events"]`` is ``[topic, payload]``: the two PUB frames, the
+    topic as text and the payload as the msgpack bytes. Malformed entries raise
+    :class:`EventFormatError`.
+    """
+    entries = result.get("events")
+    if not isinstance(entries, list):
+        raise EventFormatError("replay result has no 'events' list")
+    return [parse_event(_replayed_frames(entry)) for entry in entries]
+
+
+def _replayed_frames(entry: Any) -> list[bytes]:
+    if not isinstance(entry, list) or len(entry) != 2:
+        raise EventFormatError(f"replayed event must be [topic, payload], got {entry!r:.100}")
+    topic, payload = entry
+    if not isinstance(topic, str) or not isinstance(payload, bytes):
+        raise EventFormatError("replayed event must be [topic: str, payload: bin]")
+    return [topic.encode("utf-8"), payload]

@@ -10,40 +10,24 @@ the thread that iterates it; a :class:`Subscription` owns one background thread 
 
 from __future__ import annotations
 
-import itertools
 import logging
 import threading
 import time
-from collections import deque
-from types import TracebackType
 from typing import Any, Callable, Iterator, Optional
 
 import zmq
 import zmq.asyncio
 
-from adapter.config import DEFAULT_PUB, DEFAULT_ROUTER
-from adapter.protocol import encode_request
-
+from ._base import ClientBase, Closing
 from ._ops import OpMethods
-from ._wire import (
-    FIRST_PONG_WAIT,
-    PONG_TOPIC,
-    check_timeout,
-    decode_reply,
-    next_pong_wait,
-    open_subscriber,
-    reply_outcome,
-    to_milliseconds,
-    topic_matches,
-    topic_prefixes,
-)
+from ._stream import PongSchedule, StreamCore
+from ._wire import SEND_RETRY_PAUSE, check_timeout, decode_reply, open_subscriber, reply_outcome, to_milliseconds
 from .errors import CLIENT_CLOSED, GatewayError, GatewayTimeout
-from .records import Event, EventFormatError, Record, parse_event
+from .records import Event, Record
 
 logger = logging.getLogger(__name__)
 
 EventCallback = Callable[[Event], Any]
-_SEND_RETRY_PAUSE = 0.001  # seconds; keeps a connection that flaps at send time from spinning the CPU
 
 
 def _plain_context(context: zmq.Context[Any] | None) -> zmq.Context[Any]:
@@ -55,7 +39,7 @@ def _plain_context(context: zmq.Context[Any] | None) -> zmq.Context[Any]:
     return context
 
 
-class Client(OpMethods[Record, Optional[Record], list[Record], Any]):
+class Client(ClientBase, Closing, OpMethods[Record, Optional[Record], list[Record], Any]):
     """Blocking client of a qmt-zmq-adapter gateway.
 
     ``router`` and ``pub`` are the gateway's ROUTER and PUB endpoints; ``timeout`` the default
@@ -73,32 +57,13 @@ class Client(OpMethods[Record, Optional[Record], list[Record], Any]):
     Safe to share between threads; calls are serialised (see the module docstring).
     """
 
-    def __init__(
-        self,
-        router: str = DEFAULT_ROUTER,
-        pub: str = DEFAULT_PUB,
-        timeout: float = 10.0,
-        context: zmq.Context[Any] | None = None,
-    ) -> None:
-        self.router = router
-        self.pub = pub
-        self.timeout = check_timeout(timeout, timeout)
-        self._context = _plain_context(context)
+    _context: zmq.Context[Any]
+    _adopt_context = staticmethod(_plain_context)
+
+    def _init_driver(self) -> None:
         self._lock = threading.Lock()  # held for the whole of a call: send, then wait for the reply
-        self._ids = itertools.count(1)
-        self._closed = False
         self._subscriptions: set[Subscription] = set()
         self._subscriptions_lock = threading.Lock()
-        socket = self._context.socket(zmq.DEALER)
-        try:
-            socket.setsockopt(zmq.LINGER, 0)
-            socket.setsockopt(zmq.IMMEDIATE, 1)
-            socket.connect(router)
-        except BaseException:
-            socket.close(linger=0)
-            raise
-        self._socket = socket
-        logger.debug("client connecting to %s (events %s)", router, pub)
 
     # -- commands -------------------------------------------------------------------------
 
@@ -112,36 +77,22 @@ class Client(OpMethods[Record, Optional[Record], list[Record], Any]):
         try:
             if self._closed:
                 raise GatewayError(CLIENT_CLOSED, f"{op}: the client is closed")
-            request_id = next(self._ids)
-            try:
-                payload = encode_request(request_id, op, args)
-            except (TypeError, ValueError, OverflowError) as exc:
-                raise TypeError(f"{op}: arguments cannot be encoded: {exc}") from exc
+            request_id, payload = self._encode(op, args)
             socket = self._socket
             while True:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or not socket.poll(to_milliseconds(remaining), zmq.POLLOUT):
-                    raise GatewayTimeout(
-                        f"{op}: no connection to the gateway at {self.router} within {seconds:g}s; "
-                        f"request {request_id} not sent",
-                        request_id,
-                        sent=False,
-                    )
+                    raise self._not_sent(op, request_id, seconds)
                 try:
                     socket.send(payload, zmq.NOBLOCK)
                     break
                 except zmq.Again:  # the connection went away between poll and send: wait for the next
-                    time.sleep(_SEND_RETRY_PAUSE)
+                    time.sleep(SEND_RETRY_PAUSE)
             logger.debug("request %s sent: %s", request_id, op)
             while True:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or not socket.poll(to_milliseconds(remaining), zmq.POLLIN):
-                    logger.warning("request %s (%s): no reply within %gs", request_id, op, seconds)
-                    raise GatewayTimeout(
-                        f"{op}: no reply to request {request_id} within {seconds:g}s; outcome unknown",
-                        request_id,
-                        sent=True,
-                    )
+                    raise self._no_reply(op, request_id, seconds)
                 decoded = decode_reply(socket.recv_multipart(zmq.NOBLOCK))
                 if decoded is None:
                     continue
@@ -166,7 +117,7 @@ class Client(OpMethods[Record, Optional[Record], list[Record], Any]):
         / ``with``) closes its socket.
         """
         self._check_open()
-        return EventStream(self._context, self.pub, prefixes, timeout, PongRequest(self))
+        return EventStream(self, prefixes, timeout)
 
     def subscribe(self, callback: EventCallback, *prefixes: str | bytes) -> Subscription:
         """Deliver events whose topic starts with one of ``prefixes`` (none: all) to ``callback``.
@@ -177,7 +128,7 @@ class Client(OpMethods[Record, Optional[Record], list[Record], Any]):
         its subscriptions too.
         """
         self._check_open()
-        subscription = Subscription(self._context, self.pub, prefixes, callback, PongRequest(self), self._forget)
+        subscription = Subscription(self, prefixes, callback)
         with self._subscriptions_lock:
             self._subscriptions.add(subscription)
         return subscription
@@ -186,15 +137,11 @@ class Client(OpMethods[Record, Optional[Record], list[Record], Any]):
         with self._subscriptions_lock:
             self._subscriptions.discard(subscription)
 
+    def _publish_pong(self, timeout: float) -> None:
+        """Ask the gateway for a ``gateway.pong``: the proof a stream waits for."""
+        self.ping(publish=True, timeout=timeout)
+
     # -- life cycle -----------------------------------------------------------------------
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise GatewayError(CLIENT_CLOSED, "the client is closed")
 
     def close(self) -> None:
         """Close the command socket and the client's subscriptions; idempotent.
@@ -213,20 +160,8 @@ class Client(OpMethods[Record, Optional[Record], list[Record], Any]):
             self._socket.close(linger=0)
         logger.debug("client for %s closed", self.router)
 
-    def __enter__(self) -> Client:
-        return self
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        state = "closed" if self._closed else "open"
-        return f"<Client router={self.router!r} pub={self.pub!r} {state}>"
-
-
-class EventStream:
+class EventStream(Closing):
     """Events from the gateway's PUB socket, as a blocking iterator over its own SUB socket.
 
     Slow joiner: ZeroMQ delivers only what is published after the subscription has reached the
@@ -236,21 +171,13 @@ class EventStream:
     re-queries state after a gap.
     """
 
-    def __init__(
-        self,
-        context: zmq.Context[Any],
-        url: str,
-        prefixes: tuple[str | bytes, ...],
-        timeout: float | None = None,
-        ping: PongRequest | None = None,
-    ) -> None:
+    def __init__(self, client: Client, prefixes: tuple[str | bytes, ...], timeout: float | None = None) -> None:
         self._idle_timeout = None if timeout is None else check_timeout(timeout, timeout)
-        self.prefixes = tuple(topic_prefixes(prefixes))
-        self._ping = ping
-        self._buffer: deque[Event] = deque()
-        self._subscribed = False
+        self._client = client
+        self._core = StreamCore(prefixes)
+        self.prefixes = self._core.prefixes
         self._closed = True
-        self._sub = open_subscriber(context, url, self.prefixes)
+        self._sub = open_subscriber(client._context, client.pub, self.prefixes)
         self._closed = False
 
     def __iter__(self) -> Iterator[Event]:
@@ -272,16 +199,13 @@ class EventStream:
         """
         if self._closed:
             raise RuntimeError("the event stream is closed")
-        if self._buffer:
-            return self._buffer.popleft()
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            frames = self._receive_frames(deadline)
-            if frames is None:
-                return None
-            event = self._accept(frames)
+            event = self._core.pop()
             if event is not None:
                 return event
+            if not self._feed_one(deadline):
+                return None
 
     def wait_subscribed(self, timeout: float | None = None) -> bool:
         """Block until the subscription is live (True) or ``timeout`` passes (False).
@@ -291,66 +215,44 @@ class EventStream:
         from the thread that iterates the stream. Errors other than time-outs (e.g. a closed
         client) are raised.
         """
-        if self._subscribed:
-            return True
         if self._closed:
-            return False
-        if self._ping is None:
-            raise RuntimeError("this stream has no client to ping the gateway with")
-        deadline = time.monotonic() + (timeout if timeout is not None else self._ping.default_timeout)
-        interval = FIRST_PONG_WAIT
-        while not self._subscribed:
-            remaining = deadline - time.monotonic()
+            return self._core.subscribed
+        schedule = PongSchedule(time.monotonic(), self._client.timeout if timeout is None else timeout)
+        while not self._core.subscribed:
+            remaining = schedule.remaining(time.monotonic())
             if remaining <= 0:
                 return False
             try:
-                self._ping(remaining)
+                self._client._publish_pong(remaining)
             except GatewayTimeout:
                 return False
-            wait_until = min(deadline, time.monotonic() + interval)
-            while not self._subscribed:
-                frames = self._receive_frames(wait_until)
-                if frames is None:
-                    break
-                event = self._accept(frames)
-                if event is not None:
-                    self._buffer.append(event)
-            interval = next_pong_wait(interval)
+            wait_until = schedule.wait_until(time.monotonic())
+            while not self._core.subscribed and self._feed_one(wait_until):
+                pass
         return True
 
     @property
     def subscribed(self) -> bool:
         """Whether a pong has proved the subscription live."""
-        return self._subscribed
+        return self._core.subscribed
 
     @property
     def closed(self) -> bool:
         return self._closed
 
-    def _receive_frames(self, deadline: float | None) -> list[bytes] | None:
+    def _feed_one(self, deadline: float | None) -> bool:
+        """Wait for one SUB message until ``deadline`` and feed it to the core; False on time-out."""
         if deadline is None:
             wait_ms = -1
         else:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                return None
+                return False
             wait_ms = to_milliseconds(remaining)
         if not self._sub.poll(wait_ms, zmq.POLLIN):
-            return None
-        frames: list[bytes] = self._sub.recv_multipart(zmq.NOBLOCK)
-        return frames
-
-    def _accept(self, frames: list[bytes]) -> Event | None:
-        """The event to hand out, or None for a pong nobody asked for or a malformed message."""
-        if frames and frames[0] == PONG_TOPIC:
-            self._subscribed = True
-        if not frames or not topic_matches(frames[0], self.prefixes):
-            return None
-        try:
-            return parse_event(frames)
-        except EventFormatError as exc:
-            logger.warning("skipping a malformed event: %s", exc)
-            return None
+            return False
+        self._core.feed(self._sub.recv_multipart(zmq.NOBLOCK))
+        return True
 
     def close(self) -> None:
         """Close the SUB socket; idempotent. Call from the thread that uses the stream."""
@@ -358,14 +260,6 @@ class EventStream:
             return
         self._closed = True
         self._sub.close(linger=0)
-
-    def __enter__(self) -> EventStream:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
     def __del__(self) -> None:
         if not getattr(self, "_closed", True):
@@ -375,7 +269,7 @@ class EventStream:
                 pass
 
 
-class Subscription:
+class Subscription(Closing):
     """Events delivered to a callback on one background thread that owns its SUB socket.
 
     Created by :meth:`Client.subscribe`; the socket is connecting by the time it returns. See
@@ -385,28 +279,21 @@ class Subscription:
 
     _POLL_MS = 50  # how quickly close() is noticed
 
-    def __init__(
-        self,
-        context: zmq.Context[Any],
-        url: str,
-        prefixes: tuple[str | bytes, ...],
-        callback: EventCallback,
-        ping: PongRequest | None = None,
-        on_close: Callable[[Subscription], None] | None = None,
-    ) -> None:
+    def __init__(self, client: Client, prefixes: tuple[str | bytes, ...], callback: EventCallback) -> None:
         if not callable(callback):
             raise TypeError(f"callback must be callable, got {callback!r}")
-        self.prefixes = tuple(topic_prefixes(prefixes))
-        self._context = context
-        self._url = url
+        self._client: Client | None = client
+        self._context = client._context
+        self._core = StreamCore(prefixes)
+        self.prefixes = self._core.prefixes
+        self._url = client.pub
         self._callback = callback
-        self._ping = ping
-        self._on_close = on_close
+        self._default_timeout = client.timeout
         self._stop = threading.Event()
-        self._subscribed = threading.Event()
+        self._subscribed = threading.Event()  # set by the thread when the core has seen a pong
         self._started = threading.Event()
         self._start_error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name=f"qmt-client-events-{url}", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"qmt-client-events-{self._url}", daemon=True)
         self._thread.start()
         self._started.wait()
         if self._start_error is not None:
@@ -436,19 +323,17 @@ class Subscription:
                 frames = sub.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
-            if frames and frames[0] == PONG_TOPIC:
+            self._core.feed(frames)
+            if self._core.subscribed:
                 self._subscribed.set()
-            if not frames or not topic_matches(frames[0], self.prefixes):
-                continue
-            try:
-                event = parse_event(frames)
-            except EventFormatError as exc:
-                logger.warning("skipping a malformed event: %s", exc)
-                continue
-            try:
-                self._callback(event)
-            except Exception:
-                logger.exception("event callback failed on %s seq %s", event.topic, event.seq)
+            while not self._stop.is_set():
+                event = self._core.pop()
+                if event is None:
+                    break
+                try:
+                    self._callback(event)
+                except Exception:
+                    logger.exception("event callback failed on %s seq %s", event.topic, event.seq)
 
     def wait_subscribed(self, timeout: float | None = None) -> bool:
         """Block until the subscription is live (True) or ``timeout`` passes (False).
@@ -459,21 +344,20 @@ class Subscription:
         """
         if self._subscribed.is_set():
             return True
-        if self._ping is None:
-            raise RuntimeError("this subscription has no client to ping the gateway with")
-        deadline = time.monotonic() + (timeout if timeout is not None else self._ping.default_timeout)
-        interval = FIRST_PONG_WAIT
+        client = self._client
+        if client is None:
+            return False
+        schedule = PongSchedule(time.monotonic(), self._default_timeout if timeout is None else timeout)
         while not self._stop.is_set():
-            remaining = deadline - time.monotonic()
+            remaining = schedule.remaining(time.monotonic())
             if remaining <= 0:
                 return False
             try:
-                self._ping(remaining)
+                client._publish_pong(remaining)
             except GatewayTimeout:
                 return False
-            if self._subscribed.wait(max(0.0, min(interval, deadline - time.monotonic()))):
+            if self._subscribed.wait(max(0.0, schedule.wait_until(time.monotonic()) - time.monotonic())):
                 return True
-            interval = next_pong_wait(interval)
         return False
 
     @property
@@ -496,32 +380,10 @@ class Subscription:
         self._stop.set()
         if threading.current_thread() is not self._thread:
             self._thread.join(timeout)
-        if self._on_close is not None:
-            on_close, self._on_close = self._on_close, None
-            on_close(self)
-
-    def __enter__(self) -> Subscription:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
+        client, self._client = self._client, None
+        if client is not None:
+            client._forget(self)
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else ("subscribed" if self.subscribed else "subscribing")
         return f"<Subscription {self._url} prefixes={list(self.prefixes)!r} {state}>"
-
-
-class PongRequest:
-    """Asks the gateway for a ``gateway.pong`` through a client: ``ping(publish=True)``."""
-
-    def __init__(self, client: Client) -> None:
-        self._client = client
-
-    @property
-    def default_timeout(self) -> float:
-        return self._client.timeout
-
-    def __call__(self, timeout: float) -> None:
-        self._client.ping(publish=True, timeout=timeout)
