@@ -15,16 +15,25 @@ keyword-only ``account_type``) in place of the account object::
 Every failure raises :class:`GatewayError` (``.code`` is a stable string); a call without a
 reply in time raises :class:`GatewayTimeout`. :class:`Client` serialises calls from several
 threads; :class:`AsyncClient` runs any number of calls at once.
+
+Event streams (``events()``, ``subscribe()``) recover: every event once, in ``seq`` order,
+gaps filled from the gateway's journal (``replay``), with ``from_seq=`` for history and
+``state_file=`` to resume after a restart. ``gateway.epoch`` and ``gateway.gap`` notices
+(``EPOCH_EVENT``, ``GAP_EVENT``; seq None) say when to re-snapshot. See
+:mod:`adapter.client.recovery`.
 """
 
 from .aio import AsyncClient, AsyncEventStream, AsyncSubscription
 from .errors import CLIENT_CLOSED, CLIENT_TIMEOUT, INVALID_REPLY, GatewayError, GatewayTimeout
-from .records import Event, Record
+from .records import Event, Record, replayed_events
+from .recovery import EPOCH_EVENT, GAP_EVENT, StreamStats
 from .sync import Client, EventStream, Subscription
 
 __all__ = [
     "CLIENT_CLOSED",
     "CLIENT_TIMEOUT",
+    "EPOCH_EVENT",
+    "GAP_EVENT",
     "INVALID_REPLY",
     "AsyncClient",
     "AsyncEventStream",
@@ -35,5 +44,7 @@ __all__ = [
     "GatewayError",
     "GatewayTimeout",
     "Record",
+    "StreamStats",
     "Subscription",
+    "replayed_events",
 ]

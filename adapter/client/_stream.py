@@ -1,46 +1,223 @@
 """The logic of an event stream, shared by the four drivers (blocking and asyncio, iterator and
-callback): what to make of each SUB message and when the subscription is proven live.
+callback): what to make of each SUB message, which replay calls to make, what to hand out next,
+when the subscription is proven live and where a restarted stream resumes.
 
 pyzmq's ``zmq.auth`` is built the same way: one class holds the logic, thin drivers do the I/O
-on a thread or an event loop. A driver reads frames and passes them to :meth:`StreamCore.feed`,
-then hands out what :meth:`StreamCore.pop` returns. No sockets here.
+on a thread or an event loop. A driver loops:
+
+1. hand out what :meth:`StreamCore.pop` returns (and :meth:`StreamCore.commit` it once it
+   counts as delivered);
+2. else make the call :meth:`StreamCore.next_request` asks for, over the client's DEALER, and
+   give the outcome back (:meth:`StreamCore.on_result` / :meth:`StreamCore.on_error`);
+3. else read one SUB message and :meth:`StreamCore.feed` it.
+
+No sockets here; the state file is the only I/O.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-from collections import deque
-from typing import Sequence
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence, Union
 
-from ._wire import FIRST_PONG_WAIT, PONG_TOPIC, next_pong_wait, topic_matches, topic_prefixes
-from .records import Event, EventFormatError, parse_event
+from adapter.protocol import events as event_types
+
+from ._wire import FIRST_PONG_WAIT, next_pong_wait
+from .errors import GatewayError
+from .recovery import EPOCH_EVENT, HOLD_LIMIT, PAGE_LIMIT, Recovery, Request, StreamStats
+from .records import Event, EventFormatError, Record, parse_event
 
 logger = logging.getLogger(__name__)
 
+StatePath = Union[str, "os.PathLike[str]"]
+
+
+def text_prefixes(prefixes: Sequence[str | bytes]) -> tuple[str, ...]:
+    """Topic prefixes as text (bytes are UTF-8); an empty one means every event."""
+    result = []
+    for prefix in prefixes:
+        if isinstance(prefix, bytes):
+            prefix = prefix.decode("utf-8")
+        elif not isinstance(prefix, str):
+            raise TypeError(f"topic prefix must be str or bytes, got {prefix!r}")
+        result.append(prefix)
+    return () if "" in result else tuple(result)
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a stream stands: every event up to ``last_seq`` of journal ``epoch`` was delivered."""
+
+    epoch: str | None
+    last_seq: int
+
+
+class StateFile:
+    """A small JSON file holding a stream's :class:`Position`, replaced atomically.
+
+    One stream per file. The file is written to a temporary name in the same directory and
+    renamed over the old one, so a crash leaves either the old or the new position, never a
+    torn one (no fsync: a power cut may lose the last few positions, which are then delivered
+    again).
+    """
+
+    def __init__(self, path: StatePath) -> None:
+        self.path = Path(path)
+        self._temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+
+    def load(self) -> Position | None:
+        """The saved position, or None when there is no file; a file of another kind raises ValueError."""
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+        try:
+            data = json.loads(text)
+            epoch, last_seq = data["epoch"], data["last_seq"]
+        except (ValueError, TypeError, KeyError):
+            raise ValueError(f"{self.path}: not a stream state file") from None
+        if (epoch is not None and not isinstance(epoch, str)) or not isinstance(last_seq, int) or last_seq < 0:
+            raise ValueError(f"{self.path}: not a stream state file")
+        return Position(epoch, last_seq)
+
+    def save(self, position: Position) -> None:
+        self._temporary.write_text(
+            json.dumps({"epoch": position.epoch, "last_seq": position.last_seq}), encoding="utf-8"
+        )
+        os.replace(self._temporary, self.path)
+
 
 class StreamCore:
-    """Events matching ``prefixes`` (none: all) in arrival order, and the pong that proves the
-    subscription live."""
+    """One recovering event stream: events matching ``prefixes`` (none: all), each once, in seq order.
 
-    def __init__(self, prefixes: Sequence[str | bytes]) -> None:
-        self.prefixes = tuple(topic_prefixes(prefixes))
+    ``from_seq``: start by replaying from this seq (None: from the state file's position + 1
+    when there is one, else live from the first event seen). ``state_file``: where the
+    position is kept (see :meth:`commit`). Not thread-safe: one driver uses it.
+    """
+
+    def __init__(
+        self,
+        prefixes: Sequence[str | bytes],
+        *,
+        from_seq: int | None = None,
+        state_file: StatePath | None = None,
+        hold_limit: int = HOLD_LIMIT,
+        page_limit: int = PAGE_LIMIT,
+    ) -> None:
+        self.prefixes = text_prefixes(prefixes)
+        self._state = None if state_file is None else StateFile(state_file)
+        saved = None if self._state is None else self._state.load()
+        epoch = None
+        if from_seq is None and saved is not None:
+            from_seq, epoch = saved.last_seq + 1, saved.epoch
+        self.recovery = Recovery(
+            self.prefixes, from_seq=from_seq, epoch=epoch, hold_limit=hold_limit, page_limit=page_limit
+        )
         self.subscribed = False  # a gateway.pong has arrived
-        self._ready: deque[Event] = deque()
+        self._handed: Event | None = None  # handed out, not yet counted as delivered
+        self._saved = saved
+
+    @property
+    def stats(self) -> StreamStats:
+        return self.recovery.stats_snapshot()
+
+    # -- input ----------------------------------------------------------------------------
 
     def feed(self, frames: list[bytes]) -> None:
-        """Take one SUB message: note a pong; keep a matching event; log and skip a malformed one."""
-        if frames and frames[0] == PONG_TOPIC:
-            self.subscribed = True
-        if not frames or not topic_matches(frames[0], self.prefixes):
-            return
+        """Take one SUB message; a malformed one is logged and skipped."""
         try:
-            self._ready.append(parse_event(frames))
+            event = parse_event(frames)
         except EventFormatError as exc:
             logger.warning("skipping a malformed event: %s", exc)
+            return
+        if event.type == event_types.PONG:
+            self.subscribed = True
+        self.recovery.on_event(event)
+
+    def next_request(self) -> Request | None:
+        """The replay (or journal_info) call to make now, or None."""
+        return self.recovery.next_request()
+
+    def on_result(self, request: Request, result: Any) -> None:
+        if not isinstance(result, (Record, Mapping)):
+            self.recovery.on_error(request, "invalid_reply", f"{request.op} result is not a map: {result!r:.100}")
+            return
+        self.recovery.on_result(request, result)
+
+    def on_error(self, request: Request, error: GatewayError) -> None:
+        self.recovery.on_error(request, error.code, error.message)
+
+    # -- output ---------------------------------------------------------------------------
 
     def pop(self) -> Event | None:
-        """The next event to hand out, or None."""
-        return self._ready.popleft() if self._ready else None
+        """The next event to hand out, or None. Call :meth:`commit` once it counts as delivered."""
+        if not self.recovery.ready:
+            return None
+        self._handed = self.recovery.ready.popleft()
+        return self._handed
+
+    def commit(self) -> None:
+        """The event handed out last counts as delivered: save the position, if there is a state file.
+
+        With nothing left to hand out, the position is the recovery cursor, which also covers
+        events passed over because no prefix matched.
+        """
+        event, self._handed = self._handed, None
+        if self._state is None:
+            return
+        position = self._saved
+        if event is not None and event.seq is not None:
+            position = Position(event.epoch or self.recovery.epoch, event.seq)
+        elif event is not None and event.type == EPOCH_EVENT:
+            position = Position(event.data.get("new_epoch"), 0)
+        last = self.recovery.last_seq
+        if not self.recovery.ready and last is not None:
+            position = Position(self.recovery.epoch, last)
+        if position is not None and position != self._saved:
+            self._state.save(position)
+            self._saved = position
+
+    def close(self, delivered: bool = True) -> None:
+        """The stream ends: the event handed out last counts as delivered unless ``delivered`` is
+        False (a callback that did not return); save the position."""
+        if delivered:
+            self.commit()
+        else:
+            self._handed = None  # the saved position stays before it
+
+
+class StreamView:
+    """What every stream driver shows of its :class:`StreamCore` (read-only)."""
+
+    _core: StreamCore
+
+    @property
+    def prefixes(self) -> tuple[str, ...]:
+        """The topic prefixes delivered (empty: every event)."""
+        return self._core.prefixes
+
+    @property
+    def subscribed(self) -> bool:
+        """Whether a pong has proved the subscription live."""
+        return self._core.subscribed
+
+    @property
+    def stats(self) -> StreamStats:
+        """A copy of the recovery counters: live, recovered, duplicates, gaps, expired, ..."""
+        return self._core.stats
+
+    @property
+    def last_seq(self) -> int | None:
+        """The newest seq delivered or passed over (None before the first event or heartbeat)."""
+        return self._core.recovery.last_seq
+
+    @property
+    def epoch(self) -> str | None:
+        """The journal epoch of the stream (None until one is seen)."""
+        return self._core.recovery.epoch
 
 
 class PongSchedule:

@@ -1,8 +1,7 @@
 """Socket-level helpers shared by the blocking and the asyncio client.
 
-Reply decoding, topic prefixes and the SUB socket set-up (which also listens for the
-gateway's pongs, the proof that a subscription is live) live here once, so both drivers behave
-the same way.
+Time-outs, reply decoding and the SUB socket set-up live here once, so both drivers behave the
+same way.
 """
 
 from __future__ import annotations
@@ -13,7 +12,7 @@ from typing import Any, Sequence
 
 import zmq
 
-from adapter.protocol import PROTOCOL_VERSION, ProtocolError, events, unpack
+from adapter.protocol import PROTOCOL_VERSION, ProtocolError, unpack
 
 from .errors import INVALID_REPLY, GatewayError
 from .records import to_result
@@ -24,8 +23,6 @@ logger = logging.getLogger(__name__)
 MAX_REPLY_SIZE = 1 << 30
 # Events are queued in the SUB socket until read; ZeroMQ drops beyond this (default 1000).
 EVENT_RECEIVE_HWM = 100_000
-# Every SUB also takes the gateway's answers to ping(publish=true), the proof of a live subscription.
-PONG_TOPIC = events.PONG.encode()
 FIRST_PONG_WAIT = 0.02  # seconds to wait for a pong after the first ping
 SEND_RETRY_PAUSE = 0.001  # seconds; keeps a connection that flaps at send time from spinning the CPU
 
@@ -82,45 +79,24 @@ def reply_outcome(request_id: Any, body: dict[str, Any]) -> Any:
     raise GatewayError(INVALID_REPLY, f"reply has no boolean 'ok' field: {ok!r:.50}", request_id)
 
 
-def topic_prefixes(prefixes: Sequence[str | bytes]) -> list[bytes]:
-    """SUB filters for the given topic prefixes; none means every event."""
-    if not prefixes:
-        return [b""]
-    result = []
-    for prefix in prefixes:
-        if isinstance(prefix, str):
-            result.append(prefix.encode("utf-8"))
-        elif isinstance(prefix, bytes):
-            result.append(prefix)
-        else:
-            raise TypeError(f"topic prefix must be str or bytes, got {prefix!r}")
-    return result
+def open_subscriber(context: zmq.Context[Any], url: str, rcvhwm: int | None = None) -> Any:
+    """A SUB socket connected to ``url`` that receives every event (works for plain and asyncio
+    contexts alike).
 
-
-def topic_matches(topic: bytes, prefixes: Sequence[bytes]) -> bool:
-    """The SUB rule: a topic matches when it starts with one of the prefixes."""
-    return any(topic.startswith(prefix) for prefix in prefixes)
-
-
-def open_subscriber(context: zmq.Context[Any], url: str, prefixes: Sequence[bytes]) -> Any:
-    """A SUB socket connected to ``url``, filtering on ``prefixes`` and on ``gateway.pong``.
-
-    The pong subscription lets :func:`wait_subscribed`-style helpers prove the subscription
-    is live; receivers drop pongs that match none of the caller's own prefixes. Works for
-    plain and asyncio contexts alike.
+    Everything, because ``seq`` is global: only a subscriber to all topics can tell a lost event
+    from one it filtered out. Streams apply their prefixes themselves. ``rcvhwm``: how many
+    messages the socket queues before ZeroMQ drops (default :data:`EVENT_RECEIVE_HWM`).
     """
     sub = context.socket(zmq.SUB)
     try:
         sub.setsockopt(zmq.LINGER, 0)
-        sub.setsockopt(zmq.RCVHWM, EVENT_RECEIVE_HWM)
-        for prefix in prefixes:
-            sub.setsockopt(zmq.SUBSCRIBE, prefix)
-        sub.setsockopt(zmq.SUBSCRIBE, PONG_TOPIC)
+        sub.setsockopt(zmq.RCVHWM, EVENT_RECEIVE_HWM if rcvhwm is None else rcvhwm)
+        sub.setsockopt(zmq.SUBSCRIBE, b"")
         sub.connect(url)
     except BaseException:
         sub.close(linger=0)
         raise
-    logger.debug("subscribed to %s with prefixes %r", url, list(prefixes))
+    logger.debug("subscribed to every event at %s", url)
     return sub
 
 

@@ -17,7 +17,7 @@ import zmq.asyncio
 
 from ._base import AsyncClosing, ClientBase
 from ._ops import OpMethods
-from ._stream import PongSchedule, StreamCore
+from ._stream import PongSchedule, StatePath, StreamCore, StreamView
 from ._wire import SEND_RETRY_PAUSE, check_timeout, decode_reply, open_subscriber, reply_outcome
 from .errors import CLIENT_CLOSED, GatewayError, GatewayTimeout
 from .records import Event, Record
@@ -153,23 +153,40 @@ class AsyncClient(
 
     # -- events ---------------------------------------------------------------------------
 
-    def events(self, *prefixes: str | bytes, timeout: float | None = None) -> AsyncEventStream:
-        """An async iterator of events whose topic starts with one of ``prefixes`` (none: all).
+    def events(
+        self,
+        *prefixes: str | bytes,
+        from_seq: int | None = None,
+        timeout: float | None = None,
+        state_file: StatePath | None = None,
+        rcvhwm: int | None = None,
+    ) -> AsyncEventStream:
+        """A recovering async iterator of the events whose topic starts with one of ``prefixes``
+        (none: all): each once, in ``seq`` order, gaps filled by ``replay`` calls through this
+        client. Arguments and costs as for :meth:`Client.events <adapter.client.Client.events>`.
 
-        The SUB socket connects now; iteration ends when ``timeout`` seconds pass without an
-        event, if given. :meth:`AsyncEventStream.wait_subscribed` tells when it is live.
+        The SUB socket connects now; :meth:`AsyncEventStream.wait_subscribed` tells when it is live.
         """
         self._check_open()
-        return AsyncEventStream(self, prefixes, timeout)
+        return AsyncEventStream(self, StreamCore(prefixes, from_seq=from_seq, state_file=state_file), timeout, rcvhwm)
 
-    def subscribe(self, callback: AsyncEventCallback, *prefixes: str | bytes) -> AsyncSubscription:
+    def subscribe(
+        self,
+        callback: AsyncEventCallback,
+        *prefixes: str | bytes,
+        from_seq: int | None = None,
+        state_file: StatePath | None = None,
+        rcvhwm: int | None = None,
+    ) -> AsyncSubscription:
         """Deliver matching events to ``callback`` (a function or coroutine function) from a task.
 
-        Call from a running event loop. Callback exceptions are logged; delivery goes on.
-        ``await handle.close()`` stops it; closing the client closes it too.
+        Recovering, like :meth:`events`; an event counts as delivered once the callback has
+        returned. Call from a running event loop. Callback exceptions are logged; delivery goes
+        on. ``await handle.close()`` stops it; closing the client closes it too.
         """
         self._check_open()
-        subscription = AsyncSubscription(AsyncEventStream(self, prefixes), callback, self._subscriptions.discard)
+        stream = AsyncEventStream(self, StreamCore(prefixes, from_seq=from_seq, state_file=state_file), None, rcvhwm)
+        subscription = AsyncSubscription(stream, callback, self._subscriptions.discard)
         self._subscriptions.add(subscription)
         return subscription
 
@@ -202,24 +219,37 @@ class AsyncClient(
         return "closed" if self._closed else f"open, {len(self._pending)} pending"
 
 
-class AsyncEventStream(AsyncClosing):
-    """Events from the gateway's PUB socket as an async iterator over its own SUB socket.
+async def _serve_request(core: StreamCore, client: AsyncClient) -> bool:
+    """Make the replay call the core asks for, if any; True when one was made."""
+    request = core.next_request()
+    if request is None:
+        return False
+    try:
+        result = await client._call(request.op, request.args(), None)
+    except GatewayError as exc:
+        core.on_error(request, exc)
+    else:
+        core.on_result(request, result)
+    return True
+
+
+class AsyncEventStream(StreamView, AsyncClosing):
+    """Events from the gateway as an async iterator over its own SUB socket; made by
+    :meth:`AsyncClient.events`.
 
     Slow joiner: only events published after the subscription has reached the PUB arrive, and
     ZeroMQ does not say when that is. :meth:`wait_subscribed` finds out with a
     ``ping(publish=True)`` round trip; events seen meanwhile are kept for the iterator. Use a
-    stream from one task at a time. A consumer that must not miss anything also checks ``seq``
-    continuity and re-queries state after a gap.
+    stream from one task at a time. ``stats`` counts what the recovery did.
     """
 
-    def __init__(self, client: AsyncClient, prefixes: tuple[str | bytes, ...], timeout: float | None = None) -> None:
+    def __init__(self, client: AsyncClient, core: StreamCore, timeout: float | None, rcvhwm: int | None) -> None:
         self._idle_timeout = None if timeout is None else check_timeout(timeout, timeout)
         self._client = client
-        self._core = StreamCore(prefixes)
-        self.prefixes = self._core.prefixes
+        self._core = core
         self._pong = asyncio.Event()  # set once the core has seen a pong; lets another task wait for it
         self._closed = True
-        self._sub = open_subscriber(client._context, client.pub, self.prefixes)
+        self._sub = open_subscriber(client._context, client.pub, rcvhwm)
         self._closed = False
 
     def __aiter__(self) -> AsyncEventStream:
@@ -235,15 +265,20 @@ class AsyncEventStream(AsyncClosing):
         return event
 
     async def receive(self, timeout: float | None = None) -> Event | None:
-        """The next event, or None when ``timeout`` seconds (None: no limit) pass without one."""
+        """The next event, or None when ``timeout`` seconds (None: no limit) pass without one.
+
+        The event returned before counts as delivered now. A replay call in progress may take
+        up to the client's time-out beyond ``timeout``.
+        """
         if self._closed:
             raise RuntimeError("the event stream is closed")
+        self._core.commit()
         deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
         while True:
             event = self._core.pop()
             if event is not None:
                 return event
-            if not await self._feed_one(deadline):
+            if not await _serve_request(self._core, self._client) and not await self._feed_one(deadline):
                 return None
 
     async def wait_subscribed(self, timeout: float | None = None) -> bool:
@@ -280,11 +315,6 @@ class AsyncEventStream(AsyncClosing):
         return self._core.subscribed
 
     @property
-    def subscribed(self) -> bool:
-        """Whether a pong has proved the subscription live."""
-        return self._core.subscribed
-
-    @property
     def closed(self) -> bool:
         return self._closed
 
@@ -305,12 +335,14 @@ class AsyncEventStream(AsyncClosing):
             self._pong.set()
         return True
 
-    def close(self) -> None:
-        """Close the SUB socket (a pending receive is cancelled); idempotent."""
+    def close(self, delivered: bool = True) -> None:
+        """Close the SUB socket (a pending receive is cancelled); idempotent. The event returned
+        last counts as delivered unless ``delivered`` is False."""
         if self._closed:
             return
         self._closed = True
         self._sub.close(linger=0)
+        self._core.close(delivered)
 
     async def aclose(self) -> None:
         """Async spelling of :meth:`close`, for ``contextlib.aclosing``."""
@@ -324,8 +356,9 @@ class AsyncEventStream(AsyncClosing):
                 pass
 
 
-class AsyncSubscription(AsyncClosing):
-    """Events delivered to a callback by one task; made by :meth:`AsyncClient.subscribe`."""
+class AsyncSubscription(StreamView, AsyncClosing):
+    """Events delivered to a callback by one task; made by :meth:`AsyncClient.subscribe`.
+    ``stats`` counts what the recovery did."""
 
     def __init__(
         self,
@@ -337,19 +370,26 @@ class AsyncSubscription(AsyncClosing):
             stream.close()
             raise TypeError(f"callback must be callable, got {callback!r}")
         self._stream = stream
+        self._core = stream._core
         self._callback = callback
         self._on_close = on_close
+        self._in_callback = False  # cancelled inside the callback: that event was not delivered
         self._task = asyncio.get_running_loop().create_task(self._run(), name="qmt-client-events")
 
     async def _run(self) -> None:
         try:
-            async for event in self._stream:
+            while True:
+                event = await self._stream.receive()  # the event before counts as delivered now
+                if event is None:
+                    return
+                self._in_callback = True
                 try:
                     result = self._callback(event)
                     if inspect.isawaitable(result):
                         await result
                 except Exception:
                     logger.exception("event callback failed on %s seq %s", event.topic, event.seq)
+                self._in_callback = False
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -363,10 +403,6 @@ class AsyncSubscription(AsyncClosing):
         return await self._stream._wait_subscribed(timeout, read=False)
 
     @property
-    def subscribed(self) -> bool:
-        return self._stream.subscribed
-
-    @property
     def closed(self) -> bool:
         return self._stream.closed
 
@@ -377,7 +413,7 @@ class AsyncSubscription(AsyncClosing):
             task.cancel()
             if task is not asyncio.current_task():
                 await asyncio.gather(task, return_exceptions=True)
-        self._stream.close()
+        self._stream.close(delivered=not self._in_callback)
         if self._on_close is not None:
             on_close, self._on_close = self._on_close, None
             on_close(self)

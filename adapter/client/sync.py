@@ -20,7 +20,7 @@ import zmq.asyncio
 
 from ._base import ClientBase, Closing
 from ._ops import OpMethods
-from ._stream import PongSchedule, StreamCore
+from ._stream import PongSchedule, StatePath, StreamCore, StreamView
 from ._wire import SEND_RETRY_PAUSE, check_timeout, decode_reply, open_subscriber, reply_outcome, to_milliseconds
 from .errors import CLIENT_CLOSED, GatewayError, GatewayTimeout
 from .records import Event, Record
@@ -107,28 +107,56 @@ class Client(ClientBase, Closing, OpMethods[Record, Optional[Record], list[Recor
 
     # -- events ---------------------------------------------------------------------------
 
-    def events(self, *prefixes: str | bytes, timeout: float | None = None) -> EventStream:
-        """An iterator of events whose topic starts with one of ``prefixes`` (none: all).
+    def events(
+        self,
+        *prefixes: str | bytes,
+        from_seq: int | None = None,
+        timeout: float | None = None,
+        state_file: StatePath | None = None,
+        rcvhwm: int | None = None,
+    ) -> EventStream:
+        """A recovering iterator of the events whose topic starts with one of ``prefixes`` (none: all).
 
-        The SUB socket is created and connects now; events published once the subscription
-        has reached the gateway (:meth:`EventStream.wait_subscribed` tells when) are kept
-        until read. Iteration ends when ``timeout`` seconds pass without an event, if given.
-        Use the stream from one thread; leaving the loop early and dropping it (or ``close()``
-        / ``with``) closes its socket.
+        Every event is delivered once, in ``seq`` order, also across a SUB reconnect, a gateway
+        restart or a burst the SUB could not keep up with: gaps are filled by ``replay`` calls
+        through this client (see :mod:`adapter.client.recovery`, also for the ``gateway.epoch``
+        and ``gateway.gap`` notices). The SUB socket receives *every* event (seq is global, so
+        only that shows a gap) and the prefixes are applied locally: the whole stream's
+        bandwidth reaches this process.
+
+        ``from_seq``: start with the journal's events from this seq (e.g. ``snapshot.seq + 1``);
+        default: live, from the first event seen, or from the state file's position.
+        ``state_file``: a file where the position is kept (an event counts as delivered when the
+        next one is asked for or the stream is closed), so a restarted program resumes there.
+        ``timeout``: iteration ends after that many seconds without an event. ``rcvhwm``: the SUB
+        receive high-water mark (default 100,000 events).
+
+        The SUB socket connects now; :meth:`EventStream.wait_subscribed` tells when it is live.
+        Use the stream from one thread; ``close()`` (or ``with``, or dropping it) closes it.
         """
         self._check_open()
-        return EventStream(self, prefixes, timeout)
+        return EventStream(self, StreamCore(prefixes, from_seq=from_seq, state_file=state_file), timeout, rcvhwm)
 
-    def subscribe(self, callback: EventCallback, *prefixes: str | bytes) -> Subscription:
-        """Deliver events whose topic starts with one of ``prefixes`` (none: all) to ``callback``.
+    def subscribe(
+        self,
+        callback: EventCallback,
+        *prefixes: str | bytes,
+        from_seq: int | None = None,
+        state_file: StatePath | None = None,
+        rcvhwm: int | None = None,
+    ) -> Subscription:
+        """Deliver the events whose topic starts with one of ``prefixes`` (none: all) to ``callback``.
 
-        ``callback(event)`` runs on one background thread that owns its own SUB socket, in
-        publication order. An exception in the callback is logged and the next event still
-        arrives. The returned handle's ``close()`` stops the thread; closing the client closes
-        its subscriptions too.
+        Recovering, like :meth:`events` (same ``from_seq``, ``state_file``, ``rcvhwm``; an event
+        counts as delivered once the callback has returned). ``callback(event)`` runs on one
+        background thread that owns its own SUB socket and makes the replay calls through this
+        client (its lock is taken per call, never across a callback). An exception in the
+        callback is logged and the next event still arrives. The handle's ``close()`` stops the
+        thread; closing the client closes its subscriptions too.
         """
         self._check_open()
-        subscription = Subscription(self, prefixes, callback)
+        core = StreamCore(prefixes, from_seq=from_seq, state_file=state_file)
+        subscription = Subscription(self, core, callback, rcvhwm)
         with self._subscriptions_lock:
             self._subscriptions.add(subscription)
         return subscription
@@ -161,23 +189,55 @@ class Client(ClientBase, Closing, OpMethods[Record, Optional[Record], list[Recor
         logger.debug("client for %s closed", self.router)
 
 
-class EventStream(Closing):
-    """Events from the gateway's PUB socket, as a blocking iterator over its own SUB socket.
+def _ping_until_pong(
+    client: Client, timeout: float | None, wait_until: Callable[[float], bool], stopped: Callable[[], bool]
+) -> bool:
+    """``wait_subscribed``: ping(publish=True), then ``wait_until(t)`` for the pong (True once it
+    came), again on the :class:`PongSchedule`, until ``timeout`` (default: the client's)."""
+    schedule = PongSchedule(time.monotonic(), client.timeout if timeout is None else timeout)
+    while not stopped():
+        remaining = schedule.remaining(time.monotonic())
+        if remaining <= 0:
+            return False
+        try:
+            client._publish_pong(remaining)
+        except GatewayTimeout:
+            return False
+        if wait_until(schedule.wait_until(time.monotonic())):
+            return True
+    return False
+
+
+def _serve_request(core: StreamCore, client: Client) -> bool:
+    """Make the replay call the core asks for, if any; True when one was made."""
+    request = core.next_request()
+    if request is None:
+        return False
+    try:
+        result = client._call(request.op, request.args(), None)
+    except GatewayError as exc:
+        core.on_error(request, exc)
+    else:
+        core.on_result(request, result)
+    return True
+
+
+class EventStream(StreamView, Closing):
+    """Events from the gateway as a blocking iterator over its own SUB socket; made by
+    :meth:`Client.events`, which describes the recovery.
 
     Slow joiner: ZeroMQ delivers only what is published after the subscription has reached the
     PUB, and does not say when that is. :meth:`wait_subscribed` finds out: it asks the gateway
     to publish a ``gateway.pong`` and waits until one arrives. Events seen meanwhile are kept
-    for the iterator. A consumer that must not miss anything also checks ``seq`` continuity and
-    re-queries state after a gap.
+    for the iterator. ``stats`` counts what the recovery did.
     """
 
-    def __init__(self, client: Client, prefixes: tuple[str | bytes, ...], timeout: float | None = None) -> None:
+    def __init__(self, client: Client, core: StreamCore, timeout: float | None, rcvhwm: int | None) -> None:
         self._idle_timeout = None if timeout is None else check_timeout(timeout, timeout)
         self._client = client
-        self._core = StreamCore(prefixes)
-        self.prefixes = self._core.prefixes
+        self._core = core
         self._closed = True
-        self._sub = open_subscriber(client._context, client.pub, self.prefixes)
+        self._sub = open_subscriber(client._context, client.pub, rcvhwm)
         self._closed = False
 
     def __iter__(self) -> Iterator[Event]:
@@ -195,16 +255,18 @@ class EventStream(Closing):
     def receive(self, timeout: float | None = None) -> Event | None:
         """The next event, or None when ``timeout`` seconds (None: no limit) pass without one.
 
-        Malformed messages are logged and skipped.
+        The event returned before counts as delivered now. A replay call in progress may take
+        up to the client's time-out beyond ``timeout``. Malformed messages are logged and skipped.
         """
         if self._closed:
             raise RuntimeError("the event stream is closed")
+        self._core.commit()
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             event = self._core.pop()
             if event is not None:
                 return event
-            if not self._feed_one(deadline):
+            if not _serve_request(self._core, self._client) and not self._feed_one(deadline):
                 return None
 
     def wait_subscribed(self, timeout: float | None = None) -> bool:
@@ -215,26 +277,15 @@ class EventStream(Closing):
         from the thread that iterates the stream. Errors other than time-outs (e.g. a closed
         client) are raised.
         """
-        if self._closed:
+        if self._closed or self._core.subscribed:
             return self._core.subscribed
-        schedule = PongSchedule(time.monotonic(), self._client.timeout if timeout is None else timeout)
-        while not self._core.subscribed:
-            remaining = schedule.remaining(time.monotonic())
-            if remaining <= 0:
-                return False
-            try:
-                self._client._publish_pong(remaining)
-            except GatewayTimeout:
-                return False
-            wait_until = schedule.wait_until(time.monotonic())
-            while not self._core.subscribed and self._feed_one(wait_until):
-                pass
-        return True
 
-    @property
-    def subscribed(self) -> bool:
-        """Whether a pong has proved the subscription live."""
-        return self._core.subscribed
+        def read_until(until: float) -> bool:  # this thread reads the stream itself
+            while not self._core.subscribed and self._feed_one(until):
+                pass
+            return self._core.subscribed
+
+        return _ping_until_pong(self._client, timeout, read_until, lambda: self._closed)
 
     @property
     def closed(self) -> bool:
@@ -255,11 +306,13 @@ class EventStream(Closing):
         return True
 
     def close(self) -> None:
-        """Close the SUB socket; idempotent. Call from the thread that uses the stream."""
+        """Close the SUB socket (the event returned last counts as delivered); idempotent. Call
+        from the thread that uses the stream."""
         if self._closed:
             return
         self._closed = True
         self._sub.close(linger=0)
+        self._core.close()
 
     def __del__(self) -> None:
         if not getattr(self, "_closed", True):
@@ -269,29 +322,28 @@ class EventStream(Closing):
                 pass
 
 
-class Subscription(Closing):
+class Subscription(StreamView, Closing):
     """Events delivered to a callback on one background thread that owns its SUB socket.
 
     Created by :meth:`Client.subscribe`; the socket is connecting by the time it returns. See
     :class:`EventStream` about joining late; :meth:`wait_subscribed` tells when the
-    subscription is live.
+    subscription is live. ``stats`` counts what the recovery did.
     """
 
     _POLL_MS = 50  # how quickly close() is noticed
 
-    def __init__(self, client: Client, prefixes: tuple[str | bytes, ...], callback: EventCallback) -> None:
+    def __init__(self, client: Client, core: StreamCore, callback: EventCallback, rcvhwm: int | None) -> None:
         if not callable(callback):
             raise TypeError(f"callback must be callable, got {callback!r}")
-        self._client: Client | None = client
-        self._context = client._context
-        self._core = StreamCore(prefixes)
-        self.prefixes = self._core.prefixes
+        self._client = client
+        self._core = core
         self._url = client.pub
         self._callback = callback
-        self._default_timeout = client.timeout
+        self._rcvhwm = rcvhwm
         self._stop = threading.Event()
         self._subscribed = threading.Event()  # set by the thread when the core has seen a pong
         self._started = threading.Event()
+        self._forgotten = False
         self._start_error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name=f"qmt-client-events-{self._url}", daemon=True)
         self._thread.start()
@@ -301,39 +353,35 @@ class Subscription(Closing):
 
     def _run(self) -> None:
         try:
-            sub = open_subscriber(self._context, self._url, self.prefixes)
+            sub = open_subscriber(self._client._context, self._url, self._rcvhwm)
         except BaseException as exc:
             self._start_error = exc
             self._started.set()
             return
         self._started.set()
+        core = self._core
         try:
             while not self._stop.is_set():
-                if sub.poll(self._POLL_MS, zmq.POLLIN):
-                    self._deliver_ready(sub)
+                event = core.pop()
+                if event is not None:
+                    self._deliver(event)
+                elif not _serve_request(core, self._client) and sub.poll(self._POLL_MS, zmq.POLLIN):
+                    core.feed(sub.recv_multipart(zmq.NOBLOCK))
+                    if core.subscribed:
+                        self._subscribed.set()
         except Exception:
             logger.exception("event subscription to %s stopped by an error", self._url)
         finally:
             sub.close(linger=0)
+            core.close()
             logger.debug("event subscription to %s closed", self._url)
 
-    def _deliver_ready(self, sub: zmq.Socket[Any]) -> None:
-        while not self._stop.is_set():
-            try:
-                frames = sub.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            self._core.feed(frames)
-            if self._core.subscribed:
-                self._subscribed.set()
-            while not self._stop.is_set():
-                event = self._core.pop()
-                if event is None:
-                    break
-                try:
-                    self._callback(event)
-                except Exception:
-                    logger.exception("event callback failed on %s seq %s", event.topic, event.seq)
+    def _deliver(self, event: Event) -> None:
+        try:
+            self._callback(event)
+        except Exception:
+            logger.exception("event callback failed on %s seq %s", event.topic, event.seq)
+        self._core.commit()  # delivered: the callback has returned
 
     def wait_subscribed(self, timeout: float | None = None) -> bool:
         """Block until the subscription is live (True) or ``timeout`` passes (False).
@@ -344,26 +392,11 @@ class Subscription(Closing):
         """
         if self._subscribed.is_set():
             return True
-        client = self._client
-        if client is None:
-            return False
-        schedule = PongSchedule(time.monotonic(), self._default_timeout if timeout is None else timeout)
-        while not self._stop.is_set():
-            remaining = schedule.remaining(time.monotonic())
-            if remaining <= 0:
-                return False
-            try:
-                client._publish_pong(remaining)
-            except GatewayTimeout:
-                return False
-            if self._subscribed.wait(max(0.0, schedule.wait_until(time.monotonic()) - time.monotonic())):
-                return True
-        return False
 
-    @property
-    def subscribed(self) -> bool:
-        """Whether a pong has proved the subscription live."""
-        return self._subscribed.is_set()
+        def wait_until(until: float) -> bool:  # the delivery thread reads and sets the flag
+            return self._subscribed.wait(max(0.0, until - time.monotonic()))
+
+        return _ping_until_pong(self._client, timeout, wait_until, self._stop.is_set)
 
     @property
     def closed(self) -> bool:
@@ -376,13 +409,13 @@ class Subscription(Closing):
 
     def close(self, timeout: float | None = 5.0) -> None:
         """Stop delivery and close the socket; waits up to ``timeout`` for the thread (not when
-        called from the callback itself). Idempotent."""
+        called from the callback itself). Idempotent. A callback still running finishes first."""
         self._stop.set()
         if threading.current_thread() is not self._thread:
             self._thread.join(timeout)
-        client, self._client = self._client, None
-        if client is not None:
-            client._forget(self)
+        if not self._forgotten:
+            self._forgotten = True
+            self._client._forget(self)
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else ("subscribed" if self.subscribed else "subscribing")

@@ -1,8 +1,9 @@
 """The client library against a fake gateway: a ROUTER and an XPUB served by one thread.
 
 The fake speaks raw pyzmq on random loopback ports. Its PUB side is an XPUB so a test can
-wait until the client's subscription has reached it (no slow-joiner guessing). Every loop is
-bounded and every wait has a deadline.
+wait until the client's subscription has reached it (no slow-joiner guessing). Like the real
+gateway it journals what it publishes and answers ``replay`` and ``journal_info`` from that
+journal. Every loop is bounded and every wait has a deadline.
 """
 
 from __future__ import annotations
@@ -36,11 +37,12 @@ from adapter.client import (
     Record,
 )
 from adapter.client._ops import OpMethods
-from adapter.client.records import EventFormatError, parse_event, to_result
+from adapter.client.records import EventFormatError, parse_event, replayed_events, to_result
 from adapter.protocol import decode_request, encode_error, encode_event, encode_ok, ops, pack, unpack
 
+from .test_recovery import JournalModel
+
 ACCOUNT = "1000000365"
-PONG_SEQ = 1_000_000  # the fake numbers its pongs from here, apart from the test's events
 EPOCH = "epoch-1"  # the fake's journal identity
 VECTORS = pathlib.Path(__file__).resolve().parents[2] / "proto" / "vectors"
 WAIT = 5.0  # generous deadline for anything that should happen at once
@@ -72,6 +74,8 @@ class FakeGateway:
         self.subscriptions: list[bytes] = []  # XPUB messages: b"\x01" + prefix / b"\x00" + prefix
         self.answer_pongs = True  # publish gateway.pong for ping(publish=true), as the gateway does
         self.pongs = 0
+        self.journal = JournalModel(EPOCH)  # what was published, for replay; server thread only
+        self.heartbeat_interval = 0.0  # > 0: publish gateway.heartbeat that often, as the gateway does
         self._cond = threading.Condition()
         self._commands: queue.Queue[Callable[[FakeGateway], object]] = queue.Queue()
         self._stop = threading.Event()
@@ -84,8 +88,12 @@ class FakeGateway:
         poller.register(self.router, zmq.POLLIN)
         poller.register(self.pub, zmq.POLLIN)
         deadline = time.monotonic() + self._max_life
+        next_heartbeat = 0.0
         while not self._stop.is_set() and time.monotonic() < deadline:
             ready = dict(poller.poll(10))
+            if self.heartbeat_interval > 0 and time.monotonic() >= next_heartbeat:
+                next_heartbeat = time.monotonic() + self.heartbeat_interval
+                self._send_heartbeat(None)
             while True:
                 try:
                     command = self._commands.get_nowait()
@@ -101,7 +109,8 @@ class FakeGateway:
                 request = unpack(payload)
                 if request.get("op") == "ping" and request.get("publish") and self.answer_pongs:
                     self.pongs += 1
-                    self.pub.send_multipart(encode_event(PONG_SEQ + self.pongs, 1, "gateway.pong", None, {"id": request["id"]}, EPOCH))
+                    pong = encode_event(None, 1, "gateway.pong", None, {"id": request["id"]}, self.journal.epoch)
+                    self.pub.send_multipart(pong)
                 self.handler(self, identity, request)
             if self.pub in ready:
                 message = self.pub.recv()
@@ -119,9 +128,31 @@ class FakeGateway:
     def run(self, command: Callable[[FakeGateway], object]) -> None:
         self._commands.put(command)
 
-    def publish(self, seq: int, event_type: str, account_id: str | None, data: dict[str, Any]) -> None:
-        frames = list(encode_event(seq, 1_700_000_000_000_000_000 + seq, event_type, account_id, data, EPOCH))
-        self.run(lambda gateway: gateway.pub.send_multipart(frames))
+    def publish(
+        self, seq: int, event_type: str, account_id: str | None, data: dict[str, Any], *, live: bool = True
+    ) -> None:
+        """Journal the event, then publish it (``live=False``: journaled only, as if the PUB dropped it)."""
+
+        def command(gateway: FakeGateway) -> None:
+            frames = gateway.journal.append(seq, event_type, account_id, data)
+            if live:
+                gateway.pub.send_multipart(frames)
+
+        self.run(command)
+
+    def heartbeat(self, last_seq: int | None = None) -> None:
+        """Publish a gateway.heartbeat; ``last_seq`` defaults to the newest journaled seq."""
+        self.run(lambda gateway: gateway._send_heartbeat(last_seq))
+
+    def _send_heartbeat(self, last_seq: int | None) -> None:
+        data = {"last_seq": self.journal.newest if last_seq is None else last_seq, "connected": True, "interval": 1.0}
+        self.pub.send_multipart(encode_event(None, 1, "gateway.heartbeat", None, data, self.journal.epoch))
+
+    def flush(self) -> None:
+        """Return once every command queued before has run (e.g. the publishes have been sent)."""
+        done = threading.Event()
+        self.run(lambda gateway: done.set())
+        assert done.wait(WAIT), "fake gateway: commands not run in time"
 
     def publish_raw(self, frames: list[bytes]) -> None:
         self.run(lambda gateway: gateway.pub.send_multipart(frames))
@@ -142,10 +173,20 @@ class FakeGateway:
 
 
 def reply_from_table(gateway: FakeGateway, identity: bytes, request: dict[str, Any]) -> None:
-    """Answer from ``gateway.errors`` / ``gateway.results``; echo the request otherwise."""
+    """Answer from ``gateway.errors`` / ``gateway.results``, replay and journal_info from the
+    journal; echo the request otherwise."""
     op = request["op"]
     if op in gateway.errors:
         gateway.reply(identity, encode_error(request["id"], *gateway.errors[op]))
+        return
+    if op in ("replay", "journal_info") and op not in gateway.results:
+        args = {key: value for key, value in request.items() if key not in ("v", "id", "op")}
+        try:
+            result = gateway.journal.answer(op, args)
+        except GatewayError as exc:
+            gateway.reply(identity, encode_error(request["id"], exc.code, exc.message))
+        else:
+            gateway.reply(identity, encode_ok(request["id"], result))
         return
     result = gateway.results.get(op, {"echo": request})
     if callable(result):
@@ -334,7 +375,12 @@ CALLS: list[tuple[str, tuple[Any, ...], dict[str, Any], dict[str, Any]]] = [
     ("query_account_infos", (), {}, {}),
     ("query_account_status", (), {}, {}),
     ("replay", (5,), {}, {"from_seq": 5, "prefixes": [], "limit": 1000}),
-    ("replay", (5, 9, ["order.", "trade."], 10), {}, {"from_seq": 5, "to_seq": 9, "prefixes": ["order.", "trade."], "limit": 10}),
+    (
+        "replay",
+        (5, 9, ["order.", "trade."], 10),
+        {},
+        {"from_seq": 5, "to_seq": 9, "prefixes": ["order.", "trade."], "limit": 10},
+    ),
     ("snapshot", (ACCOUNT,), {}, {"account_id": ACCOUNT}),
     ("snapshot", (ACCOUNT,), {"account_type": 3}, {"account_id": ACCOUNT, "account_type": 3}),
     ("journal_info", (), {}, {}),
@@ -350,6 +396,13 @@ def test_every_op_is_encoded_as_the_protocol_envelope(gateway: FakeGateway, clie
         request = decode_request(raw)  # the gateway's own decoder accepts it ...
         assert (request.id, request.op, request.args) == (index + 1, name, wire_args)
         ops.validate_args(ops.lookup(name), request.args)  # ... and so does its validation
+
+
+def test_none_arguments_are_left_off_the_wire(gateway: FakeGateway, client: Client) -> None:
+    client.replay(3, None)
+    client.order_stock(ACCOUNT, "600000.SH", 23, 100, 11, 10.5, None, "r")  # type: ignore[arg-type]
+    assert "to_seq" not in unpack(gateway.requests[0])
+    assert "strategy_name" not in unpack(gateway.requests[1]) and unpack(gateway.requests[1])["order_remark"] == "r"
 
 
 def test_generic_call_sends_any_op(gateway: FakeGateway, client: Client) -> None:
@@ -375,6 +428,10 @@ def test_requests_and_replies_match_the_protocol_vectors(gateway: FakeGateway, c
         assert gateway.requests[-1] == (VECTORS / f"request.{op}.msgpack").read_bytes(), op
         reply = from_vector_json(json.loads((VECTORS / f"reply.{op}.json").read_text(encoding="utf-8")))
         assert result == to_result(reply["result"]), op
+        if op == "replay":  # a replayed event is the PUB frames: it parses like a live one
+            events, wire = replayed_events(result), reply["result"]["events"]
+            assert [(event.topic, event.type) for event in events] == [(topic, "trade") for topic, _ in wire]
+            assert all(event.seq is not None and event.epoch == reply["result"]["epoch"] for event in events)
 
 
 def from_vector_json(value: Any) -> Any:
@@ -533,7 +590,7 @@ def test_events_iterator_filters_by_prefix(gateway: FakeGateway, client: Client)
         assert not stream.subscribed
         assert stream.wait_subscribed(WAIT)  # ping(publish=true) until a pong arrives
         assert stream.subscribed and gateway.pongs >= 1
-        gateway.wait_subscribed(b"order.", b"gateway.")  # the fake's own view agrees
+        gateway.wait_subscribed(b"")  # the fake's own view agrees: one subscription, to everything
         gateway.publish(1, "trade", ACCOUNT, {"traded_id": "T1"})
         gateway.publish(2, "order", ACCOUNT, ORDER)
         gateway.publish_raw([b"order.bad", b"\xc1"])  # malformed: logged and skipped
@@ -560,7 +617,7 @@ def test_events_iterator_filters_by_prefix(gateway: FakeGateway, client: Client)
 
 def test_wait_subscribed_keeps_events_and_hides_unasked_pongs(gateway: FakeGateway, client: Client) -> None:
     stream = client.events(f"trade.{ACCOUNT}")
-    gateway.wait_subscribed(f"trade.{ACCOUNT}".encode())
+    gateway.wait_subscribed(b"")
     gateway.publish(1, "trade", ACCOUNT, {"traded_id": "T1"})  # arrives while wait_subscribed reads
     assert stream.wait_subscribed(WAIT)
     event = stream.receive(WAIT)

@@ -7,11 +7,14 @@ calls the core asks for, with a bound on their number.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from adapter.client import Event, GatewayError
+from adapter.client import Event, GatewayError, Record
+from adapter.client._stream import StateFile, StreamCore, text_prefixes
 from adapter.client.recovery import (
     EPOCH_EVENT,
     GAP_EVENT,
@@ -295,6 +298,13 @@ def test_control_events_are_not_data_but_a_matching_pong_is_passed_on() -> None:
     assert delivered(orders) == [] and orders.stats == stats()
 
 
+def test_text_prefixes() -> None:
+    assert text_prefixes(["order.", b"trade."]) == ("order.", "trade.")
+    assert text_prefixes(["order.", ""]) == ()  # "" matches everything
+    with pytest.raises(TypeError):
+        text_prefixes([1])  # type: ignore[list-item]
+
+
 # -- starting from a seq ----------------------------------------------------------------------
 
 
@@ -455,3 +465,93 @@ def test_a_reply_for_a_moved_cursor_is_ignored() -> None:
     recovery.on_error(request, "seq_expired")
     assert delivered(recovery) == [] and recovery.next_request() is None
     assert recovery.stats == stats(live=2, gaps=1, epoch_changes=1)
+
+
+# -- the stream core: state file ------------------------------------------------------------
+
+
+def feed_live(core: StreamCore, journal: JournalModel, *seqs: int, topic_type: str = "order") -> None:
+    for seq in seqs:
+        core.feed(journal.append(seq, topic_type))
+
+
+def test_state_file_keeps_the_delivered_position_and_a_new_stream_resumes_there(tmp_path: Path) -> None:
+    path = tmp_path / "strategy.state"
+    journal = JournalModel()
+    core = StreamCore(["order."], state_file=path)
+    feed_live(core, journal, 1, 2, 3)
+    first = core.pop()
+    assert first is not None and first.seq == 1
+    assert not path.exists()  # handed out, not yet delivered
+    second = core.pop()  # the iterator asks for the next one: the first counts as delivered
+    core.commit()
+    assert json.loads(path.read_text()) == {"epoch": EPOCH, "last_seq": 2}
+    assert second is not None and core.pop() is not None
+    core.close()  # the last one handed out counts as delivered on close
+    assert StateFile(path).load() is not None and json.loads(path.read_text())["last_seq"] == 3
+    assert [p.name for p in tmp_path.iterdir()] == ["strategy.state"]  # no temporary left behind
+
+    for seq in (4, 5):
+        journal.append(seq)  # published while the strategy was down
+    resumed = StreamCore(["order."], state_file=path)
+    assert resumed.next_request() == ReplayRequest(4, None, ("order.",), PAGE_LIMIT)
+    serve(resumed.recovery, journal)
+    assert delivered(resumed.recovery) == [4, 5]
+
+
+def test_state_file_position_follows_the_cursor_past_unwanted_events(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    journal = JournalModel()
+    core = StreamCore(["trade."], state_file=path)
+    feed_live(core, journal, 1, topic_type="trade")
+    feed_live(core, journal, 2, 3, topic_type="order")
+    assert core.pop() is not None and core.pop() is None
+    core.commit()
+    assert json.loads(path.read_text())["last_seq"] == 3  # nothing pending: the cursor
+
+
+def test_state_file_not_delivered_when_the_callback_did_not_return(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    journal = JournalModel()
+    core = StreamCore([], state_file=path)
+    feed_live(core, journal, 1, 2)
+    core.pop()
+    core.commit()
+    core.pop()
+    core.close(delivered=False)
+    assert json.loads(path.read_text())["last_seq"] == 1
+
+
+def test_explicit_from_seq_wins_over_the_state_file(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    path.write_text(json.dumps({"epoch": EPOCH, "last_seq": 10}))
+    core = StreamCore([], from_seq=3, state_file=path)
+    assert core.next_request() == ReplayRequest(3, None, (), PAGE_LIMIT)
+
+
+def test_a_state_file_of_another_kind_is_refused(tmp_path: Path) -> None:
+    for text in ("not json", "[]", '{"epoch": 1, "last_seq": 3}', '{"epoch": "e", "last_seq": -1}', "{}"):
+        path = tmp_path / "bad.json"
+        path.write_text(text)
+        with pytest.raises(ValueError, match="not a stream state file"):
+            StreamCore([], state_file=path)
+
+
+def test_core_feed_skips_malformed_messages_and_notes_pongs() -> None:
+    core = StreamCore([])
+    core.feed([b"order.1", b"\xc1"])
+    core.feed([b"only one frame"])
+    assert core.pop() is None and not core.subscribed
+    core.feed(list(encode_event(None, 1, "gateway.pong", None, {"id": 1}, EPOCH)))
+    assert core.subscribed
+    pong_event = core.pop()
+    assert pong_event is not None and pong_event.type == "gateway.pong" and pong_event.data == Record(id=1)
+
+
+def test_core_turns_a_non_map_result_into_a_gap() -> None:
+    core = StreamCore([], from_seq=1)
+    request = core.next_request()
+    assert request is not None
+    core.on_result(request, ["not", "a", "map"])
+    gap = core.pop()
+    assert gap is not None and gap.type == GAP_EVENT
