@@ -57,15 +57,13 @@ class FakeGateway:
     server thread.
     """
 
-    def __init__(self, handler: Handler | None = None, max_life: float = 30.0) -> None:
+    def __init__(self, handler: Handler | None = None, max_life: float = 30.0, pub_url: str | None = None) -> None:
         self.ctx = zmq.Context()
         self.router = self.ctx.socket(zmq.ROUTER)
         self.router.linger = 0
-        self.pub = self.ctx.socket(zmq.XPUB)
-        self.pub.linger = 0
-        self.pub.setsockopt(zmq.XPUB_VERBOSE, 1)
         self.router_url = f"tcp://127.0.0.1:{self.router.bind_to_random_port('tcp://127.0.0.1')}"
-        self.pub_url = f"tcp://127.0.0.1:{self.pub.bind_to_random_port('tcp://127.0.0.1')}"
+        self.pub_url = pub_url or ""
+        self._pub_ctx, self.pub = self._open_pub()
         self.handler: Handler = handler or reply_from_table
         self.results: dict[str, Any] = {}
         self.errors: dict[str, tuple[str, str]] = {}
@@ -84,7 +82,7 @@ class FakeGateway:
         self._thread.start()
 
     def _serve(self) -> None:
-        poller = zmq.Poller()
+        poller = self._poller = zmq.Poller()
         poller.register(self.router, zmq.POLLIN)
         poller.register(self.pub, zmq.POLLIN)
         deadline = time.monotonic() + self._max_life
@@ -119,6 +117,27 @@ class FakeGateway:
                     self._cond.notify_all()
 
     # -- server thread ------------------------------------------------------------------
+
+    def _open_pub(self) -> tuple[zmq.Context[Any], zmq.Socket[Any]]:
+        """The XPUB, in a context of its own so that :meth:`restart_pub` can end it completely."""
+        ctx: zmq.Context[Any] = zmq.Context()
+        pub = ctx.socket(zmq.XPUB)
+        pub.linger = 0
+        pub.setsockopt(zmq.XPUB_VERBOSE, 1)
+        if self.pub_url:
+            pub.bind(self.pub_url)
+        else:
+            self.pub_url = f"tcp://127.0.0.1:{pub.bind_to_random_port('tcp://127.0.0.1')}"
+        return ctx, pub
+
+    def restart_pub(self) -> None:
+        """Close the PUB side and open it again on the same endpoint, as a restarted gateway
+        does: subscribers are disconnected and ZeroMQ reconnects them by themselves."""
+        self._poller.unregister(self.pub)
+        self.pub.close()
+        self._pub_ctx.term()
+        self._pub_ctx, self.pub = self._open_pub()
+        self._poller.register(self.pub, zmq.POLLIN)
 
     def reply(self, identity: bytes, payload: bytes) -> None:
         self.router.send_multipart([identity, payload])
@@ -170,6 +189,7 @@ class FakeGateway:
         self.router.close()
         self.pub.close()
         self.ctx.term()
+        self._pub_ctx.term()
 
 
 def reply_from_table(gateway: FakeGateway, identity: bytes, request: dict[str, Any]) -> None:

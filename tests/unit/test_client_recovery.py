@@ -22,7 +22,7 @@ import zmq
 from adapter.client import AsyncClient, Client, Event
 from adapter.client.recovery import EPOCH_EVENT, GAP_EVENT
 
-from .test_client import ACCOUNT, WAIT, FakeGateway
+from .test_client import ACCOUNT, WAIT, FakeGateway, unused_endpoint
 from .test_recovery import JournalModel
 
 
@@ -81,6 +81,29 @@ def test_iterator_notices_a_lost_tail_by_the_heartbeat(gateway: FakeGateway, cli
         gateway.heartbeat()  # last_seq 3
         assert receive_seqs(stream, 3) == [1, 2, 3]
         assert stream.receive(0.05) is None  # the heartbeat itself is not an event
+
+
+def test_events_published_while_the_sub_reconnects_are_replayed() -> None:
+    """The PUB side goes away and comes back on the same endpoint (as with a restarted
+    gateway): ZeroMQ reconnects the SUB by itself, the jump shows the loss, replay fills it."""
+    gateway = FakeGateway(pub_url=unused_endpoint())  # a fixed port below the ephemeral range
+    try:
+        with Client(gateway.router_url, gateway.pub_url, timeout=WAIT) as client, client.events("order.") as stream:
+            assert stream.wait_subscribed(WAIT)
+            publish_orders(gateway, [1])
+            assert receive_seqs(stream, 1) == [1]
+            gateway.run(FakeGateway.restart_pub)
+            publish_orders(gateway, [2, 3])  # nobody is connected yet: lost to this subscriber
+            gateway.flush()
+            deadline = time.monotonic() + WAIT
+            while gateway.subscriptions.count(b"\x01") < 2:  # until the SUB is back
+                # ZeroMQ completes a reconnect when the socket is used: keep reading meanwhile.
+                assert stream.receive(0.02) is None and time.monotonic() < deadline
+            publish_orders(gateway, [4])
+            assert receive_seqs(stream, 3) == [2, 3, 4]
+            assert stream.stats.recovered == 2 and stream.stats.gaps == 1
+    finally:
+        gateway.close()
 
 
 def test_late_joiner_replays_from_a_seq_then_goes_live(gateway: FakeGateway, client: Client) -> None:
