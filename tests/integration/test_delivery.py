@@ -1,0 +1,339 @@
+"""Gap-free delivery end to end: journal, replay, snapshot, heartbeat and client recovery,
+over real sockets with the genuine xttrader over the sim."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from adapter.client import AsyncClient, Client, GatewayError
+from adapter.config import SimConfig
+
+from ..conftest import ACCOUNT, wait_for
+
+RICH = SimConfig(cash=1e10)
+
+
+def stat(stats: Any, name: str) -> int:
+    return int(stats[name] if isinstance(stats, dict) else getattr(stats, name))
+
+
+def burst(router: str, pub: str, orders: int, window: int = 200, price: float = 10.70) -> int:
+    """Place ``orders`` marketable buys (7 events each) from an AsyncClient; returns how many were answered."""
+
+    async def run() -> int:
+        answered = 0
+        async with AsyncClient(router, pub, timeout=10.0) as client:
+            for first in range(0, orders, window):
+                calls = [
+                    client.order_stock(ACCOUNT, "600000.SH", "buy", 100, "limit", price, "burst")
+                    for _ in range(min(window, orders - first))
+                ]
+                results = await asyncio.gather(*calls, return_exceptions=True)
+                answered += sum(not isinstance(r, BaseException) for r in results)
+                if answered < first + len(results):  # the gateway went away: stop sending
+                    break
+        return answered
+
+    return asyncio.run(run())
+
+
+class Collector:
+    """A recovering subscription's deliveries, with a slow handler on request."""
+
+    def __init__(self, slow_every: int = 0) -> None:
+        self.events: list[Any] = []
+        self.slow_every = slow_every
+        self.lock = threading.Lock()
+
+    def __call__(self, event: Any) -> None:
+        with self.lock:
+            self.events.append(event)
+            n = len(self.events)
+        if self.slow_every and n % self.slow_every == 0:
+            time.sleep(0.002)  # a handler that cannot keep up with the burst
+
+    def seqs(self) -> list[int]:
+        with self.lock:
+            return [e.seq for e in self.events if e.seq is not None]
+
+    def last(self) -> int:
+        seqs = self.seqs()
+        return seqs[-1] if seqs else 0
+
+
+def journal_frames(client: Client, from_seq: int = 1) -> list[tuple[str, bytes]]:
+    """Every journaled event as its exact PUB frames, read page by page."""
+    frames: list[tuple[str, bytes]] = []
+    for _ in range(10_000):
+        page = client.replay(from_seq)
+        frames += [(topic, payload) for topic, payload in page.events]
+        from_seq = page.next_seq
+        if not page.more:
+            return frames
+    pytest.fail("the journal did not end")
+
+
+def test_tiny_hwm_slow_subscriber_gets_every_seq_once_in_order(gateway_factory: Any) -> None:
+    gateway = gateway_factory(sim=RICH, pub_hwm=500)
+    with Client(gateway.router_endpoint, gateway.pub_endpoint, timeout=10.0) as client:
+        collector = Collector(slow_every=50)
+        subscription = client.subscribe(collector, from_seq=1, rcvhwm=50)
+        assert subscription.wait_subscribed(5.0)
+        answered = burst(gateway.router_endpoint, gateway.pub_endpoint, 3000)
+        assert answered == 3000
+        last = client.ping().last_seq
+        assert last >= 20_000
+        wait_for(lambda: collector.last() >= last, timeout=60.0, what=f"seq {last} delivered")
+        seqs = collector.seqs()
+        assert seqs == list(range(1, last + 1))  # every seq, exactly once, in order
+        assert stat(subscription.stats, "recovered") > 0  # the PUB really dropped, replay filled in
+        journal = journal_frames(client)
+        with collector.lock:
+            delivered = [(e.topic, e.seq, e.type, e.data.to_dict()) for e in collector.events if e.seq is not None]
+        assert len(journal) == last
+        from adapter.client.records import parse_event
+
+        assert delivered == [
+            (e.topic, e.seq, e.type, e.data.to_dict())
+            for e in (parse_event([t.encode(), p]) for t, p in journal)
+        ]
+        subscription.close()
+
+
+def test_subscriber_that_was_away_recovers_what_it_missed(gateway: Any, tmp_path: Path) -> None:
+    state = tmp_path / "cursor"
+    with Client(gateway.router_endpoint, gateway.pub_endpoint, timeout=10.0) as client:
+        first = Collector()
+        subscription = client.subscribe(first, state_file=str(state))
+        assert subscription.wait_subscribed(5.0)
+        order_id = client.order_stock(ACCOUNT, "600000.SH", 23, 100, 11, 10.70).order_id
+        wait_for(lambda: any(e.type == "asset" and e.seq > 0 for e in first.events[-1:]), what="the fill's asset")
+        wait_for(lambda: first.last() == client.ping().last_seq, what="caught up")
+        subscription.close()  # away: events flow without it
+        away_from = first.last() + 1
+        for _ in range(5):
+            client.order_stock(ACCOUNT, "600000.SH", 23, 100, 11, 10.70)
+        last = client.ping().last_seq
+        assert last > away_from
+        second = Collector()
+        resumed = client.subscribe(second, state_file=str(state))  # resumes from the saved cursor
+        wait_for(lambda: second.last() >= last, timeout=10.0, what="the missed events")
+        assert second.seqs()[: last - away_from + 1] == list(range(away_from, last + 1))
+        assert stat(resumed.stats, "recovered") >= last - away_from + 1
+        assert order_id > 0
+        resumed.close()
+
+
+def test_iterator_from_seq_replays_then_follows(client: Any) -> None:
+    for _ in range(3):
+        client.order_stock(ACCOUNT, "600000.SH", 23, 100, 11, 10.40)
+    last = client.ping().last_seq
+    with client.events("order.", from_seq=1, timeout=5.0) as stream:
+        seen = []
+        for event in stream:
+            seen.append(event)
+            if event.seq >= last - 1:
+                break
+        assert all(e.type == "order" for e in seen)
+        assert [e.data.order_status for e in seen] == [48, 50] * 3
+        assert [e.seq for e in seen] == sorted(e.seq for e in seen)
+        live_id = client.order_stock(ACCOUNT, "600000.SH", 23, 100, 11, 10.40).order_id
+        live = stream.receive(5.0)
+        assert live is not None and live.type == "order" and live.data.order_id == live_id
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class GatewayProcess:
+    def __init__(self, data_dir: Path, router: str, pub: str) -> None:
+        config = data_dir / "gateway.toml"
+        config.write_text("[sim]\ncash = 10000000000.0\n", encoding="utf-8")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "adapter", "serve", "--router", router, "--pub", pub,
+             "--data-dir", str(data_dir), "--config", str(config), "--log-level", "WARNING"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+
+
+@pytest.fixture
+def endpoints() -> Iterator[tuple[str, str]]:
+    yield f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
+
+
+def test_gateway_killed_mid_burst_restarts_with_seq_continuing_and_nothing_lost(
+    tmp_path: Path, endpoints: tuple[str, str]
+) -> None:
+    router, pub = endpoints
+    first = GatewayProcess(tmp_path, router, pub)
+    second: GatewayProcess | None = None
+    try:
+        with Client(router, pub, timeout=10.0) as client:
+            wait_for(lambda: _pings(client), timeout=30.0, interval=0.1, what="the gateway to start")
+            epoch = client.ping().epoch
+            collector = Collector()
+            subscription = client.subscribe(collector, from_seq=1)
+            assert subscription.wait_subscribed(10.0)
+            sender = threading.Thread(target=burst, args=(router, pub, 3000), daemon=True)
+            sender.start()
+            wait_for(lambda: collector.last() > 5000, timeout=30.0, what="the burst to be under way")
+            first.proc.send_signal(signal.SIGKILL)
+            first.proc.wait(10)
+            sender.join(60)
+            second = GatewayProcess(tmp_path, router, pub)
+            wait_for(lambda: _pings(client), timeout=30.0, interval=0.1, what="the gateway to restart")
+            info = client.ping()
+            assert info.epoch == epoch  # same journal, same stream
+            for _ in range(3):
+                client.order_stock(ACCOUNT, "600000.SH", 23, 100, 11, 10.70)
+            last = client.ping().last_seq
+            wait_for(lambda: collector.last() >= last, timeout=60.0, what=f"seq {last} after the restart")
+            seqs = collector.seqs()
+            assert seqs == list(range(1, last + 1))  # no seq reused, none missing, none doubled
+            journal = journal_frames(client)
+            assert len(journal) == last
+            with collector.lock:
+                assert [e.type for e in collector.events if e.seq] == [t.split(".")[0] if not t.startswith("gateway.") else t for t, _ in journal]
+            restarts = [e.seq for e in collector.events if e.type == "gateway.connection" and e.data.connected]
+            assert len(restarts) == 2 and restarts[1] > 5000  # the second run went on from the journal
+            subscription.close()
+    finally:
+        for gateway in (first, second):
+            if gateway is not None and gateway.proc.poll() is None:
+                gateway.proc.send_signal(signal.SIGTERM)
+                try:
+                    gateway.proc.wait(15)
+                except subprocess.TimeoutExpired:
+                    gateway.proc.kill()
+
+
+def _pings(client: Client) -> bool:
+    try:
+        return bool(client.ping(timeout=0.5).connected)
+    except GatewayError:
+        return False
+
+
+def apply(books: dict[str, Any], event: Any) -> None:
+    """A subscriber's own books from events, by the same rules as the snapshot."""
+    d = event.data
+    if event.type == "order":
+        books["orders"][d.order_id] = d.to_dict()
+    elif event.type == "trade":
+        books["trades"][d.traded_id] = d.to_dict()
+    elif event.type == "position":
+        books["positions"][d.stock_code] = d.to_dict()
+    elif event.type == "asset":
+        books["asset"] = d.to_dict()
+
+
+def books_of(snapshot: Any) -> dict[str, Any]:
+    return {
+        "asset": snapshot.asset.to_dict() if snapshot.asset is not None else None,
+        "positions": {p.stock_code: p.to_dict() for p in snapshot.positions},
+        "orders": {o.order_id: o.to_dict() for o in snapshot.orders},
+        "trades": {t.traded_id: t.to_dict() for t in snapshot.trades},
+    }
+
+
+def test_late_joiner_snapshot_plus_events_equals_an_early_subscriber(gateway_factory: Any) -> None:
+    gateway = gateway_factory(sim=SimConfig(positions={ACCOUNT: {"000001.SZ": 1000}}, fill_volume=100))
+    with Client(gateway.router_endpoint, gateway.pub_endpoint, timeout=10.0) as client:
+        early_books = books_of(client.snapshot(ACCOUNT))
+        early = client.events("", from_seq=client.snapshot(ACCOUNT).seq + 1)
+        assert early.wait_subscribed(5.0)
+        client.order_stock(ACCOUNT, "600000.SH", 23, 300, 11, 10.70)  # fills in three parts
+        client.order_stock(ACCOUNT, "000001.SZ", 24, 200, 11, 11.00)
+        resting = client.order_stock(ACCOUNT, "600000.SH", 23, 100, 11, 10.40).order_id
+        gateway.broker.counter.step()
+
+        snapshot = client.snapshot(ACCOUNT)  # the late joiner arrives here
+        late_books = books_of(snapshot)
+        late = client.events("", from_seq=snapshot.seq + 1)
+        assert late.wait_subscribed(5.0)
+        gateway.broker.counter.step()
+        client.cancel_order_stock(ACCOUNT, resting)
+        client.order_stock(ACCOUNT, "000001.SZ", 24, 100, 11, 11.00)
+        gateway.broker.counter.step()
+        last = wait_for(lambda: (lambda p: p.last_seq if p.pending == 0 else None)(client.ping()), what="quiet")
+        for stream, books in ((early, early_books), (late, late_books)):
+            for _ in range(10_000):
+                event = stream.receive(5.0)
+                assert event is not None, "stream ended early"
+                apply(books, event)
+                if event.seq == last:
+                    break
+        final = books_of(client.snapshot(ACCOUNT))
+        assert late_books == early_books == final
+        assert final["orders"][resting]["order_status"] == 54 and len(final["trades"]) >= 4
+        early.close()
+        late.close()
+
+
+def test_heartbeats_tell_a_quiet_subscriber_the_stream_is_alive(gateway_factory: Any) -> None:
+    gateway = gateway_factory(heartbeat_interval=0.1)
+    with Client(gateway.router_endpoint, gateway.pub_endpoint, timeout=5.0) as client:
+        info = client.ping()
+        import zmq
+        import msgpack
+
+        context = zmq.Context.instance()
+        sub = context.socket(zmq.SUB)
+        sub.linger = 0
+        sub.subscribe(b"gateway.heartbeat")
+        sub.connect(gateway.pub_endpoint)
+        beats = []
+        deadline = time.monotonic() + 5
+        while len(beats) < 3 and time.monotonic() < deadline:
+            if sub.poll(200):
+                beats.append(msgpack.unpackb(sub.recv_multipart()[1]))
+        sub.close()
+        assert len(beats) == 3
+        for beat in beats:
+            assert beat["seq"] is None and beat["epoch"] == info.epoch
+            assert beat["data"] == {"last_seq": info.last_seq, "connected": True, "interval": 0.1}
+
+
+def test_replay_older_than_retention_says_so(gateway_factory: Any) -> None:
+    gateway = gateway_factory(retention_bytes=4000)
+    with Client(gateway.router_endpoint, gateway.pub_endpoint, timeout=5.0) as client:
+        for _ in range(10):
+            client.order_stock(ACCOUNT, "600000.SH", 23, 100, 11, 10.70)
+        info = client.journal_info()
+        assert info.first_seq > 1 and info.payload_bytes <= 4000
+        with pytest.raises(GatewayError) as expired:
+            client.replay(1)
+        assert expired.value.code == "seq_expired"
+        assert f"first kept: {info.first_seq}" in expired.value.message and "snapshot" in expired.value.message
+        page = client.replay(info.first_seq)
+        assert page.events and page.first_seq == info.first_seq
+        assert client.snapshot(ACCOUNT).seq == info.last_seq  # the documented way back
+
+
+def test_cli_journal_and_tail_from(gateway: Any, client: Any) -> None:
+    client.order_stock(ACCOUNT, "600000.SH", 23, 100, 11, 10.70)
+    common = ["--router", gateway.router_endpoint, "--pub", gateway.pub_endpoint, "--timeout", "5"]
+    journal = subprocess.run([sys.executable, "-m", "adapter", "journal", *common], capture_output=True, text=True, timeout=30)
+    assert journal.returncode == 0 and client.ping().epoch in journal.stdout and "seq 1.." in journal.stdout
+    tail = subprocess.run(
+        [sys.executable, "-m", "adapter", "tail", *common, "--from", "1", "--count", "3", "order."],
+        capture_output=True, text=True, timeout=30,
+    )
+    lines = [line for line in tail.stdout.splitlines() if " order " in line]
+    assert tail.returncode == 0 and len(lines) == 3, tail.stdout + tail.stderr
+    assert "48(unreported)" in lines[0] and "50(reported)" in lines[1] and "56(succeeded)" in lines[2]
