@@ -100,6 +100,11 @@ def open_subscriber(context: zmq.Context[Any], url: str, rcvhwm: int | None = No
     return sub
 
 
+def readable(socket: Any) -> bool:
+    """Whether a message can be received from ``socket`` at once (plain or asyncio socket)."""
+    return bool(socket.getsockopt(zmq.EVENTS) & zmq.POLLIN)
+
+
 def next_pong_wait(interval: float) -> float:
     """How long to wait for the next pong: short at first, then backing off to half a second."""
     return min(interval * 2, 0.5)

@@ -18,7 +18,7 @@ import zmq.asyncio
 from ._base import AsyncClosing, ClientBase
 from ._ops import OpMethods
 from ._stream import PongSchedule, StatePath, StreamCore, StreamView
-from ._wire import SEND_RETRY_PAUSE, check_timeout, decode_reply, open_subscriber, reply_outcome
+from ._wire import SEND_RETRY_PAUSE, check_timeout, decode_reply, open_subscriber, readable, reply_outcome
 from .errors import CLIENT_CLOSED, GatewayError, GatewayTimeout
 from .records import Event, Record
 
@@ -320,6 +320,8 @@ class AsyncEventStream(StreamView, AsyncClosing):
 
     async def _feed_one(self, deadline: float | None) -> bool:
         """Wait for one SUB message until ``deadline`` and feed it to the core; False on time-out."""
+        if not readable(self._sub):
+            self._core.idle()  # nothing to read now: save the position before waiting
         if deadline is None:
             frames = await self._sub.recv_multipart()
         else:

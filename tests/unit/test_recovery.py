@@ -510,6 +510,19 @@ def test_state_file_position_follows_the_cursor_past_unwanted_events(tmp_path: P
     assert json.loads(path.read_text())["last_seq"] == 3  # nothing pending: the cursor
 
 
+def test_state_file_writes_are_spaced_while_streaming_and_made_when_idle(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    journal = JournalModel()
+    core = StreamCore([], state_file=path, save_interval=3600.0)
+    feed_live(core, journal, 1, 2, 3)
+    for _ in range(3):
+        core.pop()
+        core.commit()
+    assert json.loads(path.read_text())["last_seq"] == 1  # the first commit wrote; then spaced
+    core.idle()  # the driver has nothing to read: write what is pending
+    assert json.loads(path.read_text())["last_seq"] == 3
+
+
 def test_state_file_not_delivered_when_the_callback_did_not_return(tmp_path: Path) -> None:
     path = tmp_path / "state.json"
     journal = JournalModel()
