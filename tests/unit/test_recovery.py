@@ -420,13 +420,19 @@ def test_a_gateway_without_replay_gives_a_gap_notice_per_gap() -> None:
     assert recovery.next_request() is None and recovery.stats.expired == 1
 
 
-def test_a_timeout_retries_after_new_input_only() -> None:
+def seq_2_missing() -> tuple[Recovery, JournalModel, Request]:
+    """Seq 1 delivered, 2 lost (journaled), 3 held: and the replay the recovery asks for."""
     recovery, journal = Recovery(), JournalModel()
     live(recovery, journal, 1)
     journal.append(2)
     live(recovery, journal, 3)
     request = recovery.next_request()
-    assert request is not None
+    assert request == ReplayRequest(2, 2, (), PAGE_LIMIT)
+    return recovery, journal, request
+
+
+def test_a_timeout_retries_after_new_input_only() -> None:
+    recovery, journal, request = seq_2_missing()
     recovery.on_error(request, "client_timeout", "no reply")
     assert recovery.next_request() is None  # no busy retry while the gateway is away
     recovery.on_event(heartbeat(3))
@@ -436,11 +442,7 @@ def test_a_timeout_retries_after_new_input_only() -> None:
 
 
 def test_a_malformed_page_is_a_gap_not_a_loop() -> None:
-    recovery, journal = Recovery(), JournalModel()
-    live(recovery, journal, 1)
-    live(recovery, journal, 3)
-    request = recovery.next_request()
-    assert request is not None
+    recovery, _, request = seq_2_missing()
     recovery.on_result(request, {"epoch": EPOCH, "events": [["order.1", "not bytes"]], "next_seq": 3, "more": False})
     assert delivered(recovery) == [1, GAP_EVENT, 3]
     stuck = Recovery(from_seq=1)
@@ -451,12 +453,7 @@ def test_a_malformed_page_is_a_gap_not_a_loop() -> None:
 
 
 def test_a_reply_for_a_moved_cursor_is_ignored() -> None:
-    recovery, journal = Recovery(), JournalModel()
-    live(recovery, journal, 1)
-    journal.append(2)
-    live(recovery, journal, 3)
-    request = recovery.next_request()
-    assert request is not None
+    recovery, journal, request = seq_2_missing()
     new = JournalModel("epoch-2")
     new.append(1)
     recovery.on_event(new.event(1))  # meanwhile the journal was recreated: the cursor restarts
