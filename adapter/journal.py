@@ -21,7 +21,7 @@ from typing import Callable, Iterable, Sequence
 log = logging.getLogger(__name__)
 
 FILE_NAME = "journal.sqlite3"
-AGE_PRUNE_INTERVAL = 60.0  # seconds between retention-by-age checks
+AGE_PRUNE_INTERVAL = 60.0  # at most this many seconds between retention-by-age checks
 PRUNE_CHUNK = 10_000  # rows looked at per step when pruning by size
 
 _SCHEMA = """
@@ -176,7 +176,7 @@ class Journal:
             dropped += self._prune_by_size(int(self.retention_bytes * 0.9))
         now = self._clock()
         if self.retention_days and now >= self._next_age_prune:
-            self._next_age_prune = now + AGE_PRUNE_INTERVAL
+            self._next_age_prune = now + min(AGE_PRUNE_INTERVAL, self.retention_days * 8640)  # a tenth of the window
             dropped += self._prune_by_age(int((now - self.retention_days * 86400) * 1e9))
         return dropped
 

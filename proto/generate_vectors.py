@@ -125,6 +125,8 @@ ERRORS = {
     "unknown_op": (4, "unknown_op", "unknown op 'order_stonk'"),
     "unknown_account": (5, "unknown_account", "account '999' is not served by this gateway (serving 1000000365)"),
     "invalid_message": (None, "invalid_message", "payload is not valid msgpack (ExtraData)"),
+    "seq_expired": (6, "seq_expired",
+                    "seq 1 is no longer in the journal (first kept: 101); rebuild from the snapshot op"),
 }
 
 

@@ -177,6 +177,10 @@ class XtBroker:
             try:
                 if self._trader.executor is not None:
                     self._trader.stop()
+                # xtquant never runs this loop and never closes it; left to the garbage
+                # collector at exit it is finalized after its own self-pipe and raises.
+                if not self._trader.loop.is_running():
+                    self._trader.loop.close()
             except Exception:
                 log.exception("XtQuantTrader.stop() failed")
             self._trader = None

@@ -228,6 +228,7 @@ class Gateway:
 
     def _heartbeat(self, now: float) -> None:
         self._next_heartbeat = now + self.config.heartbeat_interval
+        self._apply_retention()
         data = {"last_seq": self._event_seq, "connected": self._connected, "interval": self.config.heartbeat_interval}
         self._publish_control(events.HEARTBEAT, data)
 
@@ -424,7 +425,6 @@ class Gateway:
         assert journal is not None and self._pub is not None
         try:
             journal.append([(seq, ts, topic.decode(), payload) for seq, ts, topic, payload in batch])
-            journal.prune_if_due()
         except Exception:
             # Live subscribers still get the events; replay will lack them. Counted, in ping.
             self.stats["journal_errors"] += len(batch)
@@ -433,6 +433,15 @@ class Gateway:
         for _, _, topic, payload in batch:
             send([topic, payload])
         self.stats["events"] += len(batch)
+        self._apply_retention()
+
+    def _apply_retention(self) -> None:
+        """Cheap unless a bound is passed; also runs on heartbeats so an idle journal ages out."""
+        assert self.journal is not None
+        try:
+            self.journal.prune_if_due()
+        except Exception:
+            log.exception("journal retention failed; will try again")
 
     def _publish_control(self, event_type: str, data: dict[str, Any]) -> None:
         """Control events (pong, heartbeat): not numbered, not journaled, sent at once."""

@@ -337,3 +337,14 @@ def test_cli_journal_and_tail_from(gateway: Any, client: Any) -> None:
     lines = [line for line in tail.stdout.splitlines() if " order " in line]
     assert tail.returncode == 0 and len(lines) == 3, tail.stdout + tail.stderr
     assert "48(unreported)" in lines[0] and "50(reported)" in lines[1] and "56(succeeded)" in lines[2]
+
+
+def test_an_idle_journal_still_ages_out(gateway_factory: Any) -> None:
+    gateway = gateway_factory(retention_days=0.5 / 86400, heartbeat_interval=0.05)  # keep half a second
+    with Client(gateway.router_endpoint, gateway.pub_endpoint, timeout=5.0) as client:
+        client.order_stock(ACCOUNT, "600000.SH", 23, 100, 11, 10.70)
+        last = client.ping().last_seq
+        assert client.journal_info().count > 0
+        wait_for(lambda: client.journal_info().count == 0, timeout=10.0, interval=0.1, what="the journal to age out")
+        info = client.journal_info()
+        assert info.last_seq == last and info.first_seq == 0  # seq still continues from where it was
