@@ -25,14 +25,14 @@ ORDER = dict(
     zip(
         events.ORDER_FIELDS,
         [2, ACCOUNT, "600000.SH", 1082130433, "1000001", 1763884800, 23, 200, 11, 10.7, 200, 10.6, 56, "",
-         "cli", "demo", 48, 48, "A123456789", "浦发银行"],
+         "cli", "demo", 48, 48, "A123456789", "浦发银行", "c0ffee01"],
     )
 )
 TRADE = dict(
     zip(
         events.TRADE_FIELDS,
         [2, ACCOUNT, "600000.SH", 23, "T000001", 1763884800, 10.6, 200, 2120.0, 1082130433, "1000001", "cli",
-         "demo", 48, 48, 5.0, "A123456789", "浦发银行"],
+         "demo", 48, 48, 5.0, "A123456789", "浦发银行", "c0ffee01"],
     )
 )
 POSITION = dict(
@@ -43,12 +43,12 @@ POSITION = dict(
     )
 )
 ORDER_ERROR = dict(
-    zip(events.ORDER_ERROR_FIELDS, [2, ACCOUNT, 1082130434, -61, "[COUNTER] [120147][资金可用金额不足]", "cli", ""])
+    zip(events.ORDER_ERROR_FIELDS, [2, ACCOUNT, 1082130434, -61, "[COUNTER] [120147][资金可用金额不足]", "cli", "", "c0ffee02"])
 )
 CANCEL_ERROR = dict(
     zip(events.CANCEL_ERROR_FIELDS, [2, ACCOUNT, 1082130433, 0, "1000001", -62, "[COUNTER] [110003][该委托已成交或已撤单，不能撤单]"])
 )
-ORDER_RESPONSE = dict(zip(events.ORDER_RESPONSE_FIELDS, [2, ACCOUNT, 1082130433, "demo", "first", "", 7]))
+ORDER_RESPONSE = dict(zip(events.ORDER_RESPONSE_FIELDS, [2, ACCOUNT, 1082130433, "demo", "first", "", 7, "c0ffee01"]))
 CANCEL_RESPONSE = dict(zip(events.CANCEL_RESPONSE_FIELDS, [2, ACCOUNT, 0, 1082130433, "", 8, ""]))
 ACCOUNT_STATUS = dict(zip(events.ACCOUNT_STATUS_FIELDS, [2, ACCOUNT, 0]))
 ACCOUNT_INFO = dict(zip(events.ACCOUNT_INFO_FIELDS, [2, ACCOUNT, 2, 1, 0, 0]))
@@ -62,6 +62,7 @@ ORDER_ARGS = {
     "price": 10.5,
     "strategy_name": "demo",
     "order_remark": "first",
+    "client_order_id": "c0ffee01",
 }
 ACCOUNT_ARG = {"account_id": ACCOUNT}
 
@@ -89,7 +90,7 @@ OPS = {
          "retention_bytes": 1073741824},
     ),
     "order_stock": (ORDER_ARGS, ORDER_RESPONSE),
-    "order_stock_async": (ORDER_ARGS, {"seq": 7}),
+    "order_stock_async": (ORDER_ARGS, {"seq": 7, "client_order_id": "c0ffee01", "order_id": None}),
     "cancel_order_stock": ({**ACCOUNT_ARG, "order_id": 1082130433}, CANCEL_RESPONSE),
     "cancel_order_stock_async": ({**ACCOUNT_ARG, "order_id": 1082130433}, {"seq": 8}),
     "cancel_order_stock_sysid": ({**ACCOUNT_ARG, "market": 0, "sysid": "1000001"},

@@ -26,6 +26,7 @@ import random
 import threading
 import time
 import uuid
+from pathlib import Path
 from typing import Any, Callable
 
 from ..config import Config
@@ -38,6 +39,11 @@ Post = Callable[[tuple], None]
 
 class BrokerStartError(RuntimeError):
     """The counter could not be started, connected or subscribed."""
+
+
+_RECONNECT = object()  # a broker-queue item: reconnect now
+RECONNECT_FIRST_DELAY = 0.5  # seconds; doubles per failed try
+RECONNECT_MAX_DELAY = 30.0
 
 
 def new_session_id() -> int:
@@ -66,6 +72,7 @@ class XtBroker:
         self._owners: dict[int, tuple[int, str]] = {}
         self._owners_lock = threading.Lock()
         self._sim_path = ""
+        self._path = ""
 
     # -- life cycle (called from the gateway's control thread) ------------------------
 
@@ -91,11 +98,16 @@ class XtBroker:
         """Queue one validated command for the broker thread (thread-safe)."""
         self._commands.put((token, spec, args))
 
+    def reconnect(self) -> None:
+        """After ``on_disconnected``: reconnect from the broker thread, never inside a callback."""
+        self._commands.put(_RECONNECT)
+
     # -- broker thread ----------------------------------------------------------------
 
     def _run(self) -> None:
         try:
-            self._trader = self._create_trader()
+            self._path = self._native_path()
+            self._trader = self._new_trader()
             self._open()
         except BaseException as exc:  # reported to start()'s caller
             self._start_error = exc
@@ -107,6 +119,10 @@ class XtBroker:
             item = self._commands.get()
             if item is None:
                 break
+            if item is _RECONNECT:
+                if not self._reconnect():
+                    break
+                continue
             token, spec, args = item
             try:
                 self._execute(token, spec, args)
@@ -115,27 +131,76 @@ class XtBroker:
                 self._post(("error", token, errors.BROKER_ERROR, f"{spec.name} failed: {exc}"))
         self._close_trader()
 
-    def _create_trader(self) -> Any:
+    def _reconnect(self) -> bool:
+        """Fresh trader and session, back-off between tries; False if asked to stop meanwhile."""
+        delay = RECONNECT_FIRST_DELAY
+        while True:
+            self._stop_trader()
+            self.session_id = new_session_id()  # a counter refuses a session id reused within seconds
+            try:
+                self._trader = self._new_trader()
+                self._open()
+                break
+            except Exception as exc:
+                log.warning("reconnect failed (%s); next try in %.1f s", exc, delay)
+            if not self._idle(delay):
+                return False
+            delay = min(delay * 2, RECONNECT_MAX_DELAY)
+        log.info("reconnected with session %s", self.session_id)
+        for account_id, books in self.view.items():
+            self._post(("reconcile", account_id, books))
+        self._post(("connection", True, "reconnected and reconciled", time.time_ns()))
+        return True
+
+    def _idle(self, seconds: float) -> bool:
+        """Wait between reconnection tries, refusing commands; False when stop is asked."""
+        deadline = time.monotonic() + seconds
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                item = self._commands.get(timeout=remaining)
+            except queue.Empty:
+                return True
+            if item is None:
+                return False
+            if item is not _RECONNECT:
+                token, spec, _ = item
+                self._post(("error", token, errors.BROKER_UNAVAILABLE, f"{spec.name}: the counter is not connected"))
+        return True
+
+    def _native_path(self) -> str:
+        """Where XtQuantTrader connects: the sim counter's registry path, or QMT's userdata."""
         if self.backend == "sim":
             from .. import sim
 
             sim.install()
-            self.counter = sim.SimCounter(self.config.sim, self.config.accounts)
+            self.counter = sim.SimCounter(self.config.sim, self.config.accounts, **self._sim_options())
             self._sim_path = f"sim://{uuid.uuid4().hex}"
             sim.register_counter(self._sim_path, self.counter)
-            path = self._sim_path
-        else:
-            from ..xtimport import import_xtquant
+            return self._sim_path
+        from ..xtimport import import_xtquant
 
-            import_xtquant()
-            path = self.config.qmt_path
-            try:
-                import xtquant.xttrader  # noqa: F401  # loads the native client
-            except ImportError as exc:
-                raise BrokerStartError(
-                    "backend qmt needs xtquant's native client, which ships only as Windows .pyd files "
-                    f"for the Python versions xtquant supports ({exc}); on this machine use --backend sim"
-                ) from None
+        import_xtquant()
+        try:
+            import xtquant.xttrader  # noqa: F401  # loads the native client
+        except ImportError as exc:
+            raise BrokerStartError(
+                "backend qmt needs xtquant's native client, which ships only as Windows .pyd files "
+                f"for the Python versions xtquant supports ({exc}); on this machine use --backend sim"
+            ) from None
+        return self.config.qmt_path
+
+    def _sim_options(self) -> dict[str, Any]:
+        """The sim's books persist beside the journal, as a real counter's do across restarts."""
+        import inspect
+
+        from .. import sim
+
+        if "state_path" in inspect.signature(sim.SimCounter).parameters:
+            return {"state_path": str(Path(self.config.data_dir) / "sim-counter.sqlite3")}
+        return {}
+
+    def _new_trader(self) -> Any:
+        path = self._path
         from xtquant.xttrader import XtQuantTrader
 
         class Trader(XtQuantTrader):  # type: ignore[misc]
@@ -170,9 +235,16 @@ class XtBroker:
                 "orders": _records(trader.query_stock_orders(account), events.ORDER_FIELDS),
                 "trades": _records(trader.query_stock_trades(account), events.TRADE_FIELDS),
             }
-        self._post(("connection", True, "connected and subscribed", time.time_ns()))
 
     def _close_trader(self) -> None:
+        self._stop_trader()
+        if self.counter is not None:
+            from .. import sim
+
+            sim.unregister_counter(self._sim_path)
+            self.counter.close()
+
+    def _stop_trader(self) -> None:
         if self._trader is not None:
             try:
                 if self._trader.executor is not None:
@@ -184,11 +256,6 @@ class XtBroker:
             except Exception:
                 log.exception("XtQuantTrader.stop() failed")
             self._trader = None
-        if self.counter is not None:
-            from .. import sim
-
-            sim.unregister_counter(self._sim_path)
-            self.counter.close()
 
     def _account(self, account_id: str, account_type: str) -> Any:
         key = (account_id, account_type)

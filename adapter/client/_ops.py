@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import secrets
 from typing import Any, Callable, Generic, Sequence, TypeVar, cast
 
 RecordT = TypeVar("RecordT")  # a Record (or an awaitable of one)
@@ -37,6 +38,8 @@ _NOT_WIRE = frozenset({"self", "timeout", "account_type"})  # parameters that ar
 def _wire_args(arguments: dict[str, Any]) -> dict[str, Any]:
     """The request arguments from a method's bound parameters (``locals()`` of an op method)."""
     wire: dict[str, Any] = {}
+    if "client_order_id" in arguments and arguments["client_order_id"] is None:
+        arguments = {**arguments, "client_order_id": new_client_order_id()}
     for name, value in arguments.items():
         if name in _NOT_WIRE or value is None:
             continue
@@ -44,6 +47,11 @@ def _wire_args(arguments: dict[str, Any]) -> dict[str, Any]:
         if name == "account_id" and arguments.get("account_type", DEFAULT_ACCOUNT_TYPE) != DEFAULT_ACCOUNT_TYPE:
             wire["account_type"] = arguments["account_type"]
     return wire
+
+
+def new_client_order_id() -> str:
+    """A short id unique enough to make an order idempotent at the gateway."""
+    return secrets.token_hex(8)
 
 
 def _twin(method: MethodT, op: str, doc: str) -> MethodT:
@@ -128,13 +136,18 @@ class OpMethods(Generic[RecordT, OptionalRecordT, RecordListT, AnyT]):
         strategy_name: str = "",
         order_remark: str = "",
         *,
+        client_order_id: str | None = None,
         account_type: str | int = "STOCK",
         timeout: float | None = None,
     ) -> RecordT:
-        """Place an order and wait for the counter's response (``order_id``, ``error_msg``, ...).
+        """Place an order and wait for the counter's response (``order_id``, ``error_msg``,
+        ``client_order_id``, ...).
 
         ``order_type`` 23 / ``"buy"`` or 24 / ``"sell"``; ``price_type`` 11 / ``"limit"`` or a
-        market price type. A time-out leaves the outcome unknown: see GatewayTimeout.sent.
+        market price type. ``client_order_id`` makes the order idempotent: sending the same id
+        again (after a time-out, from another process, after a gateway restart) returns the
+        first outcome and never orders twice. One is generated when not given; pass your own
+        to be able to retry safely. A time-out leaves the outcome unknown: retry with the same id.
         """
         return cast(RecordT, self._call("order_stock", _wire_args(locals()), timeout))
 

@@ -126,7 +126,8 @@ class Event:
     restarts), ``ts`` the gateway's timestamp in nanoseconds since the epoch, ``type`` the event
     type (``"order"``, ``"trade"``, ...), ``account_id`` the account or None for gateway events,
     ``data`` the xttype fields and ``epoch`` the journal's identity (the same epoch means the
-    same seq stream). ``seq`` is None for events outside the journaled stream: the gateway's
+    same seq stream); ``reconciled`` is set on events the gateway found in the counter's books
+    after a reconnection or restart instead of receiving them live. ``seq`` is None for events outside the journaled stream: the gateway's
     control events (``gateway.pong``, ``gateway.heartbeat``) and the client's own notices
     (``gateway.epoch``, ``gateway.gap``).
     """
@@ -138,6 +139,7 @@ class Event:
     account_id: str | None
     data: Record
     epoch: str | None = None
+    reconciled: bool = False  # found in the counter's books after a reconnection or restart
 
 
 class EventFormatError(ValueError):
@@ -173,7 +175,7 @@ def parse_event(frames: Sequence[bytes]) -> Event:
         data = {}
     if not isinstance(data, dict):
         raise EventFormatError(f"topic {topic!r}: data must be a map")
-    return Event(topic, seq, ts, event_type, account_id, Record(data), epoch)
+    return Event(topic, seq, ts, event_type, account_id, Record(data), epoch, body.get("reconciled") is True)
 
 
 def replayed_events(result: Record | Mapping[str, Any]) -> list[Event]:

@@ -125,20 +125,31 @@ def event_topic(event_type: str, account_id: str | None) -> str:
 
 
 def encode_event(
-    seq: int | None, ts: int, event_type: str, account_id: str | None, data: dict[str, Any], epoch: str
+    seq: int | None,
+    ts: int,
+    event_type: str,
+    account_id: str | None,
+    data: dict[str, Any],
+    epoch: str,
+    reconciled: bool = False,
 ) -> tuple[bytes, bytes]:
-    """Return the two PUB frames ``[topic, payload]``; ``seq`` is None for control events."""
-    payload = pack(
-        {
-            "v": PROTOCOL_VERSION,
-            "seq": seq,
-            "ts": ts,
-            "type": event_type,
-            "account_id": account_id,
-            "epoch": epoch,
-            "data": data,
-        }
-    )
+    """Return the two PUB frames ``[topic, payload]``; ``seq`` is None for control events.
+
+    ``reconciled`` marks an event the gateway found in the counter's books after a
+    reconnection or restart rather than from a live push; the key is present only then.
+    """
+    body = {
+        "v": PROTOCOL_VERSION,
+        "seq": seq,
+        "ts": ts,
+        "type": event_type,
+        "account_id": account_id,
+        "epoch": epoch,
+        "data": data,
+    }
+    if reconciled:
+        body["reconciled"] = True
+    payload = pack(body)
     return event_topic(event_type, account_id).encode(), payload
 
 

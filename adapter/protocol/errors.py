@@ -16,6 +16,9 @@ BROKER_UNAVAILABLE: Final = "broker_unavailable"
 BROKER_TIMEOUT: Final = "broker_timeout"
 BROKER_ERROR: Final = "broker_error"
 SEQ_EXPIRED: Final = "seq_expired"  # replay asked for events the journal no longer keeps
+DUPLICATE_CLIENT_ORDER_ID: Final = "duplicate_client_order_id"  # same id, different order
+OUTCOME_UNKNOWN: Final = "outcome_unknown"  # sent, then time-out or disconnect: being reconciled
+ORDER_NOT_PLACED: Final = "order_not_placed"  # reconciliation found it never reached the counter
 INTERNAL_ERROR: Final = "internal_error"
 
 ALL_CODES: Final = (
@@ -31,6 +34,9 @@ ALL_CODES: Final = (
     BROKER_TIMEOUT,
     BROKER_ERROR,
     SEQ_EXPIRED,
+    DUPLICATE_CLIENT_ORDER_ID,
+    OUTCOME_UNKNOWN,
+    ORDER_NOT_PLACED,
     INTERNAL_ERROR,
 )
 

@@ -11,11 +11,12 @@ ORDER_FIELDS: Final = (
     "account_type", "account_id", "stock_code", "order_id", "order_sysid", "order_time", "order_type",
     "order_volume", "price_type", "price", "traded_volume", "traded_price", "order_status", "status_msg",
     "strategy_name", "order_remark", "direction", "offset_flag", "secu_account", "instrument_name",
+    "client_order_id",
 )
 TRADE_FIELDS: Final = (
     "account_type", "account_id", "stock_code", "order_type", "traded_id", "traded_time", "traded_price",
     "traded_volume", "traded_amount", "order_id", "order_sysid", "strategy_name", "order_remark",
-    "direction", "offset_flag", "commission", "secu_account", "instrument_name",
+    "direction", "offset_flag", "commission", "secu_account", "instrument_name", "client_order_id",
 )
 POSITION_FIELDS: Final = (
     "account_type", "account_id", "stock_code", "volume", "can_use_volume", "open_price", "market_value",
@@ -24,13 +25,17 @@ POSITION_FIELDS: Final = (
 )
 ORDER_ERROR_FIELDS: Final = (
     "account_type", "account_id", "order_id", "error_id", "error_msg", "strategy_name", "order_remark",
+    "client_order_id",
 )
 CANCEL_ERROR_FIELDS: Final = (
     "account_type", "account_id", "order_id", "market", "order_sysid", "error_id", "error_msg",
 )
 ORDER_RESPONSE_FIELDS: Final = (
     "account_type", "account_id", "order_id", "strategy_name", "order_remark", "error_msg", "seq",
+    "client_order_id",
 )
+# Event types whose records the gateway maps back from the counter's remark tag.
+ORDER_LINKED: Final = frozenset({"order", "trade", "order_error", "order_response"})
 CANCEL_RESPONSE_FIELDS: Final = (
     "account_type", "account_id", "cancel_result", "order_id", "order_sysid", "seq", "error_msg",
 )

@@ -17,6 +17,7 @@ MAX_TEXT_LENGTH = 256
 MAX_REPLAY_LIMIT = 10_000
 MAX_PREFIXES = 64
 _STOCK_CODE = re.compile(r"^[0-9A-Za-z]{1,16}\.[A-Za-z]{2,4}$")
+_CLIENT_ORDER_ID = re.compile(r"^[0-9A-Za-z_.:-]{1,64}$")
 
 # How the gateway executes an op.
 GATEWAY = "gateway"  # answered by the gateway itself
@@ -72,6 +73,15 @@ def as_price(name: str, value: Any) -> float:
     if not math.isfinite(price) or price < 0:
         raise _fail(name, f"must be a finite number >= 0, got {_describe(value)}")
     return price
+
+
+def as_client_order_id(name: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    text = as_text(name, value, allow_empty=False)
+    if not _CLIENT_ORDER_ID.match(text):
+        raise _fail(name, "1 to 64 characters from A-Z a-z 0-9 _ . : -")
+    return text
 
 
 def as_replay_limit(name: str, value: Any) -> int:
@@ -186,7 +196,8 @@ _ORDER_PARAMS = (
     Param("price_type", as_price_type, doc="11 (FIX_PRICE) / 'limit', 5 (LATEST_PRICE) / 'latest', ..."),
     Param("price", as_price, doc="limit price; 0 for market price types"),
     Param("strategy_name", as_text, "", "free text, kept by the counter"),
-    Param("order_remark", as_text, "", "free text; the counter keeps only 24 bytes"),
+    Param("order_remark", as_text, "", "free text, kept by the gateway (the counter gets a tag)"),
+    Param("client_order_id", as_client_order_id, None, "makes the order idempotent; the gateway makes one if absent"),
 )
 _CANCEL_PARAMS = (Param("order_id", as_positive_int, doc="order id returned by order_stock"),)
 _CANCEL_SYSID_PARAMS = (

@@ -22,6 +22,7 @@ from .. import __version__
 from ..broker import XtBroker
 from ..config import Config
 from ..journal import Journal, SeqExpired
+from ..ledger import ACKNOWLEDGED, IN_FLIGHT, NOT_PLACED, REJECTED, SENDING, UNKNOWN, Ledger, OrderRecord, fingerprint, new_client_order_id
 from ..protocol import (
     PROTOCOL_VERSION,
     ProtocolError,
@@ -34,6 +35,7 @@ from ..protocol import (
     events,
     mapping,
     ops,
+    unpack,
 )
 from .inbox import Inbox
 from .view import BooksView
@@ -44,6 +46,7 @@ log = logging.getLogger(__name__)
 COMMAND_BATCH = 256
 
 _SYNC_KINDS = (ops.ORDER, ops.CANCEL)
+_ORDER_RECORD_QUERIES = frozenset({"query_stock_orders", "query_stock_order", "query_stock_trades"})
 
 
 @dataclass
@@ -58,6 +61,7 @@ class Pending:
     deadline: float
     seq: int | None = None
     started: float = field(default_factory=time.monotonic)
+    record: OrderRecord | None = None  # the ledger record of an order command
 
 
 class Gateway:
@@ -75,6 +79,7 @@ class Gateway:
         self.broker = XtBroker(config, self._inbox.post)
         self._accounts = frozenset(config.accounts)
         self.journal: Journal | None = None
+        self.ledger: Ledger | None = None
         self._view = BooksView(config.accounts)
         self._batch: list[tuple[int, int, bytes, bytes]] = []  # (seq, ts, topic, payload) not yet journaled
         self._next_heartbeat = 0.0
@@ -121,17 +126,22 @@ class Gateway:
                 retention_bytes=self.config.retention_bytes,
             )
             self._event_seq = self.journal.last_seq  # seq continues over the gateway's whole life
+            self.ledger = Ledger(self.config.data_dir)
+            self._rebuild_view()
             self.broker.start()
         except BaseException:
             router.close()
             pub.close()
             context.term()
-            if self.journal is not None:
-                self.journal.close()
-                self.journal = None
+            for store in (self.journal, self.ledger):
+                if store is not None:
+                    store.close()
+            self.journal = self.ledger = None
             raise
+        # Reconciled by the I/O thread before it reads any command (see _run).
         for account_id, books in self.broker.view.items():
-            self._view.load(account_id, books)
+            self._inbox.post(("reconcile", account_id, books))
+        self._inbox.post(("connection", True, "connected and subscribed", time.time_ns()))
         self._context, self._router, self._pub = context, router, pub
         self._started_at = time.monotonic()
         # Thread start is the memory barrier that lets the I/O thread take the sockets over.
@@ -163,9 +173,10 @@ class Gateway:
             self._context.term()
             self._context = None
         self._inbox.close()
-        if self.journal is not None:
-            self.journal.close()
-            self.journal = None
+        for store in (self.journal, self.ledger):
+            if store is not None:
+                store.close()
+        self.journal = self.ledger = None
         log.info("stopped")
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -189,7 +200,7 @@ class Gateway:
         inbox_fd = self._inbox.fileno()
         poller.register(inbox_fd, zmq.POLLIN)
         try:
-            running = True
+            running = self._handle_inbox()  # start-up reconciliation comes before any command
             while running:
                 ready = dict(poller.poll(self._poll_timeout_ms()))
                 if router in ready:
@@ -280,15 +291,68 @@ class Gateway:
         if spec.kind == ops.GATEWAY:
             self._gateway_op(envelope, request.id, spec.name, args)
             return
+        record = None
+        if spec.kind in (ops.ORDER, ops.ORDER_ASYNC):
+            args["client_order_id"] = args["client_order_id"] or new_client_order_id()
+            assert self.ledger is not None
+            record = self.ledger.get(args["account_id"], args["client_order_id"])
+            if record is not None:  # the same id again: never to the counter twice
+                self._repeat(envelope, request.id, spec, args, record)
+                return
         if self._closing or not self._connected:
             reason = "gateway is shutting down" if self._closing else "the counter is not connected"
             self._reply_error(envelope, request.id, errors.BROKER_UNAVAILABLE, f"{spec.name}: {reason}; retry later")
             return
+        broker_args = args
+        if spec.kind in (ops.ORDER, ops.ORDER_ASYNC):
+            assert self.ledger is not None
+            record = self.ledger.create(args["account_id"], args["client_order_id"], args)  # durable first
+            broker_args = {**args, "order_remark": record.tag}  # the user's remark stays in the ledger
+        pending = self._wait(envelope, request.id, spec, args, record)
+        self.broker.submit(pending.token, spec, broker_args)
+
+    def _wait(
+        self, envelope: list[bytes], request_id: Any, spec: ops.OpSpec, args: dict[str, Any],
+        record: OrderRecord | None,
+    ) -> Pending:
         token = next(self._tokens)
         deadline = time.monotonic() + self.config.broker_timeout
-        self._pending[token] = Pending(token, envelope, request.id, spec, args, deadline)
+        pending = self._pending[token] = Pending(token, envelope, request_id, spec, args, deadline, record=record)
         heapq.heappush(self._deadlines, (deadline, token))
-        self.broker.submit(token, spec, args)
+        if record is not None:
+            record.waiters.append(pending)
+        return pending
+
+    def _repeat(
+        self, envelope: list[bytes], request_id: Any, spec: ops.OpSpec, args: dict[str, Any], record: OrderRecord
+    ) -> None:
+        """A client order id seen before: the first outcome, or a wait for it."""
+        cid = record.client_order_id
+        if record.fingerprint != fingerprint(args):
+            self._reply_error(
+                envelope, request_id, errors.DUPLICATE_CLIENT_ORDER_ID,
+                f"client_order_id {cid!r} was already used for a different order on account {record.account_id}",
+            )
+        elif record.state in (ACKNOWLEDGED, REJECTED):
+            self._reply_ok(envelope, request_id, self._order_result(spec, record))
+        elif record.state == UNKNOWN:
+            self._reply_error(envelope, request_id, errors.OUTCOME_UNKNOWN, _unknown_message(record))
+        elif record.state == NOT_PLACED:
+            self._reply_error(
+                envelope, request_id, errors.ORDER_NOT_PLACED,
+                f"order {cid!r} never reached the counter (reconciled: {record.error_msg}); "
+                "send it again with a new client_order_id",
+            )
+        elif spec.kind == ops.ORDER_ASYNC and record.seq is not None:
+            self._reply_ok(envelope, request_id, self._order_result(spec, record))
+        else:  # still on its way: this request gets the same answer as the first
+            self._wait(envelope, request_id, spec, args, record)
+
+    @staticmethod
+    def _order_result(spec: ops.OpSpec, record: OrderRecord) -> dict[str, Any]:
+        if spec.kind == ops.ORDER_ASYNC:
+            return {"seq": record.seq, "client_order_id": record.client_order_id, "order_id": record.order_id}
+        return dict(record.response or {})
 
     def _gateway_op(self, envelope: list[bytes], request_id: Any, op: str, args: dict[str, Any]) -> None:
         """Ops answered from the gateway's own state, on this thread."""
@@ -334,6 +398,7 @@ class Gateway:
             "epoch": self.journal.epoch if self.journal else "",
             "pending": len(self._pending),
             "journal_errors": self.stats["journal_errors"],
+            "unknown_orders": self.ledger.count(UNKNOWN) if self.ledger else 0,
             "uptime": round(time.monotonic() - self._started_at, 3),
         }
 
@@ -342,24 +407,22 @@ class Gateway:
             tag = item[0]
             if tag == "event":
                 _, event_type, account_id, data, ts = item
+                if event_type in events.ORDER_LINKED:
+                    self._learn(self._link(data), event_type, data)
                 self._publish(event_type, account_id, data, ts)
             elif tag == "response":
-                _, token, kind, event_type, account_id, data, ts = item
-                pending = self._pending.pop(token, None) if kind in _SYNC_KINDS else None
-                if pending is not None:
-                    self._complete(pending, data)
-                else:  # an async op's response, or a sync one that already timed out
-                    self._publish(event_type, account_id, data, ts)
+                self._on_response(*item[1:])
             elif tag == "sent":
                 _, token, kind, seq = item
-                if kind in _SYNC_KINDS:
-                    pending = self._pending.get(token)
-                    if pending is not None:
-                        pending.seq = seq
-                else:
-                    pending = self._pending.pop(token, None)
-                    if pending is not None:
-                        self._complete(pending, {"seq": seq})
+                pending = self._pending.get(token)
+                if pending is None:
+                    continue
+                pending.seq = seq
+                if pending.record is not None:
+                    pending.record.seq = seq
+                    self._answer(pending.record, ops.ORDER_ASYNC)
+                elif kind not in _SYNC_KINDS:
+                    self._complete(self._pending.pop(token), {"seq": seq})
             elif tag == "result":
                 _, token, result = item
                 pending = self._pending.pop(token, None)
@@ -369,19 +432,168 @@ class Gateway:
                 _, token, code, message = item
                 pending = self._pending.pop(token, None)
                 if pending is not None:
+                    if pending.record is not None and pending.record.state == SENDING:
+                        assert self.ledger is not None
+                        self.ledger.settle(pending.record, NOT_PLACED, error_msg=message)
                     self._reply_error(pending.envelope, pending.request_id, code, message)
+            elif tag == "reconcile":
+                _, account_id, books = item
+                self._reconcile(account_id, books)
             elif tag == "connection":
                 _, connected, reason, ts = item
-                self._connected = connected
-                (log.info if connected else log.warning)("counter connection: %s", reason)
-                self._publish(events.CONNECTION, None, {"connected": connected, "reason": reason}, ts)
+                self._on_connection(connected, reason, ts)
             elif tag == "stop":
                 self._flush()
                 return False
         self._flush()
         return True
 
+    def _on_response(
+        self, token: int | None, kind: str | None, event_type: str, account_id: str | None, data: dict[str, Any], ts: int
+    ) -> None:
+        if event_type == "order_response":
+            pending = self._pending.get(token) if token is not None else None
+            record = self._link(data, pending.record if pending is not None else None)
+            if record is not None:
+                if record.state in IN_FLIGHT:
+                    order_id = data.get("order_id") or 0
+                    assert self.ledger is not None
+                    self.ledger.settle(
+                        record, ACKNOWLEDGED if order_id > 0 else REJECTED,
+                        order_id=order_id if order_id > 0 else None, error_msg=data.get("error_msg") or "",
+                        response=data,
+                    )
+                if self._answer(record, ops.ORDER) and kind == ops.ORDER:
+                    return  # a sync op's response is its reply, not an event
+        else:
+            pending = self._pending.pop(token, None) if kind in _SYNC_KINDS and token is not None else None
+            if pending is not None:
+                self._complete(pending, data)
+                return
+        self._publish(event_type, account_id, data, ts)  # an async op's response, or a late one
+
+    def _answer(self, record: OrderRecord, kind: str) -> bool:
+        """Reply to the requests of ``kind`` waiting on this order; True if there were any."""
+        answered = False
+        for waiter in [w for w in record.waiters if w.spec.kind == kind]:
+            record.waiters.remove(waiter)
+            if self._pending.pop(waiter.token, None) is not None:
+                self._complete(waiter, self._order_result(waiter.spec, record))
+                answered = True
+        return answered
+
+    def _link(self, data: dict[str, Any], record: OrderRecord | None = None) -> OrderRecord | None:
+        """Map a counter record back to its order: client order id and the user's remark."""
+        assert self.ledger is not None
+        found = self.ledger.by_tag(data.get("order_remark"))
+        if found is None and data.get("order_id"):
+            found = self.ledger.by_order_id(data.get("account_id") or "", data.get("order_id"))
+        record = found or record
+        if record is not None:
+            data["client_order_id"] = record.client_order_id
+            data["order_remark"] = record.order_remark
+        return record
+
+    def _learn(self, record: OrderRecord | None, event_type: str, data: dict[str, Any]) -> None:
+        """An order event resolves an order whose acknowledgement was lost."""
+        if record is None or record.state != UNKNOWN or event_type != "order" or not data.get("order_id"):
+            return
+        assert self.ledger is not None
+        state = REJECTED if data.get("order_status") == 57 else ACKNOWLEDGED
+        self.ledger.settle(record, state, order_id=data["order_id"], error_msg=data.get("status_msg") or "",
+                           response=_response_from_order(data))
+        log.info("order %s resolved from the counter's push: %s, order_id %s", record.client_order_id, state, record.order_id)
+
+    def _on_connection(self, connected: bool, reason: str, ts: int) -> None:
+        self._connected = connected
+        (log.info if connected else log.warning)("counter connection: %s", reason)
+        self._publish(events.CONNECTION, None, {"connected": connected, "reason": reason}, ts)
+        if connected or self._closing:
+            return
+        # What was with the counter now has an unknown outcome; reconciliation settles it.
+        assert self.ledger is not None
+        for pending in list(self._pending.values()):
+            self._pending.pop(pending.token)
+            record = pending.record
+            if record is not None:
+                if record.state == SENDING:
+                    self.ledger.settle(record, UNKNOWN, error_msg="counter connection lost")
+                record.waiters.clear()
+                self._reply_error(pending.envelope, pending.request_id, errors.OUTCOME_UNKNOWN, _unknown_message(record))
+            else:
+                self._reply_error(
+                    pending.envelope, pending.request_id, errors.BROKER_UNAVAILABLE,
+                    f"{pending.spec.name}: the counter connection was lost before it answered; retry later",
+                )
+        self.broker.reconnect()
+
+    def _rebuild_view(self) -> None:
+        """What subscribers were told before this start: the journal's book events, replayed."""
+        journal = self.journal
+        assert journal is not None
+        if not journal.count:
+            return
+        from_seq, prefixes = journal.first_seq, ("order.", "trade.", "position.", "asset.")
+        for _ in range(1 + journal.count // 10_000):
+            page = journal.read(from_seq, None, prefixes, 10_000)
+            for _topic, payload in page.events:
+                body = unpack(payload, max_size=len(payload))
+                self._view.apply(body["type"], body["account_id"], body["data"])
+            from_seq = page.next_seq
+            if not page.more:
+                break
+
+    def _reconcile(self, account_id: str, books: dict[str, Any]) -> None:
+        """Compare the counter's books with what was published; publish what was missed.
+
+        Runs at start-up and after every reconnection, before commands are served again.
+        Differences go out as normal events marked ``reconciled``; orders whose outcome was
+        unknown are settled from the counter's own order list (by remark tag), never guessed.
+        """
+        known = self._view.books(account_id)
+        now = time.time_ns()
+        orders = [dict(o) for o in books.get("orders", ())]
+        trades = [dict(t) for t in books.get("trades", ())]
+        for record in (orders, trades):
+            for data in record:
+                self._link(data)
+        published = 0
+        for trade in trades:
+            if trade["traded_id"] not in known["trades"]:
+                self._publish("trade", account_id, trade, now, reconciled=True)
+                published += 1
+        for order in orders:
+            if known["orders"].get(order["order_id"]) != order:
+                self._publish("order", account_id, order, now, reconciled=True)
+                published += 1
+        for position in books.get("positions", ()):
+            if known["positions"].get(position["stock_code"]) != position:
+                self._publish("position", account_id, dict(position), now, reconciled=True)
+                published += 1
+        asset = books.get("asset")
+        if asset is not None and known["asset"] != asset:
+            self._publish("asset", account_id, dict(asset), now, reconciled=True)
+            published += 1
+        assert self.ledger is not None
+        by_tag = {o["client_order_id"]: o for o in orders if o.get("client_order_id")}
+        for record in self.ledger.in_flight():
+            if record.account_id != account_id or record.waiters:
+                continue
+            order = by_tag.get(record.client_order_id)
+            if order is not None:
+                state = REJECTED if order.get("order_status") == 57 else ACKNOWLEDGED
+                self.ledger.settle(record, state, order_id=order["order_id"], response=_response_from_order(order))
+            else:
+                self.ledger.settle(record, NOT_PLACED, error_msg="not in the counter's orders of the day")
+            log.info("reconciled order %s: %s (order_id %s)", record.client_order_id, record.state, record.order_id)
+        self._view.load(account_id, {"asset": asset, "positions": books.get("positions", ()),
+                                     "orders": orders, "trades": trades})  # the counter's books are the truth
+        log.info("reconciled account %s: %d events published from the counter's books", account_id, published)
+
     def _complete(self, pending: Pending, result: Any) -> None:
+        if pending.spec.name in _ORDER_RECORD_QUERIES and result is not None:
+            for data in result if isinstance(result, list) else (result,):
+                self._link(data)
         if pending.spec.kind != ops.QUERY:
             args = pending.args
             log.info(
@@ -402,6 +614,15 @@ class Gateway:
             if pending is None:
                 continue
             log.warning("%s id=%r timed out (seq %s)", pending.spec.name, pending.request_id, pending.seq)
+            record = pending.record
+            if record is not None:
+                if record.state == SENDING:
+                    assert self.ledger is not None
+                    self.ledger.settle(record, UNKNOWN, error_msg="no answer from the counter in time")
+                if pending in record.waiters:
+                    record.waiters.remove(pending)
+                self._reply_error(pending.envelope, pending.request_id, errors.OUTCOME_UNKNOWN, _unknown_message(record))
+                continue
             self._reply_error(
                 pending.envelope,
                 pending.request_id,
@@ -410,10 +631,14 @@ class Gateway:
                 f"{self.config.broker_timeout:g} s{_unknown(pending)}",
             )
 
-    def _publish(self, event_type: str, account_id: str | None, data: dict[str, Any], ts: int) -> None:
+    def _publish(
+        self, event_type: str, account_id: str | None, data: dict[str, Any], ts: int, reconciled: bool = False
+    ) -> None:
         """Number the event and queue it; ``_flush`` journals the batch, then publishes it."""
         self._event_seq += 1
-        topic, payload = encode_event(self._event_seq, ts, event_type, account_id, data, self._epoch())
+        topic, payload = encode_event(
+            self._event_seq, ts, event_type, account_id, data, self._epoch(), reconciled=reconciled
+        )
         self._batch.append((self._event_seq, ts, topic, payload))
         self._view.apply(event_type, account_id, data)
 
@@ -465,6 +690,23 @@ class Gateway:
         except zmq.ZMQError:
             # The client is gone or its queue is full; ROUTER cannot deliver, nothing to do.
             self.stats["replies_dropped"] += 1
+
+
+def _unknown_message(record: OrderRecord) -> str:
+    return (
+        f"order {record.client_order_id!r}: {record.error_msg or 'no answer from the counter'}; its outcome is "
+        "unknown until reconciliation reads the counter's books. Retrying with the same client_order_id is safe: "
+        "it returns the outcome once known and never orders twice"
+    )
+
+
+def _response_from_order(order: dict[str, Any]) -> dict[str, Any]:
+    """An order response rebuilt from the counter's order record (the original was lost)."""
+    fields = ("account_type", "account_id", "order_id", "strategy_name", "order_remark")
+    response = {name: order.get(name) for name in fields}
+    response.update(error_msg=order.get("status_msg") or "" if order.get("order_status") == 57 else "",
+                    seq=None, client_order_id=order.get("client_order_id"))
+    return response
 
 
 def _unknown(pending: Pending) -> str:

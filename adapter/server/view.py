@@ -36,6 +36,10 @@ class BooksView:
         elif event_type == "asset":
             books["asset"] = data
 
+    def books(self, account_id: str) -> dict[str, Any]:
+        """The account's books as kept (orders and trades by id, positions by code); read only."""
+        return self._books.setdefault(account_id, _empty())
+
     def snapshot(self, account_id: str) -> dict[str, Any]:
         books = self._books.get(account_id) or _empty()
         return {

@@ -38,20 +38,31 @@ def test_a_waiting_order_does_not_hold_up_other_clients(gateway: Any) -> None:
     assert done.is_set() and result["response"].order_id > 0
 
 
-def test_a_counter_that_does_not_answer_gives_broker_timeout_and_the_late_answer_is_published(
+def test_an_order_the_counter_does_not_answer_in_time_is_unknown_until_its_answer_comes(
     gateway_factory: Any,
 ) -> None:
     gateway = gateway_factory(broker_timeout=0.5)
     gateway.broker.counter.set_order_latency(1.5)
     with trading_session(gateway) as (client, log):
+        send = lambda: client.order_stock(  # noqa: E731
+            ACCOUNT, "600000.SH", BUY, 100, LIMIT, 10.50, "late", "late-1", client_order_id="late-order-1"
+        )
         with pytest.raises(GatewayError) as info:
-            client.order_stock(ACCOUNT, "600000.SH", BUY, 100, LIMIT, 10.50, "late", "late-1")
-        assert info.value.code == "broker_timeout"
-        assert "outcome is unknown" in info.value.message and "xtquant seq" in info.value.message
-        # The counter answers later: the response is not lost, it becomes an event.
+            send()
+        assert info.value.code == "outcome_unknown" and "late-order-1" in info.value.message
+        assert client.ping().unknown_orders == 1
+        with pytest.raises(GatewayError) as again:  # still unknown: a retry neither orders nor guesses
+            send()
+        assert again.value.code == "outcome_unknown"
+        # The counter answers later: the response is not lost, it becomes an event and settles the order.
         response = log.wait("order_response", timeout=5.0)[0]
-        assert response.data.order_id > 0 and response.data.order_remark == "late-1"
-        assert client.query_stock_order(ACCOUNT, response.data.order_id).order_status == 50
+        assert response.data.order_id > 0 and response.data.client_order_id == "late-order-1"
+        assert response.data.order_remark == "late-1"  # the user's remark, not the counter's tag
+        assert client.ping().unknown_orders == 0
+        settled = send()
+        assert settled.order_id == response.data.order_id and settled.client_order_id == "late-order-1"
+        orders = client.query_stock_orders(ACCOUNT)
+        assert [o.client_order_id for o in orders] == ["late-order-1"]  # exactly one order at the counter
         assert client.ping().pending == 0
 
 
@@ -130,18 +141,32 @@ def test_async_client_many_calls_in_flight(gateway: Any) -> None:
     asyncio.run(scenario())
 
 
-def test_lost_counter_connection_is_published_and_refused_cleanly(gateway: Any) -> None:
+def test_an_outage_refuses_orders_then_reconnects_and_publishes_what_was_missed(gateway: Any) -> None:
+    counter = gateway.broker.counter
     with trading_session(gateway) as (client, log):
-        order_id = client.order_stock(ACCOUNT, "600000.SH", BUY, 100, LIMIT, 10.40).order_id
-        gateway.broker.counter.drop_connections("exchange link down")
-        down = log.wait("gateway.connection", connected=False)[0]
-        assert down.account_id is None and down.topic == "gateway.connection"
-        info = client.ping()
-        assert info.connected is False
+        resting = client.order_stock(ACCOUNT, "600000.SH", BUY, 100, LIMIT, 10.40, client_order_id="rest-1")
+        log.wait("order", order_id=resting.order_id, order_status=50)
+        counter.refuse_connections(True)
+        counter.drop_connections("exchange link down")
+        log.wait("gateway.connection", connected=False)
+        assert client.ping().connected is False
         with pytest.raises(GatewayError) as refused:
-            client.order_stock(ACCOUNT, "600000.SH", BUY, 100, LIMIT, 10.40)
+            client.order_stock(ACCOUNT, "600000.SH", BUY, 100, LIMIT, 10.40, client_order_id="during-outage")
         assert refused.value.code == "broker_unavailable" and "retry" in refused.value.message
         with pytest.raises(GatewayError) as query:
-            client.query_stock_order(ACCOUNT, order_id)
+            client.query_stock_asset(ACCOUNT)
         assert query.value.code == "broker_unavailable"
-        assert client.ping().last_seq == info.last_seq  # nothing else happened meanwhile
+        counter.set_price("600000.SH", 10.40)  # the resting order fills while the gateway is cut off
+        assert not log.of("trade")  # no push reached the gateway
+        counter.refuse_connections(False)
+        log.wait("gateway.connection", connected=True, timeout=15.0)
+        trade = log.wait("trade", order_id=resting.order_id)[0]
+        filled = log.wait("order", order_id=resting.order_id, order_status=56)[0]
+        assert trade.reconciled and filled.reconciled and trade.seq < filled.seq
+        assert trade.data.client_order_id == "rest-1" and filled.data.client_order_id == "rest-1"
+        assert len(log.of("trade")) == 1 and len(log.of("order", order_status=56)) == 1  # exactly once
+        position = log.wait("position", stock_code="600000.SH")[-1]
+        assert position.reconciled and position.data.to_dict() == client.query_stock_position(ACCOUNT, "600000.SH").to_dict()
+        assert log.of("asset")[-1].data.to_dict() == client.query_stock_asset(ACCOUNT).to_dict()
+        assert [o.client_order_id for o in client.query_stock_orders(ACCOUNT)] == ["rest-1"]  # never sent later
+        assert client.snapshot(ACCOUNT).orders[0].order_status == 56

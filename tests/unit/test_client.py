@@ -335,13 +335,17 @@ def test_methods_match_the_protocol_op_table() -> None:
         params = list(inspect.signature(method).parameters.values())[1:]  # skip self
         positional = [p for p in params if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD]
         keyword_only = {p.name: p.default for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY}
-        expected = [p for p in spec.all_params if p.name != "account_type"]
+        keyword_params = ("account_type", "client_order_id")
+        expected = [p for p in spec.all_params if p.name not in keyword_params]
         assert [p.name for p in positional] == [p.name for p in expected], name
         for param, wire in zip(positional, expected):
             wanted = inspect.Parameter.empty if wire.required else wire.default
             assert param.default == wanted, f"{name}.{param.name}"
         assert keyword_only.pop("timeout") is None
-        assert keyword_only == ({"account_type": "STOCK"} if spec.takes_account else {}), name
+        wanted_keywords = {"account_type": "STOCK"} if spec.takes_account else {}
+        if "client_order_id" in spec.param_names:
+            wanted_keywords["client_order_id"] = None
+        assert keyword_only == wanted_keywords, name
         assert getattr(Client, name) is method and getattr(AsyncClient, name) is method
 
 
@@ -351,16 +355,17 @@ CALLS: list[tuple[str, tuple[Any, ...], dict[str, Any], dict[str, Any]]] = [
     (
         "order_stock",
         (ACCOUNT, "600000.SH", 23, 100, 11, 10.5),
-        {"order_remark": "r1"},
-        {"account_id": ACCOUNT, "stock_code": "600000.SH", "order_type": 23,
-         "order_volume": 100, "price_type": 11, "price": 10.5, "strategy_name": "", "order_remark": "r1"},
+        {"order_remark": "r1", "client_order_id": "c1"},
+        {"account_id": ACCOUNT, "stock_code": "600000.SH", "order_type": 23, "order_volume": 100,
+         "price_type": 11, "price": 10.5, "strategy_name": "", "order_remark": "r1", "client_order_id": "c1"},
     ),
     (
         "order_stock_async",
         (ACCOUNT, "000001.SZ", "sell", 200, "latest", 0.0, "s1"),
-        {"account_type": "CREDIT"},
+        {"account_type": "CREDIT", "client_order_id": "c2"},
         {"account_id": ACCOUNT, "account_type": "CREDIT", "stock_code": "000001.SZ", "order_type": "sell",
-         "order_volume": 200, "price_type": "latest", "price": 0.0, "strategy_name": "s1", "order_remark": ""},
+         "order_volume": 200, "price_type": "latest", "price": 0.0, "strategy_name": "s1", "order_remark": "",
+         "client_order_id": "c2"},
     ),
     ("cancel_order_stock", (ACCOUNT, 7), {}, {"account_id": ACCOUNT, "order_id": 7}),
     ("cancel_order_stock_async", (ACCOUNT, 8), {}, {"account_id": ACCOUNT, "order_id": 8}),
@@ -824,3 +829,10 @@ def test_no_pickle_on_the_wire() -> None:
     for source in package.glob("*.py"):
         text = source.read_text(encoding="utf-8")
         assert "send_pyobj" not in text and "recv_pyobj" not in text, source.name
+
+
+def test_orders_always_carry_a_client_order_id(gateway: FakeGateway, client: Client) -> None:
+    client.order_stock(ACCOUNT, "600000.SH", 23, 100, 11, 10.5)
+    client.order_stock_async(ACCOUNT, "600000.SH", 23, 100, 11, 10.5)
+    first, second = (unpack(raw)["client_order_id"] for raw in gateway.requests[-2:])
+    assert first and second and first != second and len(first) <= 64
