@@ -114,9 +114,11 @@ def _client_command(args: argparse.Namespace) -> int:
 def _cmd_ping(client: Any, args: argparse.Namespace) -> int:
     info = client.ping()
     state = "connected" if info.connected else "NOT connected"
+    unknown = info.get("unknown_orders") or 0
     print(
         f"gateway {info.server_version} (protocol v{info.protocol_version}), backend {info.backend}, "
         f"counter {state}, accounts {', '.join(info.accounts)}, last seq {info.last_seq}"
+        + (f", {unknown} order{'s' if unknown != 1 else ''} with unknown outcome" if unknown else "")
     )
     return 0 if info.connected else EXIT_ERROR
 
@@ -141,9 +143,11 @@ def _cmd_positions(client: Any, args: argparse.Namespace) -> int:
 
 
 def _cmd_orders(client: Any, args: argparse.Namespace) -> int:
+    orders = client.query_stock_orders(args.account, args.cancelable)
     rows = [
         (
             o.order_id,
+            o.client_order_id,
             o.stock_code,
             mapping.ORDER_TYPE_NAMES.get(o.order_type, o.order_type),
             o.order_volume,
@@ -154,9 +158,22 @@ def _cmd_orders(client: Any, args: argparse.Namespace) -> int:
             o.status_msg,
             o.order_remark,
         )
-        for o in client.query_stock_orders(args.account, args.cancelable)
+        for o in orders
     ]
-    _table(("order_id", "code", "side", "volume", "price", "traded", "avg_price", "status", "message", "remark"), rows)
+    _table(
+        ("order_id", "client_order_id", "code", "side", "volume", "price", "traded", "avg_price", "status",
+         "message", "remark"),
+        rows,
+    )
+    # Orders the gateway sent that the counter does not list: their outcome, as recorded.
+    at_counter = {o.client_order_id for o in orders}
+    missing = [r for r in client.order_outcomes(args.account) if r.client_order_id not in at_counter]
+    if missing and not args.cancelable:
+        print("\nnot at the counter:")
+        _table(
+            ("client_order_id", "outcome", "order_id", "strategy", "remark", "message"),
+            [(r.client_order_id, r.state, r.order_id, r.strategy_name, r.order_remark, r.error_msg) for r in missing],
+        )
     return 0
 
 

@@ -89,6 +89,11 @@ OPS = {
          "payload_bytes": 48230, "path": "qmt-adapter-data/journal.sqlite3", "retention_days": 7.0,
          "retention_bytes": 1073741824},
     ),
+    "order_outcomes": (
+        ACCOUNT_ARG,
+        [{"client_order_id": "c0ffee01", "account_id": ACCOUNT, "state": "acknowledged", "order_id": 1082130433,
+          "strategy_name": "demo", "order_remark": "first", "error_msg": "", "created_ns": 1763884800123456789}],
+    ),
     "order_stock": (ORDER_ARGS, ORDER_RESPONSE),
     "order_stock_async": (ORDER_ARGS, {"seq": 7, "client_order_id": "c0ffee01", "order_id": None}),
     "cancel_order_stock": ({**ACCOUNT_ARG, "order_id": 1082130433}, CANCEL_RESPONSE),

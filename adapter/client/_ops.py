@@ -119,6 +119,13 @@ class OpMethods(Generic[RecordT, OptionalRecordT, RecordListT, AnyT]):
         (also ``epoch``): apply events from ``seq + 1`` on top, e.g. ``events(from_seq=s.seq + 1)``."""
         return cast(RecordT, self._call("snapshot", _wire_args(locals()), timeout))
 
+    def order_outcomes(
+        self, account_id: str, *, account_type: str | int = "STOCK", timeout: float | None = None
+    ) -> RecordListT:
+        """The gateway's record of each order it sent for the account: ``client_order_id``,
+        ``state`` (sending, acknowledged, rejected, unknown, not_placed), ``order_id``, ..."""
+        return cast(RecordListT, self._call("order_outcomes", _wire_args(locals()), timeout))
+
     def journal_info(self, *, timeout: float | None = None) -> RecordT:
         """The event journal: epoch, first_seq, last_seq, count, size_bytes, path, retention."""
         return cast(RecordT, self._call("journal_info", {}, timeout))

@@ -34,6 +34,9 @@ ORDER_RESPONSE_FIELDS: Final = (
     "account_type", "account_id", "order_id", "strategy_name", "order_remark", "error_msg", "seq",
     "client_order_id",
 )
+OUTCOME_FIELDS: Final = (
+    "client_order_id", "account_id", "state", "order_id", "strategy_name", "order_remark", "error_msg", "created_ns",
+)
 # Event types whose records the gateway maps back from the counter's remark tag.
 ORDER_LINKED: Final = frozenset({"order", "trade", "order_error", "order_response"})
 CANCEL_RESPONSE_FIELDS: Final = (

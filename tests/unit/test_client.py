@@ -409,6 +409,7 @@ CALLS: list[tuple[str, tuple[Any, ...], dict[str, Any], dict[str, Any]]] = [
     ("snapshot", (ACCOUNT,), {}, {"account_id": ACCOUNT}),
     ("snapshot", (ACCOUNT,), {"account_type": 3}, {"account_id": ACCOUNT, "account_type": 3}),
     ("journal_info", (), {}, {}),
+    ("order_outcomes", (ACCOUNT,), {}, {"account_id": ACCOUNT}),
 ]
 
 

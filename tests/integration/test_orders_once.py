@@ -1,0 +1,115 @@
+"""Exactly-once orders: client order ids, unknown outcomes, restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import pytest
+
+from adapter.client import AsyncClient, Client, GatewayError
+
+from ..conftest import ACCOUNT, trading_session, wait_for
+
+BUY, LIMIT = 23, 11
+
+
+def counter_orders(gateway: Any, client_order_id: str) -> list[dict[str, Any]]:
+    """The counter's own order list, matched through the gateway's remark tag."""
+    record = gateway.ledger.get(ACCOUNT, client_order_id)
+    assert record is not None
+    return [o for o in gateway.broker.counter.books(ACCOUNT)["orders"].values() if o["order_remark"] == record.tag]
+
+
+def test_the_same_id_again_returns_the_first_outcome(gateway: Any, client: Client) -> None:
+    first = client.order_stock(ACCOUNT, "600000.SH", BUY, 100, LIMIT, 10.70, "s", "mine", client_order_id="dup-1")
+    again = client.order_stock(ACCOUNT, "600000.SH", BUY, 100, LIMIT, 10.70, "s", "mine", client_order_id="dup-1")
+    assert again.to_dict() == first.to_dict() and first.client_order_id == "dup-1"
+    as_async = client.order_stock_async(ACCOUNT, "600000.SH", BUY, 100, LIMIT, 10.70, "s", "mine", client_order_id="dup-1")
+    assert as_async.order_id == first.order_id and as_async.client_order_id == "dup-1"
+    assert len(counter_orders(gateway, "dup-1")) == 1
+    order = client.query_stock_order(ACCOUNT, first.order_id)
+    assert (order.client_order_id, order.order_remark) == ("dup-1", "mine")  # not the counter's tag
+    with pytest.raises(GatewayError) as other:
+        client.order_stock(ACCOUNT, "600000.SH", BUY, 200, LIMIT, 10.70, "s", "mine", client_order_id="dup-1")
+    assert other.value.code == "duplicate_client_order_id" and "dup-1" in other.value.message
+    assert len(counter_orders(gateway, "dup-1")) == 1
+
+
+def test_a_rejected_order_repeated_is_the_same_rejection(gateway: Any, client: Client) -> None:
+    first = client.order_stock(ACCOUNT, "600000.SH", BUY, 150, LIMIT, 10.70, client_order_id="odd-lot")
+    again = client.order_stock(ACCOUNT, "600000.SH", BUY, 150, LIMIT, 10.70, client_order_id="odd-lot")
+    assert again.order_id == first.order_id and len(counter_orders(gateway, "odd-lot")) == 1
+
+
+def test_racing_clients_with_one_id_make_one_order(gateway: Any) -> None:
+    gateway.broker.counter.set_order_latency(0.3)  # all sends arrive while the first is still open
+    results: list[Any] = []
+    failures: list[BaseException] = []
+    barrier = threading.Barrier(4)
+
+    def send() -> None:
+        try:
+            with Client(gateway.router_endpoint, gateway.pub_endpoint, timeout=10.0) as client:
+                barrier.wait(5)
+                results.append(client.order_stock(ACCOUNT, "600000.SH", BUY, 100, LIMIT, 10.70, client_order_id="race-1"))
+        except BaseException as exc:  # reported below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=send) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(20)
+    assert not failures, failures
+    assert len({r.order_id for r in results}) == 1 and len(results) == 4
+    assert len(counter_orders(gateway, "race-1")) == 1
+
+
+def test_async_client_racing_one_id(gateway: Any) -> None:
+    async def scenario() -> list[Any]:
+        async with AsyncClient(gateway.router_endpoint, gateway.pub_endpoint, timeout=10.0) as client:
+            sends = [client.order_stock(ACCOUNT, "000001.SZ", "buy", 100, "limit", 12.0, client_order_id="race-2")
+                     for _ in range(10)]
+            return await asyncio.gather(*sends)
+
+    results = asyncio.run(scenario())
+    assert len({r.order_id for r in results}) == 1 and len(counter_orders(gateway, "race-2")) == 1
+
+
+def test_the_same_id_after_a_gateway_restart(gateway_factory: Any, tmp_path: Any) -> None:
+    data_dir = str(tmp_path / "gw")
+    first_gateway = gateway_factory(data_dir=data_dir)
+    with Client(first_gateway.router_endpoint, first_gateway.pub_endpoint, timeout=5.0) as client:
+        first = client.order_stock(ACCOUNT, "600000.SH", BUY, 100, LIMIT, 10.70, client_order_id="restart-1")
+    first_gateway.stop()
+    second_gateway = gateway_factory(data_dir=data_dir)
+    with Client(second_gateway.router_endpoint, second_gateway.pub_endpoint, timeout=5.0) as client:
+        again = client.order_stock(ACCOUNT, "600000.SH", BUY, 100, LIMIT, 10.70, client_order_id="restart-1")
+        assert again.order_id == first.order_id
+        assert [o.client_order_id for o in client.query_stock_orders(ACCOUNT)].count("restart-1") <= 1
+    assert len(counter_orders(second_gateway, "restart-1")) <= 1
+
+
+def test_ping_and_cli_report_unknown_orders_and_outcomes(gateway_factory: Any) -> None:
+    import subprocess
+    import sys
+
+    gateway = gateway_factory(broker_timeout=0.3)
+    counter = gateway.broker.counter
+    with trading_session(gateway) as (client, log):
+        client.order_stock(ACCOUNT, "600000.SH", BUY, 100, LIMIT, 10.70, client_order_id="done-1")
+        counter.set_order_latency(5.0)
+        with pytest.raises(GatewayError) as unknown:
+            client.order_stock(ACCOUNT, "600000.SH", BUY, 100, LIMIT, 10.70, client_order_id="slow-1")
+        assert unknown.value.code == "outcome_unknown"
+        assert client.ping().unknown_orders == 1
+        common = ["--router", gateway.router_endpoint, "--pub", gateway.pub_endpoint, "--timeout", "5"]
+        ping = subprocess.run([sys.executable, "-m", "adapter", "ping", *common], capture_output=True, text=True, timeout=30)
+        assert "1 order with unknown outcome" in ping.stdout
+        orders = subprocess.run([sys.executable, "-m", "adapter", "orders", ACCOUNT, *common],
+                                capture_output=True, text=True, timeout=30)
+        assert orders.returncode == 0
+        assert "done-1" in orders.stdout and "slow-1" in orders.stdout and "unknown" in orders.stdout
+        wait_for(lambda: client.ping().unknown_orders == 0, timeout=10.0, interval=0.1, what="the late answer")
