@@ -10,6 +10,9 @@ works on any platform. A ``SimCounter`` registered at a path then serves every
     counter = sim.SimCounter(SimConfig(), ["1000000365"])
     sim.register_counter("sim://desk", counter)
     trader = XtQuantTrader("sim://desk", 1)
+
+``SimCounter(..., state_path="books.sqlite3")`` keeps the counter's books in a file that
+survives restarts and kills (format: ``adapter.sim.store``).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from adapter.xtimport import import_xtquant
 if TYPE_CHECKING:
     from adapter.sim.counter import SimCounter
 
-__all__ = ["SimCounter", "install", "register_counter", "unregister_counter"]
+__all__ = ["SimCounter", "StateFileError", "install", "register_counter", "unregister_counter"]
 
 _install_lock = threading.Lock()
 
@@ -67,4 +70,8 @@ def __getattr__(name: str) -> Any:
         from adapter.sim.counter import SimCounter
 
         return SimCounter
+    if name == "StateFileError":
+        from adapter.sim.store import StateFileError
+
+        return StateFileError
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -16,14 +16,29 @@ Accounting choices (the brief left them open):
   each pay at least ``commission_min``, so many small fills may cost more than was frozen.
 * Queries and orders need the account to be subscribed in the requesting session; a
   query that cannot be served answers ``None`` (never an empty list).
+
+Delivery and durability: every task on the counter thread (a request, a price move, a
+matching pass, an ops hook) queues its responses and pushes; when the task is done its book
+changes are written to the state file (``state_path``, see ``adapter.sim.store``) in one
+transaction, and only then are the queued callbacks delivered. So whatever a client has been
+told (an accepted order, a fill) is already on disk when it learns it, and a counter killed
+at any point restarts from books that are at least as new as anything any client saw.
+
+Connection loss (``drop_connections``) only affects sessions: the counter keeps matching
+(price moves, the walk, resting orders fill), and the pushes of that time are lost for the
+dropped sessions, as with a real disconnect. A dropped session never comes back: a client
+reconnects with a new session (``connect()``), best from a new ``XtQuantTrader``, subscribes
+again and queries to learn what happened meanwhile.
 """
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import heapq
 import itertools
 import logging
+import os
 import queue
 import threading
 import time
@@ -60,6 +75,7 @@ from adapter.sim.native import (
     make_order_error,
 )
 from adapter.sim.prices import PriceWalk
+from adapter.sim.store import ORDER_COLUMNS, TRADE_COLUMNS, Changes, StateFile
 from xtquant import xtconstant, xttype
 
 log = logging.getLogger(__name__)
@@ -105,26 +121,31 @@ def counter_message(error: tuple[int, str], detail: str = "") -> str:
     return f"{text} {detail}" if detail else text
 
 
+_Outbox = collections.deque[tuple[XtQuantAsyncClient, str, tuple[Any, ...]]]
+
+
 class Session:
     """One native client's connection; pushes go to active sessions that subscribed the account."""
 
     ACTIVE = "active"
-    DROPPED = "dropped"  # connection lost: requests are answered with failures only
+    DROPPED = "dropped"  # connection lost: requests are answered with failures only; never active again
     CLOSED = "closed"  # client stopped: nothing is delivered any more
 
-    def __init__(self, session_id: int, client: XtQuantAsyncClient) -> None:
+    def __init__(self, session_id: int, client: XtQuantAsyncClient, outbox: _Outbox) -> None:
         self.session_id = session_id
         self.client = client
         self.subscribed: set[str] = set()
         self.state = Session.ACTIVE
+        self._outbox = outbox
 
     @property
     def active(self) -> bool:
         return self.state == Session.ACTIVE
 
     def deliver(self, callback: str, *args: Any) -> None:
+        """Queue a callback; the counter delivers it once the current task's changes are on disk."""
         if self.state != Session.CLOSED:
-            self.client.deliver(callback, *args)
+            self._outbox.append((self.client, callback, args))
 
 
 @dataclass
@@ -210,6 +231,7 @@ class _Stop:
 
 
 _STOP = _Stop()
+_BATCH = 64  # at most this many queued tasks share one state-file transaction (and delivery round)
 
 
 class SimCounter:
@@ -220,7 +242,17 @@ class SimCounter:
         config: SimConfig,
         accounts: Iterable[str],
         clock: Callable[[], float] | None = None,
+        state_path: str | os.PathLike[str] | None = None,
     ) -> None:
+        """``state_path``: the books live in this file (``adapter.sim.store``) and survive a
+        restart, also after a kill; a new file is seeded from ``config.cash`` and
+        ``config.positions``, an existing one is loaded and those settings only seed accounts
+        it does not hold yet. None keeps the books in memory only.
+
+        Raises ``StateFileError`` when the file is in use by another counter, or is not a
+        counter state file; ValueError when it holds positions or open orders in codes the
+        instrument table lacks.
+        """
         config.validate()
         self.config = config
         self._clock = clock or time.time
@@ -238,12 +270,15 @@ class SimCounter:
         if not self._accounts:
             raise ValueError("a counter needs at least one account")
         self._load_positions(config.positions)
-        self._order_ids = itertools.count(FIRST_ORDER_ID)
-        self._sysids = itertools.count(FIRST_SYSID)
-        self._trade_ids = itertools.count(FIRST_TRADE_ID)
+        self._next_order_id = FIRST_ORDER_ID
+        self._next_sysid = FIRST_SYSID
+        self._next_trade_id = FIRST_TRADE_ID
         self._session_ids = itertools.count(1)
         self._sessions: dict[int, Session] = {}
+        self._outbox: _Outbox = collections.deque()
+        self._settling = False
         self._refusing = False
+        self._refuse_until = 0.0  # time.monotonic() before which connect() is refused
         self._order_latency = 0.0
         # (due, tie-break, task): requests served later, touched only on the counter thread
         self._deferred: list[tuple[float, int, Callable[[], None]]] = []
@@ -265,6 +300,19 @@ class SimCounter:
             "queryAccountStatusWithSeq": self._on_query_account_status,
         }
         assert set(self._handlers) == set(RESPONSE_CALLBACKS)
+        # Write-through state: what the file holds, so each task writes only what changed.
+        self._store: StateFile | None = None
+        self._store_failing = False
+        self.store_errors = 0  # failed writes (the books stay in memory; the write is retried)
+        self._dirty_orders: dict[int, _Order] = {}
+        self._cleared: set[str] = set()  # accounts whose day was cleared (next_day)
+        self._saved_accounts: dict[str, tuple[Decimal, Decimal]] = {}
+        self._saved_positions: dict[tuple[str, str], tuple[int, int, int, int, Decimal, Decimal]] = {}
+        self._saved_trades: dict[str, int] = {}
+        self._saved_quotes: dict[str, tuple[Decimal, Decimal]] = {}
+        self._saved_ids: tuple[int, int, int] | None = None
+        if state_path is not None:
+            self._open_state(state_path)
 
     def _load_positions(self, positions: dict[str, dict[str, int]]) -> None:
         for account_id, holdings in positions.items():
@@ -281,6 +329,174 @@ class SimCounter:
                     continue
                 cost = quote.prev_close * shares
                 account.positions[code] = _Position(code, shares, shares, 0, shares, cost, cost)
+
+    # -- the state file ------------------------------------------------------------------
+
+    def _open_state(self, state_path: str | os.PathLike[str]) -> None:
+        store = StateFile(state_path)
+        try:
+            if not store.is_new:
+                self._load_books(store)
+            self._store = store
+            self._write(self._changes())  # seeds a new file; adds accounts the file lacked
+        except BaseException:
+            self._store = None
+            store.close()
+            raise
+        log.info("sim counter books in %s (%s)", store.path, "new" if store.is_new else "loaded")
+
+    def _load_books(self, store: StateFile) -> None:
+        """Replace the seeded books by the file's (accounts the file lacks stay seeded)."""
+        for code, (prev_close, last) in store.quotes().items():
+            quote = self._quotes.get(code)
+            if quote is not None:  # else: dropped from the instrument table; nothing refers to it
+                quote.last = Decimal(last)
+                quote.rebase(Decimal(prev_close))
+        for account_id in list(self._accounts):
+            saved = store.account(account_id)
+            if saved is None:
+                continue
+            account = _Account(account_id, Decimal(saved[0]), Decimal(saved[1]))
+            for row in store.positions(account_id):
+                code = row["code"]
+                if code not in self._quotes:
+                    raise ValueError(
+                        f"{store.path}: account {account_id} holds {code}, which the instrument table lacks"
+                    )
+                account.positions[code] = _Position(
+                    code,
+                    row["volume"],
+                    row["can_use"],
+                    row["frozen"],
+                    row["yesterday"],
+                    Decimal(row["cost"]),
+                    Decimal(row["open_cost"]),
+                )
+            for row in store.orders(account_id):
+                for name in ("price", "traded_amount", "frozen_cash"):
+                    row[name] = Decimal(row[name])
+                order = _Order(**row)
+                if order.is_open and order.code not in self._quotes:
+                    raise ValueError(
+                        f"{store.path}: open order {order.order_id} is in {order.code}, "
+                        "which the instrument table lacks"
+                    )
+                account.orders[order.order_id] = order
+            account.trades = [xttype.XtTrade(**row) for row in store.trades(account_id)]
+            self._accounts[account_id] = account
+            self._saved_trades[account_id] = len(account.trades)
+        top_order, top_sysid, top_trade = store.max_ids()
+        saved_ids = store.next_ids() or (FIRST_ORDER_ID, FIRST_SYSID, FIRST_TRADE_ID)
+        self._next_order_id = max(saved_ids[0], top_order + 1, FIRST_ORDER_ID)
+        self._next_sysid = max(saved_ids[1], top_sysid + 1, FIRST_SYSID)
+        self._next_trade_id = max(saved_ids[2], top_trade + 1, FIRST_TRADE_ID)
+
+    def _touch(self, order: _Order) -> None:
+        """Note a new or changed order for the next write (other books are diffed)."""
+        if self._store is not None:
+            self._dirty_orders[order.order_id] = order
+
+    def _changes(self) -> tuple[Changes, Callable[[], None]]:
+        """What changed since the last write, and how to note it as written."""
+        changes = Changes()
+        accounts: dict[str, tuple[Decimal, Decimal]] = {}
+        positions: dict[tuple[str, str], tuple[int, int, int, int, Decimal, Decimal]] = {}
+        trades: dict[str, int] = {}
+        quotes: dict[str, tuple[Decimal, Decimal]] = {}
+        changes.clear_day = sorted(self._cleared)
+        for account_id, account in self._accounts.items():
+            money = (account.cash, account.frozen_cash)
+            if self._saved_accounts.get(account_id) != money:
+                accounts[account_id] = money
+                changes.accounts.append((account_id, str(money[0]), str(money[1])))
+            for code, p in account.positions.items():
+                key = (account_id, code)
+                snap = (p.volume, p.can_use, p.frozen, p.yesterday, p.cost, p.open_cost)
+                if self._saved_positions.get(key) != snap:
+                    positions[key] = snap
+                    changes.positions.append((account_id, code, *snap[:4], str(p.cost), str(p.open_cost)))
+            written = 0 if account_id in self._cleared else self._saved_trades.get(account_id, 0)
+            if len(account.trades) != written:
+                trades[account_id] = len(account.trades)
+                changes.trades.extend(
+                    tuple(getattr(t, c) for c in TRADE_COLUMNS) for t in account.trades[written:]
+                )
+            elif account_id in self._cleared:
+                trades[account_id] = 0
+        gone = [key for key in self._saved_positions if self._accounts[key[0]].positions.get(key[1]) is None]
+        changes.delete_positions = gone
+        for order in self._dirty_orders.values():
+            if self._accounts[order.account_id].orders.get(order.order_id) is order:  # else cleared by next_day
+                changes.orders.append(
+                    tuple(str(v) if isinstance(v, Decimal) else v for v in (getattr(order, c) for c in ORDER_COLUMNS))
+                )
+        for code, quote in self._quotes.items():
+            snap_quote = (quote.prev_close, quote.last)
+            if self._saved_quotes.get(code) != snap_quote:
+                quotes[code] = snap_quote
+                changes.quotes.append((code, str(quote.prev_close), str(quote.last)))
+        ids = (self._next_order_id, self._next_sysid, self._next_trade_id)
+        if ids != self._saved_ids:
+            changes.ids = ids
+
+        def written_now() -> None:
+            self._saved_accounts.update(accounts)
+            for key in gone:
+                del self._saved_positions[key]
+            self._saved_positions.update(positions)
+            self._saved_trades.update(trades)
+            self._saved_quotes.update(quotes)
+            self._saved_ids = ids
+            self._dirty_orders.clear()
+            self._cleared.clear()
+
+        return changes, written_now
+
+    def _write(self, pending: tuple[Changes, Callable[[], None]]) -> None:
+        assert self._store is not None
+        changes, written_now = pending
+        self._store.write(changes)
+        written_now()
+
+    def _persist(self) -> None:
+        """Write what changed (one transaction); a failure is logged and retried next time."""
+        if self._store is None:
+            return
+        try:
+            self._write(self._changes())
+        except Exception:
+            self.store_errors += 1
+            if not self._store_failing:
+                log.exception(
+                    "sim counter: writing the state file %s failed; retrying at the next change", self._store.path
+                )
+            self._store_failing = True
+            return
+        if self._store_failing:
+            log.warning("sim counter: the state file %s is written again", self._store.path)
+            self._store_failing = False
+
+    def _settle(self) -> None:
+        """End of a task: write the changes, then deliver the queued callbacks (in order)."""
+        if self._settling:  # a callback ran counter work inline: the outer loop takes it
+            return
+        self._settling = True
+        try:
+            while True:
+                self._persist()
+                if not self._outbox:
+                    return
+                for _ in range(len(self._outbox)):
+                    client, callback, args = self._outbox.popleft()
+                    client.deliver(callback, *args)
+        finally:
+            self._settling = False
+
+    def _close_store(self) -> None:
+        if self._store is not None:
+            self._persist()
+            self._store.close()
+            self._store = None
 
     # -- thread plumbing -----------------------------------------------------------------
 
@@ -310,7 +526,9 @@ class SimCounter:
             if thread is not None:
                 self._queue.put(self._disconnect_all)
                 self._queue.put(_STOP)
-        if thread is not None and thread is not threading.current_thread():
+        if thread is None:
+            self._close_store()
+        elif thread is not threading.current_thread():
             thread.join(timeout)
 
     def __enter__(self) -> SimCounter:
@@ -335,9 +553,13 @@ class SimCounter:
 
         def task() -> None:
             try:
-                future.set_result(work())
+                result = work()
             except BaseException as exc:  # handed to the waiting caller
+                self._settle()
                 future.set_exception(exc)
+                return
+            self._settle()  # the caller returns once the change is on disk and delivered
+            future.set_result(result)
 
         if not self._post(task):
             raise RuntimeError("the counter is closed")
@@ -355,9 +577,23 @@ class SimCounter:
             except queue.Empty:
                 task = None
             if isinstance(task, _Stop):
+                self._close_store()
                 return
             if task is not None:
-                self._guarded(task)
+                # Requests that queued up meanwhile share one write (and then their deliveries).
+                for done in itertools.count(1):
+                    self._run_task(task)
+                    if done >= _BATCH:
+                        break
+                    try:
+                        task = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if isinstance(task, _Stop):
+                        self._settle()
+                        self._close_store()
+                        return
+                self._settle()
             now = time.monotonic()
             while self._deferred and self._deferred[0][0] <= now:
                 self._guarded(heapq.heappop(self._deferred)[2])
@@ -367,8 +603,12 @@ class SimCounter:
                 if next_tick < now:  # fell behind (slow host): skip missed ticks instead of bursting
                     next_tick = now + interval
 
+    def _guarded(self, task: Callable[[], object]) -> None:
+        self._run_task(task)
+        self._settle()
+
     @staticmethod
-    def _guarded(task: Callable[[], object]) -> None:
+    def _run_task(task: Callable[[], object]) -> None:
         try:
             task()
         except Exception:  # one bad task must not stop the counter
@@ -380,9 +620,9 @@ class SimCounter:
         """A new session for ``client``; None while connections are refused."""
 
         def work() -> Session | None:
-            if self._refusing:
+            if self._refusing or time.monotonic() < self._refuse_until:
                 return None
-            session = Session(next(self._session_ids), client)
+            session = Session(next(self._session_ids), client, self._outbox)
             self._sessions[session.session_id] = session
             return session
 
@@ -438,8 +678,12 @@ class SimCounter:
     def drop_connections(self, reason: str = "connection lost") -> int:
         """Every active session gets the disconnected push and loses its subscriptions.
 
-        Requests still sent on a dropped session are answered with failures; ``connect()``
-        works again afterwards (unless ``refuse_connections(True)``). Returns how many dropped.
+        A dropped session is dead for good: it is never delivered a push again, and requests
+        still sent on it are answered with failures. The counter itself goes on: prices move,
+        resting orders fill, and those pushes are lost for the dropped sessions. ``connect()``
+        (from a new ``XtQuantTrader``, or the old one) opens a new session, unless connections
+        are refused (``refuse_connections``, ``refuse_connections_for``); after subscribing it
+        queries the true books. Returns how many sessions dropped.
         """
 
         def work() -> int:
@@ -465,10 +709,21 @@ class SimCounter:
         self._call(work)
 
     def refuse_connections(self, flag: bool = True) -> None:
-        """While set, ``connect()`` fails (non-zero)."""
+        """While set, ``connect()`` fails (non-zero). ``False`` also ends ``refuse_connections_for``."""
 
         def work() -> None:
             self._refusing = bool(flag)
+            if not flag:
+                self._refuse_until = 0.0
+
+        self._call(work)
+
+    def refuse_connections_for(self, seconds: float) -> None:
+        """``connect()`` fails (non-zero) for the next ``seconds`` (a counter that is down for a
+        while); existing sessions are not touched (combine with ``drop_connections``)."""
+
+        def work() -> None:
+            self._refuse_until = time.monotonic() + max(0.0, float(seconds))
 
         self._call(work)
 
@@ -480,7 +735,8 @@ class SimCounter:
 
         Open orders expire (pushed as cancelled / part-cancelled, funds and shares unfrozen);
         the day's orders and trades are cleared; today's buys become sellable; positions at
-        zero are dropped; prev_close := last, so the limit bands move.
+        zero are dropped; prev_close := last, so the limit bands move. With a state file the
+        new day is written in one transaction; the id sequences go on (ids never repeat).
         """
 
         def work() -> None:
@@ -491,6 +747,8 @@ class SimCounter:
             for account in self._accounts.values():
                 account.orders.clear()
                 account.trades.clear()
+                if self._store is not None:
+                    self._cleared.add(account.account_id)
                 for code, position in list(account.positions.items()):
                     if position.volume == 0:
                         del account.positions[code]
@@ -600,9 +858,12 @@ class SimCounter:
         code = str(fields.get("m_strStockCode", "")).strip()
         quote = self._quotes.get(code)
         market = rules.MARKET_ENUM_BY_SUFFIX.get(code.rpartition(".")[2], -1)
+        order_id, sysid = self._next_order_id, self._next_sysid
+        self._next_order_id += 1
+        self._next_sysid += 1
         order = _Order(
-            order_id=next(self._order_ids),
-            sysid=str(next(self._sysids)),
+            order_id=order_id,
+            sysid=str(sysid),
             account_id=account.account_id,
             code=code,
             name=quote.instrument.name if quote else "",
@@ -617,6 +878,7 @@ class SimCounter:
             order_time=int(self._clock()),
         )
         account.orders[order.order_id] = order
+        self._touch(order)
         refusal = self._refusal(account, order, quote, fields.get("m_dPrice"))
         response = OrderStockResp(account.account_id, order.order_id, order.strategy_name, order.order_remark, "")
         session.deliver(CB_ORDER_RESP, seq, response)
@@ -741,6 +1003,7 @@ class SimCounter:
         position = account.positions.get(order.code)
         if position is None:
             position = account.positions[order.code] = _Position(order.code)
+        self._touch(order)
         order.traded_volume += volume
         order.traded_amount += amount
         if order.order_type == BUY:
@@ -768,7 +1031,7 @@ class SimCounter:
             order.account_id,
             order.code,
             order.order_type,
-            str(next(self._trade_ids)),
+            str(self._take_trade_id()),
             int(self._clock()),
             float(price),
             volume,
@@ -789,8 +1052,14 @@ class SimCounter:
         self._push(account, CB_POSITION, self._xt_position(account, position))
         self._push(account, CB_ASSET, self._xt_asset(account))
 
+    def _take_trade_id(self) -> int:
+        trade_id = self._next_trade_id
+        self._next_trade_id += 1
+        return trade_id
+
     def _finish_cancel(self, account: _Account, order: _Order) -> None:
         """Make an open order final (cancelled / part-cancelled) and unfreeze what it held."""
+        self._touch(order)
         order.status = PART_CANCEL if order.traded_volume else CANCELED
         if order.order_type == BUY:
             account.frozen_cash -= order.frozen_cash
@@ -840,6 +1109,7 @@ class SimCounter:
             )
             session.deliver(CB_CANCEL_ERROR, error)
             return
+        self._touch(order)
         order.status = PARTSUCC_CANCEL if order.traded_volume else REPORTED_CANCEL
         self._push(account, CB_ORDER, self._xt_order(order))
         self._finish_cancel(account, order)

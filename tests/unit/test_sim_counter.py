@@ -125,8 +125,10 @@ def shape(events: list[tuple[str, Any]]) -> list[str]:
 class Desk:
     """One counter at a unique path, plus the traders connected to it."""
 
-    def __init__(self, config: SimConfig, accounts: tuple[str, ...] = (ACCOUNT, OTHER)) -> None:
-        self.counter = sim.SimCounter(config, accounts, clock=lambda: NOW)
+    def __init__(
+        self, config: SimConfig, accounts: tuple[str, ...] = (ACCOUNT, OTHER), state_path: Any = None
+    ) -> None:
+        self.counter = sim.SimCounter(config, accounts, clock=lambda: NOW, state_path=state_path)
         self.path = f"sim://{uuid.uuid4().hex}"
         sim.register_counter(self.path, self.counter)
         self.traders: list[XtQuantTrader] = []
@@ -152,6 +154,7 @@ class Desk:
             if trader.executor is not None:  # started
                 trader.stop()
             trader.loop.close()
+        self.traders.clear()
         sim.unregister_counter(self.path)
         self.counter.close()
 
@@ -160,9 +163,9 @@ class Desk:
 def make_desk() -> Iterator[Callable[..., Desk]]:
     desks: list[Desk] = []
 
-    def make(accounts: tuple[str, ...] = (ACCOUNT, OTHER), **settings: Any) -> Desk:
+    def make(accounts: tuple[str, ...] = (ACCOUNT, OTHER), state_path: Any = None, **settings: Any) -> Desk:
         base = SimConfig(positions={ACCOUNT: {"000001.SZ": 1000, "600519.SH": 1050, "688981.SH": 300}})
-        desk = Desk(replace(base, **settings), accounts)
+        desk = Desk(replace(base, **settings), accounts, state_path)
         desks.append(desk)
         return desk
 
@@ -750,6 +753,86 @@ def test_drop_connections_then_reconnect(desk: Desk) -> None:
     fresh, fresh_events = desk.trader(ACCOUNT)
     assert fresh.query_stock_asset(ACC).frozen_cash == 0.0
     assert desk.counter.connected_sessions() == 2
+
+
+def test_matching_goes_on_while_the_link_is_down(desk: Desk) -> None:
+    old, old_events = desk.trader(ACCOUNT)
+    buy = old.order_stock(ACC, "600000.SH", C.STOCK_BUY, 100, C.FIX_PRICE, 10.50, "s", "rest-buy")
+    sell = old.order_stock(ACC, "000001.SZ", C.STOCK_SELL, 300, C.FIX_PRICE, 11.90, "s", "rest-sell")
+    desk.flush(old)
+    assert desk.counter.drop_connections("link down") == 1
+    old_events.wait_for(lambda events: events[-1][0] == "disconnected")
+    mark = old_events.mark()
+    desk.counter.set_price("600000.SH", 10.50)  # the buy fills while nobody listens
+    desk.counter.set_price("000001.SZ", 11.90)
+    desk.counter.step()
+    assert desk.counter.books(ACCOUNT)["orders"][sell]["order_status"] == C.ORDER_SUCCEEDED
+
+    fresh, fresh_events = desk.trader(ACCOUNT)  # a NEW XtQuantTrader: new native client and session
+    assert desk.counter.connected_sessions() == 1
+    orders = {o.order_id: o for o in fresh.query_stock_orders(ACC)}
+    assert (orders[buy].order_status, orders[buy].traded_volume, orders[buy].traded_price) == (56, 100, 10.5)
+    assert (orders[sell].order_status, orders[sell].order_remark) == (56, "rest-sell")
+    assert sorted((t.order_id, t.traded_volume) for t in fresh.query_stock_trades(ACC)) == [(buy, 100), (sell, 300)]
+    assert fresh.query_stock_position(ACC, "600000.SH").volume == 100
+    assert fresh.query_stock_position(ACC, "000001.SZ").volume == 700
+    asset = fresh.query_stock_asset(ACC)
+    assert asset.frozen_cash == 0.0 and asset.cash == CASH - 1050.0 - 5.0 + 3570.0 - 5.0
+
+    # The old session stays dead: no push reached it, none does now, its requests fail.
+    fresh_mark = fresh_events.mark()
+    fresh.order_stock(ACC, "600000.SH", C.STOCK_BUY, 100, C.FIX_PRICE, 10.50, "s", "after")
+    desk.flush(fresh)
+    assert "trade" in shape(fresh_events.since(fresh_mark))
+    assert old.query_stock_asset(ACC) is None and old.query_stock_orders(ACC) is None
+    assert old.subscribe(ACC) != 0
+    desk.flush(fresh)
+    assert old_events.since(mark) == []
+
+
+def test_the_walk_fills_resting_orders_during_an_outage(make_desk: Callable[..., Desk]) -> None:
+    # Seed 22 takes 600000.SH from 10.60 to 10.29 on step 33, never below 10.39 before (~0.6 s).
+    desk = make_desk(price_model="walk", tick_interval=0.02, walk_step=0.01, seed=22)
+    old, old_events = desk.trader(ACCOUNT)
+    buy = old.order_stock(ACC, "600000.SH", C.STOCK_BUY, 100, C.FIX_PRICE, 10.30, "s", "walk-buy")
+    desk.counter.drop_connections()
+    assert desk.counter.books(ACCOUNT)["orders"][buy]["order_status"] == C.ORDER_REPORTED, "filled before the drop"
+    old_events.wait_for(lambda events: events[-1][0] == "disconnected")
+    mark = old_events.mark()
+    deadline = time.monotonic() + 5.0
+    while desk.counter.books(ACCOUNT)["orders"][buy]["order_status"] != C.ORDER_SUCCEEDED:
+        assert time.monotonic() < deadline, "the walk never filled the resting buy"
+        time.sleep(0.02)
+    fresh, _ = desk.trader(ACCOUNT)
+    (trade,) = fresh.query_stock_trades(ACC)
+    assert (trade.order_id, trade.traded_price, trade.order_remark) == (buy, 10.29, "walk-buy")
+    desk.flush(fresh)
+    assert old_events.since(mark) == []
+
+
+def test_refuse_connections_for_a_while(desk: Desk) -> None:
+    trader, recorder = desk.trader(ACCOUNT)
+    desk.counter.drop_connections()
+    desk.counter.refuse_connections_for(0.3)
+    started = time.monotonic()
+    retry = new_trader(desk.path, Recorder())
+    retry.start()
+    desk.traders.append(retry)
+    assert retry.connect() != 0
+    deadline = started + 5.0
+    while retry.connect() != 0:
+        assert time.monotonic() < deadline, "still refused"
+        time.sleep(0.02)
+    assert time.monotonic() - started >= 0.3
+    assert retry.subscribe(ACC) == 0 and retry.query_stock_asset(ACC).cash == CASH
+    desk.counter.refuse_connections_for(60.0)
+    late = new_trader(desk.path, Recorder())
+    late.start()
+    desk.traders.append(late)
+    assert late.connect() != 0
+    desk.counter.refuse_connections(False)  # ends a timed refusal early
+    assert late.connect() == 0
+    assert desk.counter.connected_sessions() == 2 and recorder.of("disconnected") == [None]
 
 
 def test_closed_counter_answers_with_failures(desk: Desk) -> None:
