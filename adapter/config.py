@@ -38,6 +38,8 @@ class SimConfig:
     cash: float = 1_000_000.0  # starting cash of each account
     commission_rate: float = 0.00025  # of traded amount
     commission_min: float = 5.0  # CNY per trade
+    order_latency: float = 0.0  # seconds before the counter takes up an order request (a slow link out)
+    ack_delay: float = 0.0  # seconds the counter's responses and pushes are held after its books are written
     positions: dict[str, dict[str, int]] = field(default_factory=dict)  # account -> code -> shares held since yesterday
 
     def validate(self) -> None:
@@ -47,6 +49,8 @@ class SimConfig:
             raise ConfigError("sim.tick_interval must be > 0")
         if self.fill_volume < 0:
             raise ConfigError("sim.fill_volume must be >= 0")
+        if self.order_latency < 0 or self.ack_delay < 0:
+            raise ConfigError("sim.order_latency and sim.ack_delay must be >= 0")
         if self.cash < 0 or self.commission_rate < 0 or self.commission_min < 0:
             raise ConfigError("sim.cash, sim.commission_rate and sim.commission_min must be >= 0")
 

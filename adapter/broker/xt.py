@@ -173,7 +173,9 @@ class XtBroker:
             from .. import sim
 
             sim.install()
-            self.counter = sim.SimCounter(self.config.sim, self.config.accounts, **self._sim_options())
+            # The sim's books persist beside the journal, as a real counter's do across restarts.
+            state = Path(self.config.data_dir) / "sim-counter.sqlite3"
+            self.counter = sim.SimCounter(self.config.sim, self.config.accounts, state_path=state)
             self._sim_path = f"sim://{uuid.uuid4().hex}"
             sim.register_counter(self._sim_path, self.counter)
             return self._sim_path
@@ -188,16 +190,6 @@ class XtBroker:
                 f"for the Python versions xtquant supports ({exc}); on this machine use --backend sim"
             ) from None
         return self.config.qmt_path
-
-    def _sim_options(self) -> dict[str, Any]:
-        """The sim's books persist beside the journal, as a real counter's do across restarts."""
-        import inspect
-
-        from .. import sim
-
-        if "state_path" in inspect.signature(sim.SimCounter).parameters:
-            return {"state_path": str(Path(self.config.data_dir) / "sim-counter.sqlite3")}
-        return {}
 
     def _new_trader(self) -> Any:
         path = self._path

@@ -279,7 +279,8 @@ class SimCounter:
         self._settling = False
         self._refusing = False
         self._refuse_until = 0.0  # time.monotonic() before which connect() is refused
-        self._order_latency = 0.0
+        self._order_latency = float(config.order_latency)
+        self._ack_delay = float(config.ack_delay)
         # (due, tie-break, task): requests served later, touched only on the counter thread
         self._deferred: list[tuple[float, int, Callable[[], None]]] = []
         self._deferred_ids = itertools.count()
@@ -485,6 +486,12 @@ class SimCounter:
             while True:
                 self._persist()
                 if not self._outbox:
+                    return
+                if self._ack_delay > 0:  # the books are written; the answers are late
+                    batch = list(self._outbox)
+                    self._outbox.clear()
+                    due = time.monotonic() + self._ack_delay
+                    heapq.heappush(self._deferred, (due, next(self._deferred_ids), lambda: _deliver(batch)))
                     return
                 for _ in range(len(self._outbox)):
                     client, callback, args = self._outbox.popleft()
@@ -698,6 +705,15 @@ class SimCounter:
             return dropped
 
         return self._call(work)
+
+    def set_ack_delay(self, seconds: float) -> None:
+        """Hold responses and pushes ``seconds`` after the books are written (a slow link back:
+        an acknowledgement is lost if the gateway dies meanwhile). 0 delivers at once."""
+
+        def work() -> None:
+            self._ack_delay = max(0.0, float(seconds))
+
+        self._call(work)
 
     def set_order_latency(self, seconds: float) -> None:
         """Serve order requests ``seconds`` after they arrive (a slow exchange link); other
@@ -1243,3 +1259,8 @@ def _int(value: Any, default: int = 0) -> int:
 
 def _offset_flag(order_type: int) -> int:
     return xtconstant.OFFSET_FLAG_OPEN if order_type == BUY else xtconstant.OFFSET_FLAG_CLOSE
+
+
+def _deliver(batch: list[tuple[Any, str, tuple[Any, ...]]]) -> None:
+    for client, callback, args in batch:
+        client.deliver(callback, *args)

@@ -160,9 +160,9 @@ def free_port() -> int:
 
 
 class GatewayProcess:
-    def __init__(self, data_dir: Path, router: str, pub: str) -> None:
+    def __init__(self, data_dir: Path, router: str, pub: str, sim_settings: str = "") -> None:
         config = data_dir / "gateway.toml"
-        config.write_text("[sim]\ncash = 10000000000.0\n", encoding="utf-8")
+        config.write_text(f"[sim]\ncash = 10000000000.0\n{sim_settings}\n", encoding="utf-8")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "adapter", "serve", "--router", router, "--pub", pub,
              "--data-dir", str(data_dir), "--config", str(config), "--log-level", "WARNING"],

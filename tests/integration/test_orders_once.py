@@ -88,8 +88,9 @@ def test_the_same_id_after_a_gateway_restart(gateway_factory: Any, tmp_path: Any
     with Client(second_gateway.router_endpoint, second_gateway.pub_endpoint, timeout=5.0) as client:
         again = client.order_stock(ACCOUNT, "600000.SH", BUY, 100, LIMIT, 10.70, client_order_id="restart-1")
         assert again.order_id == first.order_id
-        assert [o.client_order_id for o in client.query_stock_orders(ACCOUNT)].count("restart-1") <= 1
-    assert len(counter_orders(second_gateway, "restart-1")) <= 1
+        # The counter's books persisted too: it still has the order, exactly once.
+        assert [o.client_order_id for o in client.query_stock_orders(ACCOUNT)] == ["restart-1"]
+    assert len(counter_orders(second_gateway, "restart-1")) == 1
 
 
 def test_ping_and_cli_report_unknown_orders_and_outcomes(gateway_factory: Any) -> None:
@@ -113,3 +114,50 @@ def test_ping_and_cli_report_unknown_orders_and_outcomes(gateway_factory: Any) -
         assert orders.returncode == 0
         assert "done-1" in orders.stdout and "slow-1" in orders.stdout and "unknown" in orders.stdout
         wait_for(lambda: client.ping().unknown_orders == 0, timeout=10.0, interval=0.1, what="the late answer")
+
+
+def test_a_gateway_killed_before_the_acknowledgement_finds_the_order_after_restart(tmp_path: Any) -> None:
+    import signal
+
+    from .test_delivery import GatewayProcess, _pings, free_port
+
+    router, pub = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
+    first = GatewayProcess(tmp_path, router, pub, sim_settings="ack_delay = 3.0")
+    second = None
+    try:
+        with Client(router, pub, timeout=10.0) as client:
+            wait_for(lambda: _pings(client), timeout=30.0, interval=0.1, what="the gateway to start")
+            with pytest.raises(GatewayError) as lost:  # the counter took it; the answer is late
+                client.order_stock(ACCOUNT, "600000.SH", BUY, 100, LIMIT, 10.70, "s", "kept remark",
+                                   client_order_id="kill-1", timeout=0.5)
+            assert lost.value.code == "client_timeout"
+            first.proc.send_signal(signal.SIGKILL)
+            first.proc.wait(10)
+            second = GatewayProcess(tmp_path, router, pub)
+            wait_for(lambda: _pings(client), timeout=30.0, interval=0.1, what="the gateway to restart")
+            again = client.order_stock(ACCOUNT, "600000.SH", BUY, 100, LIMIT, 10.70, "s", "kept remark",
+                                       client_order_id="kill-1")
+            assert again.order_id > 0 and again.client_order_id == "kill-1"
+            orders = client.query_stock_orders(ACCOUNT)
+            assert [(o.order_id, o.client_order_id, o.order_remark) for o in orders] == [
+                (again.order_id, "kill-1", "kept remark")
+            ]  # found through its remark tag, reported with its client order id, placed once
+            outcomes = {r.client_order_id: r.state for r in client.order_outcomes(ACCOUNT)}
+            assert outcomes == {"kill-1": "acknowledged"}
+            last = client.ping().last_seq
+            found = []
+            with client.events("", from_seq=1, timeout=5.0) as stream:
+                for event in stream:
+                    if event.type == "order" and event.data.client_order_id == "kill-1":
+                        found.append(event)
+                    if event.seq == last:
+                        break
+            assert found and all(e.reconciled for e in found)  # the restarted gateway published what it found
+    finally:
+        for gateway in (first, second):
+            if gateway is not None and gateway.proc.poll() is None:
+                gateway.proc.send_signal(signal.SIGTERM)
+                try:
+                    gateway.proc.wait(15)
+                except Exception:
+                    gateway.proc.kill()
