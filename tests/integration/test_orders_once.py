@@ -122,7 +122,7 @@ def test_a_gateway_killed_before_the_acknowledgement_finds_the_order_after_resta
     from .test_delivery import GatewayProcess, _pings, free_port
 
     router, pub = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
-    first = GatewayProcess(tmp_path, router, pub, sim_settings="ack_delay = 3.0")
+    first = GatewayProcess(tmp_path, router, pub, sim_settings="ack_delay = 1.0")  # start-up answers are late too
     second = None
     try:
         with Client(router, pub, timeout=10.0) as client:
