@@ -207,11 +207,12 @@ def _cmd_order(client: Any, args: argparse.Namespace) -> int:
         args.price,
         args.strategy,
         args.remark,
+        client_order_id=args.client_order_id,
     )
     if response.order_id is None or response.order_id <= 0:
         print(f"qmt-adapter: order refused: {response.error_msg or 'no order id'}", file=sys.stderr)
         return EXIT_ERROR
-    print(f"order_id {response.order_id}")
+    print(f"order_id {response.order_id} (client_order_id {response.client_order_id})")
     return 0
 
 
@@ -391,7 +392,8 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("price", type=float, help="limit price (0 for market price types)")
         sub.add_argument("--price-type", default="limit", help="limit (default), latest, or an xtconstant price type")
         sub.add_argument("--strategy", default="cli", help="strategy name recorded with the order")
-        sub.add_argument("--remark", default="", help="order remark (the counter keeps 24 bytes)")
+        sub.add_argument("--remark", default="", help="order remark (kept by the gateway)")
+        sub.add_argument("--client-order-id", help="reuse to retry safely: the same id never orders twice")
     cancel = client_parser("cancel", "cancel an order")
     cancel.add_argument("account")
     cancel.add_argument("order_id", type=int)

@@ -161,3 +161,18 @@ def test_a_gateway_killed_before_the_acknowledgement_finds_the_order_after_resta
                     gateway.proc.wait(15)
                 except Exception:
                     gateway.proc.kill()
+
+
+def test_cli_buy_with_a_client_order_id_orders_once(gateway: Any) -> None:
+    import subprocess
+    import sys
+
+    common = ["--router", gateway.router_endpoint, "--pub", gateway.pub_endpoint, "--timeout", "5"]
+    runs = [
+        subprocess.run([sys.executable, "-m", "adapter", "buy", ACCOUNT, "600000.SH", "100", "10.70",
+                        "--client-order-id", "cli-1", *common], capture_output=True, text=True, timeout=30)
+        for _ in range(2)
+    ]
+    assert all(r.returncode == 0 for r in runs), [r.stderr for r in runs]
+    assert runs[0].stdout == runs[1].stdout and "client_order_id cli-1" in runs[0].stdout
+    assert len(counter_orders(gateway, "cli-1")) == 1
