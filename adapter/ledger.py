@@ -14,6 +14,7 @@ found no trace at the counter). Only the I/O thread uses a Ledger once the gatew
 
 from __future__ import annotations
 
+import re
 import secrets
 import sqlite3
 import time
@@ -25,10 +26,12 @@ import msgpack
 
 FILE_NAME = "orders.sqlite3"
 TAG_PREFIX = "QZ"
+_TAG = re.compile(r"QZ([0-9A-Z]{3})([0-9A-Z]{1,10})")
 SENDING, ACKNOWLEDGED, REJECTED, UNKNOWN, NOT_PLACED = "sending", "acknowledged", "rejected", "unknown", "not_placed"
 IN_FLIGHT = frozenset({SENDING, UNKNOWN})
 
 _SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS orders (
     id INTEGER PRIMARY KEY,
     account_id TEXT NOT NULL,
@@ -61,23 +64,7 @@ class OrderRecord:
     created_ns: int = 0
     seq: int | None = None  # this session's xtquant seq; not kept across restarts
     waiters: list[Any] = field(default_factory=list)  # requests waiting for the outcome
-
-    @property
-    def tag(self) -> str:
-        return tag_for(self.id)
-
-
-def tag_for(record_id: int) -> str:
-    return f"{TAG_PREFIX}{_base36(record_id)}"
-
-
-def record_id_of(tag: Any) -> int | None:
-    if not isinstance(tag, str) or not tag.startswith(TAG_PREFIX) or len(tag) > 16:
-        return None
-    try:
-        return int(tag[len(TAG_PREFIX):], 36)
-    except ValueError:
-        return None
+    tag: str = ""  # what the counter's order_remark holds for this order
 
 
 def _base36(number: int) -> str:
@@ -88,6 +75,7 @@ def _base36(number: int) -> str:
         text = digits[rest] + text
         if not number:
             return text
+
 
 
 def fingerprint(args: dict[str, Any]) -> str:
@@ -109,6 +97,15 @@ class Ledger:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        # A random part per ledger: tags of a lost or recreated ledger, or another tool's
+        # remarks, cannot be taken for this ledger's orders.
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'tag_prefix'").fetchone()
+        if row is None:
+            prefix = "".join(secrets.choice("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ") for _ in range(3))
+            self._db.execute("INSERT INTO meta (key, value) VALUES ('tag_prefix', ?)", (prefix,))
+        else:
+            prefix = str(row[0])
+        self.tag_prefix = prefix
         self._by_key: dict[tuple[str, str], OrderRecord] = {}
         self._by_id: dict[int, OrderRecord] = {}
         self._by_order_id: dict[tuple[str, int], OrderRecord] = {}
@@ -119,7 +116,11 @@ class Ledger:
             response = msgpack.unpackb(row[9], raw=False) if row[9] is not None else None
             self._index(OrderRecord(*row[:9], response=response, created_ns=row[10]))
 
+    def _tag(self, record_id: int) -> str:
+        return f"{TAG_PREFIX}{self.tag_prefix}{_base36(record_id)}"
+
     def _index(self, record: OrderRecord) -> None:
+        record.tag = record.tag or self._tag(record.id)
         self._by_key[(record.account_id, record.client_order_id)] = record
         self._by_id[record.id] = record
         if record.order_id is not None and record.order_id > 0:
@@ -129,8 +130,10 @@ class Ledger:
         return self._by_key.get((account_id, client_order_id))
 
     def by_tag(self, tag: Any) -> OrderRecord | None:
-        record_id = record_id_of(tag)
-        return None if record_id is None else self._by_id.get(record_id)
+        match = _TAG.fullmatch(tag) if isinstance(tag, str) else None
+        if match is None or match.group(1) != self.tag_prefix:
+            return None
+        return self._by_id.get(int(match.group(2), 36))
 
     def by_order_id(self, account_id: str, order_id: Any) -> OrderRecord | None:
         return self._by_order_id.get((account_id, order_id))
@@ -167,8 +170,8 @@ class Ledger:
         record.state = state
         if order_id is not None:
             record.order_id = order_id
-        if error_msg:
-            record.error_msg = error_msg
+        if error_msg or state == ACKNOWLEDGED:
+            record.error_msg = error_msg  # a settled order does not keep an old reason
         if response is not None:
             record.response = response
         blob = msgpack.packb(record.response, use_bin_type=True) if record.response is not None else None

@@ -72,7 +72,7 @@ OPS = {
         {"publish": False},
         {"server_version": "0.1.0", "protocol_version": 1, "backend": "sim", "session_id": 123456,
          "accounts": [ACCOUNT], "connected": True, "last_seq": 42, "epoch": EPOCH, "pending": 0,
-         "journal_errors": 0, "uptime": 12.5},
+         "journal_errors": 0, "unknown_orders": 0, "uptime": 12.5},
     ),
     "replay": (
         {"from_seq": 101, "to_seq": 102, "prefixes": ["trade."], "limit": 1000},
@@ -131,6 +131,15 @@ ERRORS = {
     "unknown_op": (4, "unknown_op", "unknown op 'order_stonk'"),
     "unknown_account": (5, "unknown_account", "account '999' is not served by this gateway (serving 1000000365)"),
     "invalid_message": (None, "invalid_message", "payload is not valid msgpack (ExtraData)"),
+    "duplicate_client_order_id": (7, "duplicate_client_order_id",
+                                  "client_order_id 'c0ffee01' was already used for a different order on account 1000000365"),
+    "outcome_unknown": (8, "outcome_unknown",
+                        "order 'c0ffee01': counter connection lost; its outcome is unknown until reconciliation reads "
+                        "the counter's books. Retrying with the same client_order_id is safe: it returns the outcome "
+                        "once known and never orders twice"),
+    "order_not_placed": (9, "order_not_placed",
+                         "order 'c0ffee01' never reached the counter (reconciled: not in the counter's orders of the "
+                         "day); send it again with a new client_order_id"),
     "seq_expired": (6, "seq_expired",
                     "seq 1 is no longer in the journal (first kept: 101); rebuild from the snapshot op"),
 }
@@ -153,6 +162,12 @@ def vectors() -> dict[str, tuple[bytes, dict]]:
         out[f"error.{name}"] = (encode_error(request_id, code, message), reply)
     for etype, ((topic, payload), rendering) in live.items():
         out[f"event.{etype}"] = (payload, rendering)
+    # A fill found in the counter's books after a reconnection: the same event, marked.
+    ts = 1763884800123456789 + 111
+    topic, payload = encode_event(111, ts, "trade", ACCOUNT, TRADE, EPOCH, reconciled=True)
+    out["event.trade.reconciled"] = (payload, {"topic": topic.decode(), "payload": {
+        "v": 1, "seq": 111, "ts": ts, "type": "trade", "account_id": ACCOUNT, "epoch": EPOCH, "data": TRADE,
+        "reconciled": True}})
     return out
 
 

@@ -79,7 +79,7 @@ def as_client_order_id(name: str, value: Any) -> str | None:
     if value is None:
         return None
     text = as_text(name, value, allow_empty=False)
-    if not _CLIENT_ORDER_ID.match(text):
+    if not _CLIENT_ORDER_ID.fullmatch(text):
         raise _fail(name, "1 to 64 characters from A-Z a-z 0-9 _ . : -")
     return text
 

@@ -217,6 +217,12 @@ class Gateway:
         finally:
             # These commands reached the broker: their outcome is unknown, as with a time-out.
             for pending in list(self._pending.values()):
+                if pending.record is not None:
+                    if pending.record.state == SENDING and self.ledger is not None:
+                        self.ledger.settle(pending.record, UNKNOWN, error_msg="the gateway stopped before the counter answered")
+                    self._reply_error(pending.envelope, pending.request_id, errors.OUTCOME_UNKNOWN,
+                                      _unknown_message(pending.record))
+                    continue
                 self._reply_error(
                     pending.envelope,
                     pending.request_id,
@@ -437,11 +443,21 @@ class Gateway:
             elif tag == "error":
                 _, token, code, message = item
                 pending = self._pending.pop(token, None)
-                if pending is not None:
-                    if pending.record is not None and pending.record.state == SENDING:
-                        assert self.ledger is not None
-                        self.ledger.settle(pending.record, NOT_PLACED, error_msg=message)
+                if pending is None:
+                    continue
+                record = pending.record
+                if record is None:
                     self._reply_error(pending.envelope, pending.request_id, code, message)
+                    continue
+                # The call failed, but the request may have left: only the counter's books can tell.
+                if record.state == SENDING:
+                    assert self.ledger is not None
+                    self.ledger.settle(record, UNKNOWN, error_msg=message)
+                for waiter in [pending, *record.waiters]:
+                    if waiter is pending or self._pending.pop(waiter.token, None) is not None:
+                        self._reply_error(waiter.envelope, waiter.request_id, errors.OUTCOME_UNKNOWN,
+                                          _unknown_message(record))
+                record.waiters.clear()
             elif tag == "reconcile":
                 _, account_id, books = item
                 self._reconcile(account_id, books)
@@ -463,9 +479,11 @@ class Gateway:
             if record is not None:
                 if record.state in IN_FLIGHT:
                     order_id = data.get("order_id") or 0
+                    pushed = self._view.books(record.account_id)["orders"].get(order_id) or {}
+                    refused = order_id <= 0 or pushed.get("order_status") == 57  # pushes may come first
                     assert self.ledger is not None
                     self.ledger.settle(
-                        record, ACKNOWLEDGED if order_id > 0 else REJECTED,
+                        record, REJECTED if refused else ACKNOWLEDGED,
                         order_id=order_id if order_id > 0 else None, error_msg=data.get("error_msg") or "",
                         response=data,
                     )
@@ -501,10 +519,16 @@ class Gateway:
         return record
 
     def _learn(self, record: OrderRecord | None, event_type: str, data: dict[str, Any]) -> None:
-        """An order event resolves an order whose acknowledgement was lost."""
-        if record is None or record.state != UNKNOWN or event_type != "order" or not data.get("order_id"):
+        """An order event settles an order whose acknowledgement was lost, and a counter
+        refusal after numbering (status 57) makes an acknowledged order rejected."""
+        if record is None or event_type != "order" or not data.get("order_id"):
             return
         assert self.ledger is not None
+        if record.state == ACKNOWLEDGED and data.get("order_status") == 57:
+            self.ledger.settle(record, REJECTED, error_msg=data.get("status_msg") or "refused by the counter")
+            return
+        if record.state != UNKNOWN:
+            return
         state = REJECTED if data.get("order_status") == 57 else ACKNOWLEDGED
         self.ledger.settle(record, state, order_id=data["order_id"], error_msg=data.get("status_msg") or "",
                            response=_response_from_order(data))

@@ -176,3 +176,10 @@ def test_cli_buy_with_a_client_order_id_orders_once(gateway: Any) -> None:
     assert all(r.returncode == 0 for r in runs), [r.stderr for r in runs]
     assert runs[0].stdout == runs[1].stdout and "client_order_id cli-1" in runs[0].stdout
     assert len(counter_orders(gateway, "cli-1")) == 1
+
+
+def test_a_counter_refusal_after_numbering_is_rejected(gateway: Any, client: Client) -> None:
+    response = client.order_stock(ACCOUNT, "600000.SH", BUY, 150, LIMIT, 10.70, client_order_id="odd-1")
+    assert response.order_id > 0  # numbered, then refused: status 57 and an order_error
+    wait_for(lambda: {r.client_order_id: r.state for r in client.order_outcomes(ACCOUNT)}.get("odd-1") == "rejected",
+             what="the refusal to settle the order as rejected")

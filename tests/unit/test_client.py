@@ -488,7 +488,7 @@ def test_error_and_event_vectors(gateway: FakeGateway, client: Client) -> None:
         event = parse_event([rendering["topic"].encode(), path.with_suffix(".msgpack").read_bytes()])
         assert event == Event(
             rendering["topic"], payload["seq"], payload["ts"], payload["type"], payload["account_id"],
-            Record(payload["data"]), payload["epoch"],
+            Record(payload["data"]), payload["epoch"], payload.get("reconciled", False),
         )
 
 

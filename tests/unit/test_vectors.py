@@ -73,7 +73,8 @@ def test_event_vectors(name: str) -> None:
     payload = rendering["payload"]
     assert msgpack.unpackb(wire, raw=False) == payload
     topic, encoded = encode_event(
-        payload["seq"], payload["ts"], payload["type"], payload["account_id"], payload["data"], payload["epoch"]
+        payload["seq"], payload["ts"], payload["type"], payload["account_id"], payload["data"], payload["epoch"],
+        reconciled=payload.get("reconciled", False),
     )
     assert encoded == wire and topic.decode() == rendering["topic"]
     assert tuple(payload["data"]) == events.EVENT_FIELDS[payload["type"]]
