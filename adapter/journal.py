@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
+from .storage import open_database
+
 log = logging.getLogger(__name__)
 
 FILE_NAME = "journal.sqlite3"
@@ -62,15 +64,11 @@ class Journal:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.path = Path(directory) / FILE_NAME
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.retention_days = retention_days
         self.retention_bytes = retention_bytes
         self._clock = clock
         # Opened on the control thread, used only by the I/O thread afterwards.
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(f"PRAGMA synchronous={'FULL' if sync == 'full' else 'NORMAL'}")
-        self._db.executescript(_SCHEMA)
+        self._db = open_database(self.path, _SCHEMA, full_sync=sync == "full")
         epoch = self._meta("epoch")
         if epoch is None:
             epoch = secrets.token_hex(8)

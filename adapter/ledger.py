@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import re
 import secrets
-import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import msgpack
+
+from .storage import open_database
 
 FILE_NAME = "orders.sqlite3"
 TAG_PREFIX = "QZ"
@@ -92,11 +93,7 @@ def new_client_order_id() -> str:
 class Ledger:
     def __init__(self, directory: str | Path) -> None:
         self.path = Path(directory) / FILE_NAME
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+        self._db = open_database(self.path, _SCHEMA)
         # A random part per ledger: tags of a lost or recreated ledger, or another tool's
         # remarks, cannot be taken for this ledger's orders.
         row = self._db.execute("SELECT value FROM meta WHERE key = 'tag_prefix'").fetchone()

@@ -170,6 +170,16 @@ class GatewayProcess:
             stderr=subprocess.PIPE,
         )
 
+    @staticmethod
+    def stop_all(*gateways: "GatewayProcess | None") -> None:
+        for gateway in gateways:
+            if gateway is not None and gateway.proc.poll() is None:
+                gateway.proc.send_signal(signal.SIGTERM)
+                try:
+                    gateway.proc.wait(15)
+                except subprocess.TimeoutExpired:
+                    gateway.proc.kill()
+
 
 @pytest.fixture
 def endpoints() -> Iterator[tuple[str, str]]:
@@ -213,13 +223,7 @@ def test_gateway_killed_mid_burst_restarts_with_seq_continuing_and_nothing_lost(
             assert len(restarts) == 2 and restarts[1] > 5000  # the second run went on from the journal
             subscription.close()
     finally:
-        for gateway in (first, second):
-            if gateway is not None and gateway.proc.poll() is None:
-                gateway.proc.send_signal(signal.SIGTERM)
-                try:
-                    gateway.proc.wait(15)
-                except subprocess.TimeoutExpired:
-                    gateway.proc.kill()
+        GatewayProcess.stop_all(first, second)
 
 
 def _pings(client: Client) -> bool:

@@ -154,13 +154,7 @@ def test_a_gateway_killed_before_the_acknowledgement_finds_the_order_after_resta
                         break
             assert found and all(e.reconciled for e in found)  # the restarted gateway published what it found
     finally:
-        for gateway in (first, second):
-            if gateway is not None and gateway.proc.poll() is None:
-                gateway.proc.send_signal(signal.SIGTERM)
-                try:
-                    gateway.proc.wait(15)
-                except Exception:
-                    gateway.proc.kill()
+        GatewayProcess.stop_all(first, second)
 
 
 def test_cli_buy_with_a_client_order_id_orders_once(gateway: Any) -> None:
