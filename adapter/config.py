@@ -71,6 +71,9 @@ class Config:
     retention_bytes: int = 1 << 30  # payload bytes kept at most; 0: no size bound
     heartbeat_interval: float = 1.0  # seconds between gateway.heartbeat events; 0 disables them
     pub_hwm: int = 100_000  # events queued per subscriber before PUB drops (recovered from the journal)
+    max_inflight_per_client: int = 1_000  # commands one client may have with the counter at once
+    max_inflight: int = 20_000  # commands all clients together may have with the counter at once
+    router_hwm: int = 10_000  # replies queued per client before ROUTER drops them (a client not reading)
     log_level: str = "INFO"
     sim: SimConfig = field(default_factory=SimConfig)
 
@@ -87,8 +90,8 @@ class Config:
             raise ConfigError("broker_timeout must be > 0")
         if self.journal_sync not in ("normal", "full"):
             raise ConfigError(f"journal_sync must be 'normal' or 'full', got {self.journal_sync!r}")
-        if self.pub_hwm < 1:
-            raise ConfigError("pub_hwm must be >= 1")
+        if min(self.pub_hwm, self.max_inflight_per_client, self.max_inflight, self.router_hwm) < 1:
+            raise ConfigError("pub_hwm, max_inflight_per_client, max_inflight and router_hwm must be >= 1")
         if self.retention_days < 0 or self.retention_bytes < 0 or self.heartbeat_interval < 0:
             raise ConfigError("retention_days, retention_bytes and heartbeat_interval must be >= 0")
         self.sim.validate()

@@ -19,6 +19,7 @@ SEQ_EXPIRED: Final = "seq_expired"  # replay asked for events the journal no lon
 DUPLICATE_CLIENT_ORDER_ID: Final = "duplicate_client_order_id"  # same id, different order
 OUTCOME_UNKNOWN: Final = "outcome_unknown"  # sent, then time-out or disconnect: being reconciled
 ORDER_NOT_PLACED: Final = "order_not_placed"  # reconciliation found it never reached the counter
+TOO_MANY_REQUESTS: Final = "too_many_requests"  # in-flight limit reached; nothing was sent
 INTERNAL_ERROR: Final = "internal_error"
 
 ALL_CODES: Final = (
@@ -37,6 +38,7 @@ ALL_CODES: Final = (
     DUPLICATE_CLIENT_ORDER_ID,
     OUTCOME_UNKNOWN,
     ORDER_NOT_PLACED,
+    TOO_MANY_REQUESTS,
     INTERNAL_ERROR,
 )
 

@@ -13,7 +13,6 @@ import itertools
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import zmq
@@ -38,6 +37,7 @@ from ..protocol import (
     unpack,
 )
 from .inbox import Inbox
+from .pending import Pending, PendingTable
 from .view import BooksView
 
 log = logging.getLogger(__name__)
@@ -47,21 +47,6 @@ COMMAND_BATCH = 256
 
 _SYNC_KINDS = (ops.ORDER, ops.CANCEL)
 _ORDER_RECORD_QUERIES = frozenset({"query_stock_orders", "query_stock_order", "query_stock_trades"})
-
-
-@dataclass
-class Pending:
-    """A command handed to the broker, waiting for its answer."""
-
-    token: int
-    envelope: list[bytes]
-    request_id: Any
-    spec: ops.OpSpec
-    args: dict[str, Any]
-    deadline: float
-    seq: int | None = None
-    started: float = field(default_factory=time.monotonic)
-    record: OrderRecord | None = None  # the ledger record of an order command
 
 
 class Gateway:
@@ -91,7 +76,7 @@ class Gateway:
         self._closing = False
         self._started_at = 0.0
         # I/O-thread state
-        self._pending: dict[int, Pending] = {}
+        self._pending = PendingTable()
         self._deadlines: list[tuple[float, int]] = []
         self._tokens = itertools.count(1)
         self._event_seq = 0
@@ -113,6 +98,7 @@ class Gateway:
         try:
             router.linger = 0
             router.setsockopt(zmq.MAXMSGSIZE, self.config.max_message_size)
+            router.sndhwm = self.config.router_hwm  # a client that stops reading loses replies, not our memory
             router.bind(self.config.router)
             pub.linger = 0
             pub.sndhwm = self.config.pub_hwm
@@ -297,6 +283,10 @@ class Gateway:
         if spec.kind == ops.GATEWAY:
             self._gateway_op(envelope, request.id, spec.name, args)
             return
+        busy = self._busy(envelope[0])
+        if busy:
+            self._reply_error(envelope, request.id, errors.TOO_MANY_REQUESTS, f"{spec.name}: {busy}; retry when answers arrive")
+            return
         record = None
         if spec.kind in (ops.ORDER, ops.ORDER_ASYNC):
             args["client_order_id"] = args["client_order_id"] or new_client_order_id()
@@ -323,7 +313,8 @@ class Gateway:
     ) -> Pending:
         token = next(self._tokens)
         deadline = time.monotonic() + self.config.broker_timeout
-        pending = self._pending[token] = Pending(token, envelope, request_id, spec, args, deadline, record=record)
+        pending = Pending(token, envelope, request_id, spec, args, deadline, record=record)
+        self._pending.add(pending)
         heapq.heappush(self._deadlines, (deadline, token))
         if record is not None:
             record.waiters.append(pending)
@@ -359,6 +350,14 @@ class Gateway:
         if spec.kind == ops.ORDER_ASYNC:
             return {"seq": record.seq, "client_order_id": record.client_order_id, "order_id": record.order_id}
         return dict(record.response or {})
+
+    def _busy(self, client: bytes) -> str:
+        """Why a new broker command from ``client`` must wait, or ''."""
+        if self._pending.count_for(client) >= self.config.max_inflight_per_client:
+            return f"this client has {self.config.max_inflight_per_client} commands in flight already"
+        if len(self._pending) >= self.config.max_inflight:
+            return f"the gateway has {self.config.max_inflight} commands in flight already"
+        return ""
 
     def _gateway_op(self, envelope: list[bytes], request_id: Any, op: str, args: dict[str, Any]) -> None:
         """Ops answered from the gateway's own state, on this thread."""
@@ -542,7 +541,7 @@ class Gateway:
             return
         # What was with the counter now has an unknown outcome; reconciliation settles it.
         assert self.ledger is not None
-        for pending in list(self._pending.values()):
+        for pending in self._pending.values():
             self._pending.pop(pending.token)
             record = pending.record
             if record is not None:
