@@ -49,6 +49,7 @@ def _serve(args: argparse.Namespace) -> int:
             session_id=args.session_id,
             accounts=args.account or None,
             data_dir=args.data_dir,
+            insecure=True if args.insecure else None,
             log_level=args.log_level,
         )
     except ConfigError as exc:
@@ -366,6 +367,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--data-dir", metavar="DIR", help="where the event journal lives (default ./qmt-adapter-data)")
     serve.add_argument("--config", metavar="FILE", help="TOML file with the same settings; flags override it")
     serve.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    serve.add_argument("--insecure", action="store_true",
+                       help="allow non-loopback endpoints without encryption (only on a network you trust)")
 
     def client_parser(name: str, help_text: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text)

@@ -74,6 +74,7 @@ class Config:
     max_inflight_per_client: int = 1_000  # commands one client may have with the counter at once
     max_inflight: int = 20_000  # commands all clients together may have with the counter at once
     router_hwm: int = 10_000  # replies queued per client before ROUTER drops them (a client not reading)
+    insecure: bool = False  # allow binding non-loopback addresses without encryption
     log_level: str = "INFO"
     sim: SimConfig = field(default_factory=SimConfig)
 
@@ -94,7 +95,25 @@ class Config:
             raise ConfigError("pub_hwm, max_inflight_per_client, max_inflight and router_hwm must be >= 1")
         if self.retention_days < 0 or self.retention_bytes < 0 or self.heartbeat_interval < 0:
             raise ConfigError("retention_days, retention_bytes and heartbeat_interval must be >= 0")
+        for name, endpoint in (("router", self.router), ("pub", self.pub)):
+            if not self.insecure and not is_local_endpoint(endpoint):
+                raise ConfigError(
+                    f"refusing to bind {name} {endpoint} without encryption: anyone who can reach it could "
+                    "trade or read the accounts. Bind a loopback address (127.0.0.1, ::1) and reach it over an "
+                    "SSH tunnel or VPN, or pass --insecure (insecure = true) on a network you trust"
+                )
         self.sim.validate()
+
+
+def is_local_endpoint(endpoint: str) -> bool:
+    """True for endpoints only this machine can reach: loopback TCP, ipc, inproc."""
+    scheme, _, rest = endpoint.partition("://")
+    if scheme in ("ipc", "inproc"):
+        return True
+    if scheme != "tcp":
+        return False
+    host = rest.rsplit(":", 1)[0].strip("[]").lower()
+    return host in ("localhost", "::1") or host.startswith("127.")
 
 
 def _coerce(owner: str, name: str, expected: Any, value: Any) -> Any:
@@ -109,7 +128,7 @@ def _coerce(owner: str, name: str, expected: Any, value: Any) -> Any:
     return value
 
 
-_TYPES = {"int": int, "float": float, "str": str, "tuple[str, ...]": tuple, "SimConfig": SimConfig}
+_TYPES = {"int": int, "float": float, "str": str, "bool": bool, "tuple[str, ...]": tuple, "SimConfig": SimConfig}
 
 
 def _build(cls: type, data: dict[str, Any], owner: str) -> Any:

@@ -183,3 +183,11 @@ def test_qmt_backend_without_the_native_client_says_why(tmp_path: "os.PathLike[s
     assert result.returncode == 1
     assert "native client" in result.stderr and "--backend sim" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_serve_refuses_a_network_bind_without_insecure(tmp_path: "os.PathLike[str]") -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "adapter", "serve", "--router", "tcp://0.0.0.0:5555", "--data-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert result.returncode == 2 and "without encryption" in result.stderr and "--insecure" in result.stderr

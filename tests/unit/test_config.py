@@ -1,0 +1,56 @@
+"""Configuration: TOML, overrides, validation, and the safe default for endpoints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from adapter.config import ConfigError, is_local_endpoint, load_config
+
+
+def test_toml_and_flags(tmp_path: Path) -> None:
+    path = tmp_path / "gw.toml"
+    path.write_text('accounts = ["1", "2"]\nbroker_timeout = 3\n[sim]\nprice_model = "walk"\ncash = 5\n', encoding="utf-8")
+    config = load_config(path, router="tcp://127.0.0.1:7000")
+    assert config.accounts == ("1", "2") and config.broker_timeout == 3.0 and config.router == "tcp://127.0.0.1:7000"
+    assert config.sim.price_model == "walk" and config.sim.cash == 5.0
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("routerr = 1\n", "unknown setting routerr"),
+        ("broker_timeout = 'x'\n", "broker_timeout must be float"),
+        ("insecure = 1\n", "insecure must be bool"),
+        ("[sim]\nprice_model = 'jump'\n", "sim.price_model"),
+        ("backend = 'qmt'\n", "needs qmt_path"),
+    ],
+)
+def test_bad_settings_are_named(tmp_path: Path, text: str, words: str) -> None:
+    path = tmp_path / "gw.toml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert words in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "endpoint, local",
+    [
+        ("tcp://127.0.0.1:5555", True), ("tcp://127.0.0.1:*", True), ("tcp://localhost:5555", True),
+        ("tcp://[::1]:5555", True), ("ipc:///tmp/gw", True), ("inproc://gw", True),
+        ("tcp://0.0.0.0:5555", False), ("tcp://*:5555", False), ("tcp://10.1.2.3:5555", False),
+        ("tcp://eth0:5555", False), ("tcp://[::]:5555", False), ("udp://127.0.0.1:5555", False),
+    ],
+)
+def test_which_endpoints_are_local(endpoint: str, local: bool) -> None:
+    assert is_local_endpoint(endpoint) is local
+
+
+def test_a_network_bind_without_encryption_needs_insecure() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(None, router="tcp://0.0.0.0:5555")
+    assert "refusing to bind router tcp://0.0.0.0:5555 without encryption" in str(info.value)
+    assert "--insecure" in str(info.value)
+    assert load_config(None, router="tcp://0.0.0.0:5555", insecure=True).insecure
