@@ -70,6 +70,7 @@ class Config:
     retention_days: float = 7.0  # journaled events older than this are dropped; 0 keeps them by age
     retention_bytes: int = 1 << 30  # payload bytes kept at most; 0: no size bound
     heartbeat_interval: float = 1.0  # seconds between gateway.heartbeat events; 0 disables them
+    unknown_sweep_interval: float = 5.0  # seconds between looks at the counter's orders while any is unknown
     pub_hwm: int = 100_000  # events queued per subscriber before PUB drops (recovered from the journal)
     max_inflight_per_client: int = 1_000  # commands one client may have with the counter at once
     max_inflight: int = 20_000  # commands all clients together may have with the counter at once

@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 COMMAND_BATCH = 256
 
 _SYNC_KINDS = (ops.ORDER, ops.CANCEL)
+_GATEWAY_CLIENT = b"\x00gateway"  # the routing id the gateway's own queries are counted under
 _ORDER_RECORD_QUERIES = frozenset({"query_stock_orders", "query_stock_order", "query_stock_trades"})
 
 
@@ -68,6 +69,7 @@ class Gateway:
         self._view = BooksView(config.accounts)
         self._batch: list[tuple[int, int, bytes, bytes]] = []  # (seq, ts, topic, payload) not yet journaled
         self._next_heartbeat = 0.0
+        self._next_sweep = 0.0
         self._context: zmq.Context | None = None
         self._router: zmq.Socket | None = None
         self._pub: zmq.Socket | None = None
@@ -198,6 +200,8 @@ class Gateway:
                     self._expire(now)
                 if self.config.heartbeat_interval and now >= self._next_heartbeat:
                     self._heartbeat(now)
+                if now >= self._next_sweep:
+                    self._sweep_unknown(now)
         except Exception:
             log.exception("I/O loop failed")
         finally:
@@ -619,7 +623,41 @@ class Gateway:
                                      "orders": orders, "trades": trades})  # the counter's books are the truth
         log.info("reconciled account %s: %d events published from the counter's books", account_id, published)
 
+    def _sweep_unknown(self, now: float) -> None:
+        """While an order's outcome is unknown, look at the counter's orders now and then.
+
+        An order found there by its tag is settled. Absence proves nothing while the
+        connection is up (the request may still be on its way), so only reconciliation
+        after a reconnection or restart marks an order not placed.
+        """
+        self._next_sweep = now + self.config.unknown_sweep_interval
+        assert self.ledger is not None
+        accounts = {r.account_id for r in self.ledger.in_flight() if r.state == UNKNOWN}
+        if not accounts or not self._connected or self._closing:
+            return
+        spec = ops.OPS["query_stock_orders"]
+        for account_id in sorted(accounts):
+            token = next(self._tokens)
+            deadline = now + self.config.broker_timeout
+            args = {"account_id": account_id, "account_type": "STOCK", "cancelable_only": False}
+            self._pending.add(
+                Pending(token, [_GATEWAY_CLIENT], None, spec, args, deadline,
+                        on_result=lambda orders, a=account_id: self._settle_found(a, orders))
+            )
+            heapq.heappush(self._deadlines, (deadline, token))
+            self.broker.submit(token, spec, args)
+
+    def _settle_found(self, account_id: str, orders: list[dict[str, Any]]) -> None:
+        assert self.ledger is not None
+        for order in orders or ():
+            record = self._link(order)
+            if record is not None and record.state == UNKNOWN:
+                self._learn(record, "order", order)
+
     def _complete(self, pending: Pending, result: Any) -> None:
+        if pending.on_result is not None:
+            pending.on_result(result)
+            return
         if pending.spec.name in _ORDER_RECORD_QUERIES and result is not None:
             for data in result if isinstance(result, list) else (result,):
                 self._link(data)
@@ -714,6 +752,8 @@ class Gateway:
 
     def _send(self, envelope: list[bytes], payload: bytes) -> None:
         assert self._router is not None
+        if envelope[0] == _GATEWAY_CLIENT:  # the gateway's own query: nobody to answer
+            return
         try:
             self._router.send_multipart([*envelope, payload], zmq.NOBLOCK)
         except zmq.ZMQError:

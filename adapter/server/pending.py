@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from ..ledger import OrderRecord
 from ..protocol import ops
@@ -28,6 +28,7 @@ class Pending:
     seq: int | None = None
     started: float = field(default_factory=time.monotonic)
     record: OrderRecord | None = None  # the ledger record of an order command
+    on_result: Callable[[Any], None] | None = None  # the gateway's own query: no client to answer
 
 
 class PendingTable:

@@ -177,3 +177,21 @@ def test_a_counter_refusal_after_numbering_is_rejected(gateway: Any, client: Cli
     assert response.order_id > 0  # numbered, then refused: status 57 and an order_error
     wait_for(lambda: {r.client_order_id: r.state for r in client.order_outcomes(ACCOUNT)}.get("odd-1") == "rejected",
              what="the refusal to settle the order as rejected")
+
+
+def test_an_unknown_order_is_settled_from_the_counters_orders_without_a_reconnection(gateway_factory: Any) -> None:
+    gateway = gateway_factory(broker_timeout=0.3, unknown_sweep_interval=0.1)
+    counter = gateway.broker.counter
+    with Client(gateway.router_endpoint, gateway.pub_endpoint, timeout=5.0) as client:
+        counter.set_ack_delay(5.0)  # the counter takes the order; its answer is slow to come back
+        with pytest.raises(GatewayError) as unknown:
+            client.order_stock(ACCOUNT, "600000.SH", BUY, 100, LIMIT, 10.40, client_order_id="sweep-1")
+        assert unknown.value.code == "outcome_unknown"
+        counter.set_ack_delay(0.0)  # later answers (the sweep's queries) come back at once
+        wait_for(lambda: client.ping().unknown_orders == 0, timeout=3.0, interval=0.05,
+                 what="the sweep to find the order in the counter's books (the held answer takes 5 s)")
+        outcomes = {r.client_order_id: (r.state, r.order_id) for r in client.order_outcomes(ACCOUNT)}
+        state, order_id = outcomes["sweep-1"]
+        assert state == "acknowledged" and order_id > 0
+        again = client.order_stock(ACCOUNT, "600000.SH", BUY, 100, LIMIT, 10.40, client_order_id="sweep-1")
+        assert again.order_id == order_id and len(counter_orders(gateway, "sweep-1")) == 1
