@@ -54,3 +54,15 @@ def test_a_network_bind_without_encryption_needs_insecure() -> None:
     assert "refusing to bind router tcp://0.0.0.0:5555 without encryption" in str(info.value)
     assert "--insecure" in str(info.value)
     assert load_config(None, router="tcp://0.0.0.0:5555", insecure=True).insecure
+
+
+def test_the_readme_lists_every_setting() -> None:
+    from dataclasses import fields
+
+    from adapter.config import Config, SimConfig
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    block = readme.split("## Configuration", 1)[1].split("```toml", 1)[1].split("```", 1)[0]
+    listed = {line.split("=", 1)[0].strip() for line in block.splitlines() if "=" in line and not line.startswith("[")}
+    wanted = {f.name for f in fields(Config) if f.name not in ("sim",)} | {f.name for f in fields(SimConfig) if f.name != "positions"}
+    assert wanted <= listed, sorted(wanted - listed)
