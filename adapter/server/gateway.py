@@ -680,7 +680,10 @@ class Gateway:
             pending = self._pending.pop(token, None)
             if pending is None:
                 continue
-            log.warning("%s id=%r timed out (seq %s)", pending.spec.name, pending.request_id, pending.seq)
+            log.warning(
+                "%s id=%r client_order_id=%s timed out (seq %s)",
+                pending.spec.name, pending.request_id, pending.args.get("client_order_id"), pending.seq,
+            )
             record = pending.record
             if record is not None:
                 if record.state == SENDING:
@@ -788,7 +791,10 @@ def _unknown(pending: Pending) -> str:
 def _describe_command(args: dict[str, Any]) -> str:
     if "stock_code" in args and "order_volume" in args:
         side = mapping.ORDER_TYPE_NAMES.get(args["order_type"], args["order_type"])
-        return f"{side} {args['stock_code']} {args['order_volume']}@{args['price']:g} type={args['price_type']}"
+        return (
+            f"client_order_id={args.get('client_order_id')} "
+            f"{side} {args['stock_code']} {args['order_volume']}@{args['price']:g} type={args['price_type']}"
+        )
     if "order_id" in args:
         return f"order_id={args['order_id']}"
     if "sysid" in args:
