@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 import secrets
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -106,6 +107,9 @@ class Ledger:
         self._by_key: dict[tuple[str, str], OrderRecord] = {}
         self._by_id: dict[int, OrderRecord] = {}
         self._by_order_id: dict[tuple[str, int], OrderRecord] = {}
+        # Kept as records change, so ping and the unknown-order sweep need no scan.
+        self._states: Counter[str] = Counter()
+        self._in_flight: dict[int, OrderRecord] = {}
         for row in self._db.execute(
             "SELECT id, account_id, client_order_id, fingerprint, strategy_name, order_remark, state, "
             "order_id, error_msg, response, created_ns FROM orders"
@@ -116,8 +120,15 @@ class Ledger:
     def _tag(self, record_id: int) -> str:
         return f"{TAG_PREFIX}{self.tag_prefix}{_base36(record_id)}"
 
-    def _index(self, record: OrderRecord) -> None:
+    def _index(self, record: OrderRecord, old_state: str | None = None) -> None:
         record.tag = record.tag or self._tag(record.id)
+        if old_state is not None:
+            self._states[old_state] -= 1
+        self._states[record.state] += 1
+        if record.state in IN_FLIGHT:
+            self._in_flight[record.id] = record
+        else:
+            self._in_flight.pop(record.id, None)
         self._by_key[(record.account_id, record.client_order_id)] = record
         self._by_id[record.id] = record
         if record.order_id is not None and record.order_id > 0:
@@ -139,10 +150,10 @@ class Ledger:
         return [r for r in self._by_id.values() if account_id is None or r.account_id == account_id]
 
     def in_flight(self) -> list[OrderRecord]:
-        return [r for r in self._by_id.values() if r.state in IN_FLIGHT]
+        return list(self._in_flight.values())
 
     def count(self, state: str) -> int:
-        return sum(1 for r in self._by_id.values() if r.state == state)
+        return self._states[state]
 
     def create(self, account_id: str, client_order_id: str, args: dict[str, Any]) -> OrderRecord:
         """Record a new order durably (committed before this returns)."""
@@ -164,6 +175,7 @@ class Ledger:
         response: dict[str, Any] | None = None,
     ) -> None:
         """Move a record to a new state (committed before this returns)."""
+        old_state = record.state
         record.state = state
         if order_id is not None:
             record.order_id = order_id
@@ -176,7 +188,7 @@ class Ledger:
             "UPDATE orders SET state = ?, order_id = ?, error_msg = ?, response = ? WHERE id = ?",
             (record.state, record.order_id, record.error_msg, blob, record.id),
         )
-        self._index(record)
+        self._index(record, old_state)
 
     def close(self) -> None:
         self._db.close()

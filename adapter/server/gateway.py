@@ -287,10 +287,6 @@ class Gateway:
         if spec.kind == ops.GATEWAY:
             self._gateway_op(envelope, request.id, spec.name, args)
             return
-        busy = self._busy(envelope[0])
-        if busy:
-            self._reply_error(envelope, request.id, errors.TOO_MANY_REQUESTS, f"{spec.name}: {busy}; retry when answers arrive")
-            return
         record = None
         if spec.kind in (ops.ORDER, ops.ORDER_ASYNC):
             args["client_order_id"] = args["client_order_id"] or new_client_order_id()
@@ -299,6 +295,10 @@ class Gateway:
             if record is not None:  # the same id again: never to the counter twice
                 self._repeat(envelope, request.id, spec, args, record)
                 return
+        busy = self._busy(envelope[0])  # after the ledger: a settled repeat is answered regardless
+        if busy:
+            self._reply_error(envelope, request.id, errors.TOO_MANY_REQUESTS, f"{spec.name}: {busy}; retry when answers arrive")
+            return
         if self._closing or not self._connected:
             reason = "gateway is shutting down" if self._closing else "the counter is not connected"
             self._reply_error(envelope, request.id, errors.BROKER_UNAVAILABLE, f"{spec.name}: {reason}; retry later")
