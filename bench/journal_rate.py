@@ -121,12 +121,13 @@ def gateway_path(events_count: int, sync: str) -> tuple[float, int]:
         reader = threading.Thread(target=lambda: result.append(receive_all(sub, events_count, 120)))
         reader.start()
         post = gateway._inbox.post  # feeds the I/O thread exactly as xtquant's callback thread does
+        already = gateway.journal.count if gateway.journal else 0  # start-up events
         start = time.perf_counter()
         for _ in range(events_count):
             post(("event", "order", "1000000365", ORDER, time.time_ns()))
         reader.join()
         elapsed = time.perf_counter() - start
-        journaled = gateway.journal.count if gateway.journal else 0
+        journaled = (gateway.journal.count if gateway.journal else 0) - already
         dealer.close(0)
         sub.close(0)
         context.term()
