@@ -74,6 +74,23 @@ def prove_live(client: Any, log: EventLog, timeout: float = 5.0) -> None:
 
 
 @contextlib.contextmanager
+def raw_dealer(endpoint: str) -> Iterator[Any]:
+    """A bare DEALER on the gateway's ROUTER, for sending bytes the client library never would."""
+    import zmq
+
+    context = zmq.Context()
+    socket = context.socket(zmq.DEALER)
+    socket.linger = 0
+    socket.rcvtimeo = 5000
+    socket.connect(endpoint)
+    try:
+        yield socket
+    finally:
+        socket.close()
+        context.term()
+
+
+@contextlib.contextmanager
 def trading_session(gateway: Any, timeout: float = 5.0) -> Iterator[tuple[Any, EventLog]]:
     """A Client on ``gateway`` and an EventLog of everything it publishes, proven live."""
     from adapter.client import Client

@@ -11,7 +11,7 @@ import zmq
 
 from adapter.protocol import encode_request
 
-from ..conftest import ACCOUNT, EventLog, wait_for
+from ..conftest import ACCOUNT, EventLog, raw_dealer, wait_for
 
 ORDER = {
     "account_id": ACCOUNT,
@@ -25,14 +25,8 @@ ORDER = {
 
 @pytest.fixture
 def raw(gateway: Any) -> Iterator[zmq.Socket]:
-    context = zmq.Context()
-    socket = context.socket(zmq.DEALER)
-    socket.linger = 0
-    socket.rcvtimeo = 5000
-    socket.connect(gateway.router_endpoint)
-    yield socket
-    socket.close()
-    context.term()
+    with raw_dealer(gateway.router_endpoint) as socket:
+        yield socket
 
 
 def exchange(socket: zmq.Socket, *frames: bytes) -> dict:

@@ -4,7 +4,6 @@ over real sockets with the genuine xttrader over the sim."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import socket
 import subprocess

@@ -17,7 +17,7 @@ from adapter.client import Client
 from adapter.config import SimConfig
 from adapter.protocol import ops
 
-from ..conftest import ACCOUNT
+from ..conftest import ACCOUNT, raw_dealer
 
 ERROR_CODES = {
     "invalid_message", "invalid_request", "unsupported_version", "unknown_op", "missing_argument",
@@ -88,14 +88,8 @@ class Bystander:
 
 @pytest.fixture(scope="module")
 def dealer(live: Any) -> Iterator[zmq.Socket]:
-    context = zmq.Context()
-    socket = context.socket(zmq.DEALER)
-    socket.linger = 0
-    socket.rcvtimeo = 5000
-    socket.connect(live.router_endpoint)
-    yield socket
-    socket.close()
-    context.term()
+    with raw_dealer(live.router_endpoint) as socket:
+        yield socket
 
 
 @pytest.fixture(scope="module")
