@@ -782,7 +782,8 @@ def _response_from_order(order: dict[str, Any]) -> dict[str, Any]:
 
 
 def _unknown(pending: Pending) -> str:
-    if pending.spec.kind not in (ops.ORDER, ops.ORDER_ASYNC, ops.CANCEL, ops.CANCEL_ASYNC):
+    """For a cancel that timed out (orders have ledger records and _unknown_message)."""
+    if pending.spec.kind not in (ops.CANCEL, ops.CANCEL_ASYNC):
         return ""
     seq = f" (xtquant seq {pending.seq})" if pending.seq is not None else ""
     return f"; its outcome is unknown until the counter reports it{seq}: check orders and events before resending"
