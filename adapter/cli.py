@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import logging
+import os
 import signal
 import sys
 import threading
 from typing import Any, Sequence
 
 from . import __version__
-from .config import DEFAULT_PUB, DEFAULT_ROUTER, ConfigError, load_config
+from .config import DEFAULT_KEYS_DIR, DEFAULT_PUB, DEFAULT_ROUTER, ConfigError, load_config
 from .protocol import mapping
 
 log = logging.getLogger("adapter")
@@ -28,6 +29,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.command == "serve":
         return _serve(args)
+    if args.command == "keys":
+        return _keys(args)
     return _client_command(args)
 
 
@@ -49,6 +52,8 @@ def _serve(args: argparse.Namespace) -> int:
             session_id=args.session_id,
             accounts=args.account or None,
             data_dir=args.data_dir,
+            curve=True if args.curve else None,
+            keys_dir=args.keys_dir,
             insecure=True if args.insecure else None,
             log_level=args.log_level,
         )
@@ -63,7 +68,19 @@ def _serve(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
+    if config.curve:
+        from .keys import KeyFileError, ensure_server_key
+
+        try:
+            public, created = ensure_server_key(config.keys_dir)
+        except (KeyFileError, OSError) as exc:
+            log.error("cannot start: %s", exc)
+            return 1
+        if created:
+            log.info("created the server key pair; give %s to clients", public)
     gateway = Gateway(config)
+    if hasattr(signal, "SIGHUP"):  # not on Windows: use 'qmt-adapter reload' there
+        signal.signal(signal.SIGHUP, lambda *_: gateway.reload())
     try:
         gateway.start()
     except BrokerStartError as exc:
@@ -98,9 +115,17 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _client_command(args: argparse.Namespace) -> int:
     from .client import Client, GatewayError, GatewayTimeout
+    from .keys import KeyFileError
 
     try:
-        with Client(args.router, args.pub, timeout=args.timeout) as client:
+        client = Client(
+            args.router, args.pub, timeout=args.timeout, client_key=args.client_key, server_key=args.server_key
+        )
+    except KeyFileError as exc:
+        print(f"qmt-adapter: {exc}", file=sys.stderr)
+        return 2
+    try:
+        with client:
             return _COMMANDS[args.command](client, args)
     except GatewayTimeout:
         print(f"qmt-adapter: no answer from the gateway at {args.router} within {args.timeout:g} s", file=sys.stderr)
@@ -116,8 +141,10 @@ def _cmd_ping(client: Any, args: argparse.Namespace) -> int:
     info = client.ping()
     state = "connected" if info.connected else "NOT connected"
     unknown = info.get("unknown_orders") or 0
+    key = info.get("key")
     print(
-        f"gateway {info.server_version} (protocol v{info.protocol_version}), backend {info.backend}, "
+        (f"key {key.name} ({', '.join(key.permissions)} on {key.accounts}); " if key else "")
+        + f"gateway {info.server_version} (protocol v{info.protocol_version}), backend {info.backend}, "
         f"counter {state}, accounts {', '.join(info.accounts)}, last seq {info.last_seq}"
         + (f", {unknown} order{'s' if unknown != 1 else ''} with unknown outcome" if unknown else "")
     )
@@ -256,7 +283,53 @@ def _cmd_tail(client: Any, args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_reload(client: Any, args: argparse.Namespace) -> int:
+    result = client.reload()
+    print(f"keys admitted: {', '.join(result.admitted) or 'none'}")
+    if result.revoked:
+        print(f"lost rights: {', '.join(result.revoked)}; every connection is dropped and clients reconnect")
+    return 0
+
+
+def _keys(args: argparse.Namespace) -> int:
+    from .keys import (
+        KeyFileError, ensure_server_key, load_client_keys, load_server_secret, new_client_key, parse_accounts,
+        parse_permissions, revoke_client_key,
+    )
+
+    try:
+        if args.keys_command == "new":
+            server, created = ensure_server_key(args.keys_dir)
+            if created:
+                print(f"created the server key pair: {server} (public, for clients) and its .key_secret")
+            public, secret = new_client_key(
+                args.keys_dir, args.name, parse_accounts(args.accounts), parse_permissions(args.permissions)
+            )
+            print(f"authorised {args.name}: {public}")
+            print(f"its secret key: {secret}")
+            print(f"give {secret.name} and {server.name} to that client, then delete {secret} here;")
+            print("a running gateway admits the key after 'qmt-adapter reload' or SIGHUP")
+        elif args.keys_command == "list":
+            server_public, _ = load_server_secret(args.keys_dir)
+            print(f"server key {server_public.decode()}  ({os.path.join(args.keys_dir, 'server.key')})")
+            rows = [(k.name, k.describe_accounts(), ",".join(sorted(k.permissions)), k.public_key)
+                    for k in sorted(load_client_keys(args.keys_dir).values(), key=lambda k: k.name)]
+            _table(("name", "accounts", "permissions", "public key"), rows)
+        elif args.keys_command == "revoke":
+            path = revoke_client_key(args.keys_dir, args.name)
+            print(f"revoked {args.name} (moved to {path}); it is cut off at the gateway's next reload "
+                  "('qmt-adapter reload' or SIGHUP)")
+        else:
+            args.keys_parser.print_help()
+            return 2
+    except (KeyFileError, OSError) as exc:
+        print(f"qmt-adapter: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 _COMMANDS = {
+    "reload": _cmd_reload,
     "ping": _cmd_ping,
     "asset": _cmd_asset,
     "positions": _cmd_positions,
@@ -367,14 +440,25 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--data-dir", metavar="DIR", help="where the event journal lives (default ./qmt-adapter-data)")
     serve.add_argument("--config", metavar="FILE", help="TOML file with the same settings; flags override it")
     serve.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    serve.add_argument("--curve", action="store_true",
+                       help="encrypt both sockets and admit only the client keys in --keys-dir")
+    serve.add_argument("--keys-dir", metavar="DIR", help=f"server and client keys (default ./{DEFAULT_KEYS_DIR})")
     serve.add_argument("--insecure", action="store_true",
-                       help="allow non-loopback endpoints without encryption (only on a network you trust)")
+                       help="allow non-loopback endpoints without CURVE (only on a network you trust)")
+
+    env = os.environ.get
 
     def client_parser(name: str, help_text: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text)
-        sub.add_argument("--router", default=DEFAULT_ROUTER, help=f"gateway ROUTER endpoint (default {DEFAULT_ROUTER})")
-        sub.add_argument("--pub", default=DEFAULT_PUB, help=f"gateway PUB endpoint (default {DEFAULT_PUB})")
+        sub.add_argument("--router", default=env("QMT_ADAPTER_ROUTER") or DEFAULT_ROUTER,
+                         help=f"gateway ROUTER endpoint (env QMT_ADAPTER_ROUTER; default {DEFAULT_ROUTER})")
+        sub.add_argument("--pub", default=env("QMT_ADAPTER_PUB") or DEFAULT_PUB,
+                         help=f"gateway PUB endpoint (env QMT_ADAPTER_PUB; default {DEFAULT_PUB})")
         sub.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for an answer (default 10)")
+        sub.add_argument("--client-key", metavar="FILE", default=env("QMT_ADAPTER_CLIENT_KEY") or None,
+                         help="this client's NAME.key_secret, for a CURVE gateway (env QMT_ADAPTER_CLIENT_KEY)")
+        sub.add_argument("--server-key", metavar="FILE", default=env("QMT_ADAPTER_SERVER_KEY") or None,
+                         help="the gateway's server.key or its Z85 public key (env QMT_ADAPTER_SERVER_KEY)")
         return sub
 
     client_parser("ping", "check that the gateway answers and the counter is connected")
@@ -401,10 +485,27 @@ def _parser() -> argparse.ArgumentParser:
     cancel.add_argument("account")
     cancel.add_argument("order_id", type=int)
     tail = client_parser("tail", "print events as they happen, one line each")
-    tail.add_argument("prefix", nargs="*", help="topic prefixes, e.g. order. or trade.1000000365 (default: all)")
+    tail.add_argument("prefix", nargs="*", help="topic prefixes, e.g. order. or trade.1000000365. (default: all)")
     tail.add_argument("--count", type=int, default=0, help="exit after this many events")
     tail.add_argument("--idle", type=float, default=None, help="exit after this many seconds without an event")
     tail.add_argument("--from", dest="from_seq", type=int, default=None, metavar="SEQ",
                       help="first replay the journal from this seq, then follow live")
     client_parser("journal", "show the event journal's span, size and retention")
+    client_parser("reload", "admin: make the gateway read its client keys again (cuts off revoked keys)")
+
+    keys = commands.add_parser("keys", help="create, list and revoke CURVE keys")
+    keys.set_defaults(keys_parser=keys)
+    keys_commands = keys.add_subparsers(dest="keys_command", metavar="ACTION")
+    new = keys_commands.add_parser("new", help="authorise a new client key (and create the server key if missing)")
+    new.add_argument("name", help="the client's name, shown in logs and ping")
+    new.add_argument("--accounts", required=True, metavar="IDS",
+                     help="comma list of the accounts it may use, or '*' for every account served")
+    new.add_argument("--permissions", default="read", metavar="LIST",
+                     help="comma list of read (queries, events), trade (orders, cancels), admin (reload); default read")
+    keys_commands.add_parser("list", help="show the server key and the authorised client keys")
+    revoke = keys_commands.add_parser("revoke", help="withdraw a client key (takes effect on reload)")
+    revoke.add_argument("name")
+    for sub in (new, keys_commands.choices["list"], revoke):
+        sub.add_argument("--keys-dir", default=DEFAULT_KEYS_DIR, metavar="DIR",
+                         help=f"the keys directory (default ./{DEFAULT_KEYS_DIR})")
     return parser

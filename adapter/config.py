@@ -19,6 +19,7 @@ else:  # pragma: no cover
 DEFAULT_ROUTER = "tcp://127.0.0.1:5555"
 DEFAULT_PUB = "tcp://127.0.0.1:5556"
 DEFAULT_ACCOUNT = "1000000365"
+DEFAULT_KEYS_DIR = "qmt-adapter-keys"
 
 
 class ConfigError(ValueError):
@@ -75,7 +76,9 @@ class Config:
     max_inflight_per_client: int = 1_000  # commands one client may have with the counter at once
     max_inflight: int = 20_000  # commands all clients together may have with the counter at once
     router_hwm: int = 10_000  # replies queued per client before ROUTER drops them (a client not reading)
-    insecure: bool = False  # allow binding non-loopback addresses without encryption
+    curve: bool = False  # CURVE encryption and per-key access on both sockets (keys in keys_dir)
+    keys_dir: str = DEFAULT_KEYS_DIR  # server.key_secret and clients/NAME.key (qmt-adapter keys new)
+    insecure: bool = False  # allow binding non-loopback addresses without CURVE
     log_level: str = "INFO"
     sim: SimConfig = field(default_factory=SimConfig)
 
@@ -97,11 +100,12 @@ class Config:
         if self.retention_days < 0 or self.retention_bytes < 0 or self.heartbeat_interval < 0:
             raise ConfigError("retention_days, retention_bytes and heartbeat_interval must be >= 0")
         for name, endpoint in (("router", self.router), ("pub", self.pub)):
-            if not self.insecure and not is_local_endpoint(endpoint):
+            if not self.curve and not self.insecure and not is_local_endpoint(endpoint):
                 raise ConfigError(
-                    f"refusing to bind {name} {endpoint} without encryption: anyone who can reach it could "
-                    "trade or read the accounts. Bind a loopback address (127.0.0.1, ::1) and reach it over an "
-                    "SSH tunnel or VPN, or pass --insecure (insecure = true) on a network you trust"
+                    f"refusing to bind {name} {endpoint} without CURVE: anyone who can reach it could "
+                    "trade or read the accounts. Turn on --curve (curve = true) with keys from "
+                    "'qmt-adapter keys new', or bind a loopback address (127.0.0.1, ::1), "
+                    "or pass --insecure (insecure = true) on a network you trust"
                 )
         self.sim.validate()
 

@@ -118,8 +118,12 @@ class Journal:
         """The oldest seq kept (0 when empty)."""
         return self._first_seq
 
-    def read(self, from_seq: int, to_seq: int | None, prefixes: Iterable[str], limit: int) -> Page:
-        """Events in ``[from_seq, to_seq]`` whose topic starts with a prefix (none: all)."""
+    def read(
+        self, from_seq: int, to_seq: int | None, prefixes: Iterable[str], limit: int,
+        allowed: Iterable[str] | None = None,
+    ) -> Page:
+        """Events in ``[from_seq, to_seq]`` whose topic starts with a prefix (none: all) and,
+        unless ``allowed`` is None, also with one of ``allowed`` (what the reader may see)."""
         if self.count and from_seq < self._first_seq:
             raise SeqExpired(from_seq, self._first_seq)
         if not self.count and from_seq <= self._pruned_through:
@@ -127,12 +131,16 @@ class Journal:
         upper = self.last_seq if to_seq is None else min(to_seq, self.last_seq)
         if from_seq > upper:
             return Page([], from_seq, False)
-        wanted = [p for p in prefixes]
         sql = "SELECT seq, topic, payload FROM events WHERE seq BETWEEN ? AND ?"
         params: list[object] = [from_seq, upper]
-        if wanted and "" not in wanted:
-            sql += " AND (" + " OR ".join("substr(topic, 1, ?) = ?" for _ in wanted) + ")"
-            for prefix in wanted:
+        wanted = list(prefixes)
+        groups = [wanted] if wanted and "" not in wanted else []
+        if allowed is not None:
+            groups.append(list(allowed))
+        for group in groups:
+            # An empty allowed list matches nothing: "(0)".
+            sql += " AND (" + (" OR ".join("substr(topic, 1, ?) = ?" for _ in group) or "0") + ")"
+            for prefix in group:
                 params += [len(prefix), prefix]
         sql += " ORDER BY seq LIMIT ?"
         params.append(limit)

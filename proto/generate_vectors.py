@@ -94,6 +94,7 @@ OPS = {
         [{"client_order_id": "c0ffee01", "account_id": ACCOUNT, "state": "acknowledged", "order_id": 1082130433,
           "strategy_name": "demo", "order_remark": "first", "error_msg": "", "created_ns": 1763884800123456789}],
     ),
+    "reload": ({}, {"admitted": ["alpha", "risk-desk"], "revoked": ["beta"], "dropping_connections": True}),
     "order_stock": (ORDER_ARGS, ORDER_RESPONSE),
     "order_stock_async": (ORDER_ARGS, {"seq": 7, "client_order_id": "c0ffee01", "order_id": None}),
     "cancel_order_stock": ({**ACCOUNT_ARG, "order_id": 1082130433}, CANCEL_RESPONSE),
@@ -129,6 +130,7 @@ EVENTS = {
 ERRORS = {
     "invalid_argument": (3, "invalid_argument", "order_volume: expected an integer, got 'abc'"),
     "unknown_op": (4, "unknown_op", "unknown op 'order_stonk'"),
+    "permission_denied": (10, "permission_denied", "key 'alpha' may not use account '1000000366'"),
     "unknown_account": (5, "unknown_account", "account '999' is not served by this gateway (serving 1000000365)"),
     "invalid_message": (None, "invalid_message", "payload is not valid msgpack (ExtraData)"),
     "duplicate_client_order_id": (7, "duplicate_client_order_id",

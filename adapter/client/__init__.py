@@ -9,7 +9,7 @@ keyword-only ``account_type``) in place of the account object::
         asset = client.query_stock_asset("1000000365")
         print(asset.cash)
         reply = client.order_stock("1000000365", "600000.SH", 23, 100, 11, 10.5)
-        for event in client.events("order.1000000365", timeout=5):
+        for event in client.events("order.1000000365.", timeout=5):
             print(event.seq, event.data.order_status)
 
 Every failure raises :class:`GatewayError` (``.code`` is a stable string); a call without a

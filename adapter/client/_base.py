@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 from typing import Any, TypeVar
 
 import zmq
 
 from adapter.config import DEFAULT_PUB, DEFAULT_ROUTER
+from adapter.keys import CurveKeys, apply_client_curve, client_curve_keys
 from adapter.protocol import encode_request
 
 from ._wire import check_timeout
@@ -21,6 +23,9 @@ from .errors import CLIENT_CLOSED, GatewayError, GatewayTimeout
 logger = logging.getLogger(__name__)
 
 SelfT = TypeVar("SelfT")
+
+CLIENT_KEY_ENV = "QMT_ADAPTER_CLIENT_KEY"
+SERVER_KEY_ENV = "QMT_ADAPTER_SERVER_KEY"
 
 
 class Closing:
@@ -54,7 +59,10 @@ class ClientBase:
 
     ``router`` and ``pub`` are the gateway's ROUTER and PUB endpoints; ``timeout`` the default
     per-call time-out in seconds (each method also takes ``timeout=``); ``context`` the ZeroMQ
-    context (None: the process-wide instance, which the client never terminates). A driver
+    context (None: the process-wide instance, which the client never terminates).
+    ``client_key`` (this client's ``NAME.key_secret`` file) and ``server_key`` (the gateway's
+    ``server.key`` file or its Z85 public key) turn on CURVE; when both are None they come from
+    ``QMT_ADAPTER_CLIENT_KEY`` and ``QMT_ADAPTER_SERVER_KEY`` if set. A driver
     says how to adapt the context (:meth:`_adopt_context`) and adds its own state
     (:meth:`_init_driver`).
     """
@@ -65,10 +73,17 @@ class ClientBase:
         pub: str = DEFAULT_PUB,
         timeout: float = 10.0,
         context: zmq.Context[Any] | None = None,
+        *,
+        client_key: str | os.PathLike[str] | None = None,
+        server_key: str | os.PathLike[str] | None = None,
     ) -> None:
         self.router = router
         self.pub = pub
         self.timeout = check_timeout(timeout, timeout)
+        if client_key is None and server_key is None:
+            client_key = os.environ.get(CLIENT_KEY_ENV) or None
+            server_key = os.environ.get(SERVER_KEY_ENV) or None
+        self._curve: CurveKeys | None = client_curve_keys(client_key, server_key)
         self._context = self._adopt_context(context)
         self._ids = itertools.count(1)
         self._closed = False
@@ -76,6 +91,7 @@ class ClientBase:
         socket = self._context.socket(zmq.DEALER)
         try:
             socket.setsockopt(zmq.LINGER, 0)
+            apply_client_curve(socket, self._curve)
             socket.setsockopt(zmq.IMMEDIATE, 1)  # never queue a request for a later connection
             socket.connect(router)
         except BaseException:

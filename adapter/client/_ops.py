@@ -130,6 +130,11 @@ class OpMethods(Generic[RecordT, OptionalRecordT, RecordListT, AnyT]):
         """The event journal: epoch, first_seq, last_seq, count, size_bytes, path, retention."""
         return cast(RecordT, self._call("journal_info", {}, timeout))
 
+    def reload(self, *, timeout: float | None = None) -> RecordT:
+        """Admin: the gateway reads its client keys again; keys that lost rights are cut off.
+        Result: ``admitted`` (key names), ``revoked``, ``dropping_connections``."""
+        return cast(RecordT, self._call("reload", {}, timeout))
+
     # -- orders ---------------------------------------------------------------------------
 
     def order_stock(

@@ -12,6 +12,7 @@ from typing import Any, Sequence
 
 import zmq
 
+from adapter.keys import CurveKeys, apply_client_curve
 from adapter.protocol import PROTOCOL_VERSION, ProtocolError, unpack
 
 from .errors import INVALID_REPLY, GatewayError
@@ -79,17 +80,19 @@ def reply_outcome(request_id: Any, body: dict[str, Any]) -> Any:
     raise GatewayError(INVALID_REPLY, f"reply has no boolean 'ok' field: {ok!r:.50}", request_id)
 
 
-def open_subscriber(context: zmq.Context[Any], url: str, rcvhwm: int | None = None) -> Any:
+def open_subscriber(context: zmq.Context[Any], url: str, rcvhwm: int | None = None, curve: CurveKeys | None = None) -> Any:
     """A SUB socket connected to ``url`` that receives every event (works for plain and asyncio
     contexts alike).
 
     Everything, because ``seq`` is global: only a subscriber to all topics can tell a lost event
     from one it filtered out. Streams apply their prefixes themselves. ``rcvhwm``: how many
-    messages the socket queues before ZeroMQ drops (default :data:`EVENT_RECEIVE_HWM`).
+    messages the socket queues before ZeroMQ drops (default :data:`EVENT_RECEIVE_HWM`); ``curve``:
+    the client's keys, if the gateway runs CURVE.
     """
     sub = context.socket(zmq.SUB)
     try:
         sub.setsockopt(zmq.LINGER, 0)
+        apply_client_curve(sub, curve)
         sub.setsockopt(zmq.RCVHWM, EVENT_RECEIVE_HWM if rcvhwm is None else rcvhwm)
         sub.setsockopt(zmq.SUBSCRIBE, b"")
         sub.connect(url)

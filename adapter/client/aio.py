@@ -249,7 +249,7 @@ class AsyncEventStream(StreamView, AsyncClosing):
         self._core = core
         self._pong = asyncio.Event()  # set once the core has seen a pong; lets another task wait for it
         self._closed = True
-        self._sub = open_subscriber(client._context, client.pub, rcvhwm)
+        self._sub = open_subscriber(client._context, client.pub, rcvhwm, client._curve)
         self._closed = False
 
     def __aiter__(self) -> AsyncEventStream:

@@ -121,7 +121,7 @@ def to_result(value: Any) -> Any:
 class Event:
     """One event from the gateway's PUB socket (or a replay page, which carries the same frames).
 
-    ``topic`` is the PUB topic (``"order.1000000365"``, ``"gateway.connection"``), ``seq`` the
+    ``topic`` is the PUB topic (``"order.1000000365."``, ``"gateway.connection"``), ``seq`` the
     gateway-wide sequence number (strictly increasing over the gateway's life, also across
     restarts), ``ts`` the gateway's timestamp in nanoseconds since the epoch, ``type`` the event
     type (``"order"``, ``"trade"``, ...), ``account_id`` the account or None for gateway events,

@@ -247,7 +247,7 @@ class EventStream(StreamView, Closing):
         self._client = client
         self._core = core
         self._closed = True
-        self._sub = open_subscriber(client._context, client.pub, rcvhwm)
+        self._sub = open_subscriber(client._context, client.pub, rcvhwm, client._curve)
         self._closed = False
 
     def __iter__(self) -> Iterator[Event]:
@@ -365,7 +365,7 @@ class Subscription(StreamView, Closing):
 
     def _run(self) -> None:
         try:
-            sub = open_subscriber(self._client._context, self._url, self._rcvhwm)
+            sub = open_subscriber(self._client._context, self._url, self._rcvhwm, self._client._curve)
         except BaseException as exc:
             self._start_error = exc
             self._started.set()

@@ -118,10 +118,14 @@ def encode_error(request_id: Any, code: str, message: str) -> bytes:
 
 
 def event_topic(event_type: str, account_id: str | None) -> str:
-    """``<type>.<account_id>``; gateway events (``gateway.*``) have no account part."""
+    """``<type>.<account_id>.``; gateway events (``gateway.*``) have no account part.
+
+    The closing dot makes ``order.100.`` a prefix of that account's topic only, not of
+    ``order.1000.``'s: per-key event filtering relies on it.
+    """
     if event_type.startswith("gateway.") or not account_id:
         return event_type
-    return f"{event_type}.{account_id}"
+    return f"{event_type}.{account_id}."
 
 
 def encode_event(

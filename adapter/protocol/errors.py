@@ -12,6 +12,7 @@ MISSING_ARGUMENT: Final = "missing_argument"
 INVALID_ARGUMENT: Final = "invalid_argument"
 UNKNOWN_ARGUMENT: Final = "unknown_argument"
 UNKNOWN_ACCOUNT: Final = "unknown_account"
+PERMISSION_DENIED: Final = "permission_denied"  # the client's key lacks the permission or the account
 BROKER_UNAVAILABLE: Final = "broker_unavailable"
 BROKER_TIMEOUT: Final = "broker_timeout"
 BROKER_ERROR: Final = "broker_error"
@@ -31,6 +32,7 @@ ALL_CODES: Final = (
     INVALID_ARGUMENT,
     UNKNOWN_ARGUMENT,
     UNKNOWN_ACCOUNT,
+    PERMISSION_DENIED,
     BROKER_UNAVAILABLE,
     BROKER_TIMEOUT,
     BROKER_ERROR,

@@ -27,6 +27,9 @@ CANCEL = "cancel"
 CANCEL_ASYNC = "cancel_async"
 QUERY = "query"
 
+# Gateway ops that need the admin permission.
+ADMIN_OPS = frozenset({"reload"})
+
 
 def _fail(name: str, message: str) -> errors.ProtocolError:
     return errors.ProtocolError(errors.INVALID_ARGUMENT, f"{name}: {message}")
@@ -230,6 +233,7 @@ OPS: dict[str, OpSpec] = {
         OpSpec("snapshot", GATEWAY, doc="asset, positions, today's orders and trades, as of a seq"),
         OpSpec("journal_info", GATEWAY, takes_account=False, doc="the journal's span, size and epoch"),
         OpSpec("order_outcomes", GATEWAY, doc="the gateway's record of each order: client order id and outcome"),
+        OpSpec("reload", GATEWAY, takes_account=False, doc="read the client keys again; drops connections of revoked keys"),
         OpSpec("order_stock", ORDER, _ORDER_PARAMS, doc="place an order; replies with its order id"),
         OpSpec("order_stock_async", ORDER_ASYNC, _ORDER_PARAMS, doc="place an order; replies with a seq"),
         OpSpec("cancel_order_stock", CANCEL, _CANCEL_PARAMS, doc="cancel by order id"),

@@ -20,6 +20,7 @@ import zmq
 from .. import __version__
 from ..broker import XtBroker
 from ..config import Config
+from ..keys import ClientKey, KeyFileError
 from ..journal import Journal, SeqExpired
 from ..ledger import ACKNOWLEDGED, IN_FLIGHT, NOT_PLACED, REJECTED, SENDING, UNKNOWN, Ledger, OrderRecord, fingerprint, new_client_order_id
 from ..protocol import (
@@ -36,6 +37,8 @@ from ..protocol import (
     ops,
     unpack,
 )
+from . import access
+from .access import Access
 from .inbox import Inbox
 from .pending import Pending, PendingTable
 from .view import BooksView
@@ -48,6 +51,8 @@ COMMAND_BATCH = 256
 _SYNC_KINDS = (ops.ORDER, ops.CANCEL)
 _GATEWAY_CLIENT = b"\x00gateway"  # the routing id the gateway's own queries are counted under
 _ORDER_RECORD_QUERIES = frozenset({"query_stock_orders", "query_stock_order", "query_stock_trades"})
+_ALL_ACCOUNT_QUERIES = frozenset({"query_account_infos", "query_account_status"})
+DROP_DELAY = 0.2  # seconds between a reload's reply and dropping connections, so the reply leaves
 
 
 class Gateway:
@@ -64,12 +69,14 @@ class Gateway:
         self._inbox = Inbox()
         self.broker = XtBroker(config, self._inbox.post)
         self._accounts = frozenset(config.accounts)
+        self.access = Access(config)
         self.journal: Journal | None = None
         self.ledger: Ledger | None = None
         self._view = BooksView(config.accounts)
         self._batch: list[tuple[int, int, bytes, bytes]] = []  # (seq, ts, topic, payload) not yet journaled
         self._next_heartbeat = 0.0
         self._next_sweep = 0.0
+        self._drop_at = 0.0  # when to drop every connection (a key lost rights); 0: not planned
         self._context: zmq.Context | None = None
         self._router: zmq.Socket | None = None
         self._pub: zmq.Socket | None = None
@@ -95,9 +102,18 @@ class Gateway:
 
     def start(self) -> None:
         context = zmq.Context()
-        router = context.socket(zmq.ROUTER)
-        pub = context.socket(zmq.PUB)
         try:
+            self.access.start(context)  # ZAP is up before any socket binds
+        except BaseException:
+            context.term()
+            raise
+        router = context.socket(zmq.ROUTER)
+        # XPUB in manual mode: the I/O thread grants each subscription from the subscriber's key.
+        pub = context.socket(zmq.XPUB)
+        try:
+            pub.setsockopt(zmq.XPUB_MANUAL, 1)
+            self.access.secure(router)
+            self.access.secure(pub)
             router.linger = 0
             router.setsockopt(zmq.MAXMSGSIZE, self.config.max_message_size)
             router.sndhwm = self.config.router_hwm  # a client that stops reading loses replies, not our memory
@@ -120,6 +136,7 @@ class Gateway:
         except BaseException:
             router.close()
             pub.close()
+            self.access.stop()
             context.term()
             for store in (self.journal, self.ledger):
                 if store is not None:
@@ -157,6 +174,7 @@ class Gateway:
         self._inbox.post(("stop",))
         self._thread.join(timeout)
         self._thread = None
+        self.access.stop()
         if self._context is not None:
             self._context.term()
             self._context = None
@@ -166,6 +184,10 @@ class Gateway:
                 store.close()
         self.journal = self.ledger = None
         log.info("stopped")
+
+    def reload(self) -> None:
+        """Read the client keys again (SIGHUP); the I/O thread does it."""
+        self._inbox.post(("reload",))
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the I/O thread has ended."""
@@ -181,10 +203,11 @@ class Gateway:
     # -- I/O thread --------------------------------------------------------------------
 
     def _run(self) -> None:
-        router = self._router
-        assert router is not None
+        router, pub = self._router, self._pub
+        assert router is not None and pub is not None
         poller = zmq.Poller()
         poller.register(router, zmq.POLLIN)
+        poller.register(pub, zmq.POLLIN)
         inbox_fd = self._inbox.fileno()
         poller.register(inbox_fd, zmq.POLLIN)
         try:
@@ -193,6 +216,8 @@ class Gateway:
                 ready = dict(poller.poll(self._poll_timeout_ms()))
                 if router in ready:
                     self._read_commands(router)
+                if pub in ready:
+                    self._read_subscriptions(pub)
                 if inbox_fd in ready:
                     running = self._handle_inbox()
                 now = time.monotonic()
@@ -202,6 +227,8 @@ class Gateway:
                     self._heartbeat(now)
                 if now >= self._next_sweep:
                     self._sweep_unknown(now)
+                if self._drop_at and now >= self._drop_at:
+                    self._drop_connections()
         except Exception:
             log.exception("I/O loop failed")
         finally:
@@ -231,6 +258,8 @@ class Gateway:
             wake = min(wake, self._deadlines[0][0])
         if self.config.heartbeat_interval:
             wake = min(wake, self._next_heartbeat)
+        if self._drop_at:
+            wake = min(wake, self._drop_at)
         return max(0, int((wake - time.monotonic()) * 1000) + 1)
 
     def _heartbeat(self, now: float) -> None:
@@ -240,9 +269,16 @@ class Gateway:
         self._publish_control(events.HEARTBEAT, data)
 
     def _read_commands(self, router: zmq.Socket) -> None:
+        curve = self.access.curve
         for _ in range(COMMAND_BATCH):
             try:
-                frames = router.recv_multipart(zmq.NOBLOCK)
+                if curve:  # frames, for the key libzmq stamped on them
+                    parts = router.recv_multipart(zmq.NOBLOCK, copy=False)
+                    key = self.access.identify(_user_id(parts[-1]))
+                    frames = [part.bytes for part in parts]
+                else:
+                    frames = router.recv_multipart(zmq.NOBLOCK)
+                    key = access.LOCAL
             except zmq.Again:
                 return
             self.stats["commands"] += 1
@@ -253,12 +289,50 @@ class Gateway:
             else:
                 envelope = [identity]
             try:
-                self._on_command(envelope, body)
+                self._on_command(envelope, body, key)
             except Exception:
                 log.exception("command handling failed")
                 self._reply_error(envelope, None, errors.INTERNAL_ERROR, "internal error; see the gateway log")
 
-    def _on_command(self, envelope: list[bytes], body: list[bytes]) -> None:
+    def _read_subscriptions(self, pub: zmq.Socket) -> None:
+        """Grant each (un)subscription what the subscriber's key may see (XPUB manual mode)."""
+        for _ in range(COMMAND_BATCH):
+            try:
+                frame = pub.recv(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            data = frame.bytes
+            if not data or data[0] not in (0, 1):
+                continue
+            user_id = _user_id(frame)
+            if self.access.curve and user_id is None:
+                continue  # libzmq's own notice that a subscriber left; its subscriptions are gone already
+            key = self.access.identify(user_id)
+            allowed = access.allowed_prefixes(key) if key is not None else []
+            prefix = data[1:].decode("utf-8", "replace")
+            option = zmq.SUBSCRIBE if data[0] == 1 else zmq.UNSUBSCRIBE
+            for granted in access.narrow(prefix, allowed):
+                pub.setsockopt(option, granted.encode())
+            if key is not access.LOCAL:
+                log.debug("subscription %r from %s", prefix, key.name if key else "an unknown key")
+
+    def _authorise(self, key: ClientKey | None, spec: ops.OpSpec, args: dict[str, Any]) -> None:
+        """Raise permission_denied unless ``key`` may run this op on this account."""
+        if key is None:
+            raise ProtocolError(errors.PERMISSION_DENIED, f"{spec.name}: this key is no longer authorised")
+        permission = access.permission_for(spec)
+        if permission is not None and permission not in key.permissions:
+            raise ProtocolError(
+                errors.PERMISSION_DENIED,
+                f"{spec.name} needs the {permission!r} permission; key {key.name!r} has "
+                f"{', '.join(sorted(key.permissions))}",
+            )
+        if spec.takes_account and not access.may_use(key, args["account_id"]):
+            raise ProtocolError(
+                errors.PERMISSION_DENIED, f"key {key.name!r} may not use account {args['account_id']!r}"
+            )
+
+    def _on_command(self, envelope: list[bytes], body: list[bytes], key: ClientKey | None = access.LOCAL) -> None:
         if len(body) != 1:
             self._reply_error(
                 envelope,
@@ -275,6 +349,7 @@ class Gateway:
         try:
             spec = ops.lookup(request.op)
             args = ops.validate_args(spec, request.args)
+            self._authorise(key, spec, args)
             if spec.takes_account and args["account_id"] not in self._accounts:
                 raise ProtocolError(
                     errors.UNKNOWN_ACCOUNT,
@@ -284,8 +359,9 @@ class Gateway:
         except ProtocolError as exc:
             self._reply_error(envelope, request.id, exc.code, exc.message)
             return
+        assert key is not None
         if spec.kind == ops.GATEWAY:
-            self._gateway_op(envelope, request.id, spec.name, args)
+            self._gateway_op(envelope, request.id, spec.name, args, key)
             return
         record = None
         if spec.kind in (ops.ORDER, ops.ORDER_ASYNC):
@@ -309,6 +385,7 @@ class Gateway:
             record = self.ledger.create(args["account_id"], args["client_order_id"], args)  # durable first
             broker_args = {**args, "order_remark": record.tag}  # the user's remark stays in the ledger
         pending = self._wait(envelope, request.id, spec, args, record)
+        pending.key = key
         self.broker.submit(pending.token, spec, broker_args)
 
     def _wait(
@@ -363,17 +440,21 @@ class Gateway:
             return f"the gateway has {self.config.max_inflight} commands in flight already"
         return ""
 
-    def _gateway_op(self, envelope: list[bytes], request_id: Any, op: str, args: dict[str, Any]) -> None:
+    def _gateway_op(
+        self, envelope: list[bytes], request_id: Any, op: str, args: dict[str, Any], key: ClientKey = access.LOCAL
+    ) -> None:
         """Ops answered from the gateway's own state, on this thread."""
         journal = self.journal
         assert journal is not None
         if op == "ping":
             if args["publish"]:
                 self._publish_control(events.PONG, {"id": request_id})
-            result: Any = self._ping()
+            result: Any = self._ping(key)
         elif op == "replay":
             try:
-                page = journal.read(args["from_seq"], args["to_seq"], args["prefixes"], args["limit"])
+                page = journal.read(
+                    args["from_seq"], args["to_seq"], args["prefixes"], args["limit"], access.allowed_prefixes(key)
+                )
             except SeqExpired as exc:
                 self._reply_error(
                     envelope, request_id, errors.SEQ_EXPIRED, f"{exc}; rebuild from the snapshot op"
@@ -397,17 +478,62 @@ class Gateway:
                 {name: getattr(record, name) for name in events.OUTCOME_FIELDS}
                 for record in self.ledger.records(args["account_id"])
             ]
+        elif op == "reload":
+            try:
+                result = self._reload()
+            except KeyFileError as exc:
+                self._reply_error(envelope, request_id, errors.INVALID_ARGUMENT, f"reload: {exc}; the old keys stay")
+                return
         else:  # the op table and this dispatch disagree: a bug, reported, not hidden
             raise NotImplementedError(f"no gateway handler for op {op}")
         self._reply_ok(envelope, request_id, result)
 
-    def _ping(self) -> dict[str, Any]:
+    def _reload(self) -> dict[str, Any]:
+        """Read the keys again; if any key lost a right, drop every connection shortly."""
+        admitted, lost = self.access.reload()
+        if lost:
+            # Subscribers at once: no event published from now on reaches a revoked key. Commands
+            # are refused by key already; the ROUTER waits so this reload's own reply leaves.
+            self._rebind(self._pub, self.pub_endpoint)
+            self._drop_at = time.monotonic() + DROP_DELAY
+        log.info(
+            "keys reloaded: %d admitted%s", len(admitted),
+            f"; {', '.join(lost)} lost rights: dropping connections" if lost else "",
+        )
+        return {"admitted": admitted, "revoked": lost, "dropping_connections": bool(lost)}
+
+    def _drop_connections(self) -> None:
+        self._drop_at = 0.0
+        self._rebind(self._router, self.router_endpoint)
+        log.info("dropped every connection; clients reconnect with their keys checked again")
+
+    @staticmethod
+    def _rebind(socket: zmq.Socket | None, endpoint: str) -> None:
+        """Close every connection of ``socket`` by unbinding and binding again: libzmq cannot
+        close one peer's. Clients reconnect at once and pass ZAP with the keys now in force."""
+        assert socket is not None
+        socket.unbind(endpoint)
+        for attempt in range(50):  # the old listener closes asynchronously
+            try:
+                socket.bind(endpoint)
+                return
+            except zmq.ZMQError:
+                if attempt == 49:
+                    raise
+                time.sleep(0.02)
+
+    def _ping(self, key: ClientKey = access.LOCAL) -> dict[str, Any]:
+        identity = {}
+        if self.access.curve:
+            identity = {"key": {"name": key.name, "accounts": key.describe_accounts(),
+                                "permissions": sorted(key.permissions)}}
         return {
+            **identity,
             "server_version": __version__,
             "protocol_version": PROTOCOL_VERSION,
             "backend": self.config.backend,
             "session_id": self.broker.session_id,
-            "accounts": list(self.config.accounts),
+            "accounts": [a for a in self.config.accounts if access.may_use(key, a)],
             "connected": self._connected,
             "last_seq": self._event_seq,
             "epoch": self.journal.epoch if self.journal else "",
@@ -467,6 +593,11 @@ class Gateway:
             elif tag == "connection":
                 _, connected, reason, ts = item
                 self._on_connection(connected, reason, ts)
+            elif tag == "reload":
+                try:
+                    self._reload()
+                except KeyFileError as exc:
+                    log.error("reload failed, the old keys stay: %s", exc)
             elif tag == "stop":
                 self._flush()
                 return False
@@ -658,6 +789,8 @@ class Gateway:
         if pending.on_result is not None:
             pending.on_result(result)
             return
+        if pending.spec.name in _ALL_ACCOUNT_QUERIES and isinstance(result, list) and pending.key is not None:
+            result = access.filter_accounts(result, pending.key)
         if pending.spec.name in _ORDER_RECORD_QUERIES and result is not None:
             for data in result if isinstance(result, list) else (result,):
                 self._link(data)
@@ -762,6 +895,14 @@ class Gateway:
         except zmq.ZMQError:
             # The client is gone or its queue is full; ROUTER cannot deliver, nothing to do.
             self.stats["replies_dropped"] += 1
+
+
+def _user_id(frame: zmq.Frame) -> str | None:
+    """The CURVE key libzmq authenticated this message's connection with, if any."""
+    try:
+        return frame.get("User-Id")
+    except zmq.ZMQError:
+        return None
 
 
 def _unknown_message(record: OrderRecord) -> str:

@@ -11,6 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from ..keys import ClientKey
 from ..ledger import OrderRecord
 from ..protocol import ops
 
@@ -29,6 +30,7 @@ class Pending:
     started: float = field(default_factory=time.monotonic)
     record: OrderRecord | None = None  # the ledger record of an order command
     on_result: Callable[[Any], None] | None = None  # the gateway's own query: no client to answer
+    key: ClientKey | None = None  # who asked: results are limited to its accounts
 
 
 class PendingTable:

@@ -190,4 +190,4 @@ def test_serve_refuses_a_network_bind_without_insecure(tmp_path: "os.PathLike[st
         [sys.executable, "-m", "adapter", "serve", "--router", "tcp://0.0.0.0:5555", "--data-dir", str(tmp_path)],
         capture_output=True, text=True, timeout=30,
     )
-    assert result.returncode == 2 and "without encryption" in result.stderr and "--insecure" in result.stderr
+    assert result.returncode == 2 and "without CURVE" in result.stderr and "--insecure" in result.stderr and "--curve" in result.stderr

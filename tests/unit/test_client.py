@@ -304,7 +304,7 @@ def test_results_convert_maps_lists_and_nil() -> None:
 def test_parse_event_and_reject_malformed() -> None:
     frames = list(encode_event(9, 123, "order", ACCOUNT, ORDER, EPOCH))
     event = parse_event(frames)
-    assert event == Event(f"order.{ACCOUNT}", 9, 123, "order", ACCOUNT, Record(ORDER), EPOCH)
+    assert event == Event(f"order.{ACCOUNT}.", 9, 123, "order", ACCOUNT, Record(ORDER), EPOCH)
     assert event.data.order_id == 7
     connection = parse_event(list(encode_event(1, 2, "gateway.connection", None, {"connected": True}, EPOCH)))
     assert (connection.topic, connection.account_id, connection.data.connected) == ("gateway.connection", None, True)
@@ -410,6 +410,7 @@ CALLS: list[tuple[str, tuple[Any, ...], dict[str, Any], dict[str, Any]]] = [
     ("snapshot", (ACCOUNT,), {"account_type": 3}, {"account_id": ACCOUNT, "account_type": 3}),
     ("journal_info", (), {}, {}),
     ("order_outcomes", (ACCOUNT,), {}, {"account_id": ACCOUNT}),
+    ("reload", (), {}, {}),
 ]
 
 
@@ -634,11 +635,11 @@ def test_events_iterator_filters_by_prefix(gateway: FakeGateway, client: Client)
     assert [event.seq for event in received] == [2, 4, 5]
     assert pongs and pongs[0].topic == "gateway.pong"  # "gateway." matches pongs too: they are kept
     first = received[0]
-    assert (first.topic, first.type, first.account_id) == (f"order.{ACCOUNT}", "order", ACCOUNT)
+    assert (first.topic, first.type, first.account_id) == (f"order.{ACCOUNT}.", "order", ACCOUNT)
     assert first.ts == 1_700_000_000_000_000_002
     assert first.data == Record(ORDER) and first.data.order_id == 7
     assert received[1].topic == "gateway.connection" and received[1].account_id is None
-    assert received[2].topic == "order.2000"
+    assert received[2].topic == "order.2000."
 
 
 def test_wait_subscribed_keeps_events_and_hides_unasked_pongs(gateway: FakeGateway, client: Client) -> None:
@@ -677,7 +678,7 @@ def test_events_receive_and_socket_closed_when_dropped(gateway: FakeGateway, cli
     assert stream.receive(0.05) is None
     gateway.publish(1, "position", ACCOUNT, {"stock_code": "600000.SH"})
     event = stream.receive(WAIT)
-    assert event is not None and event.topic == f"position.{ACCOUNT}"
+    assert event is not None and event.topic == f"position.{ACCOUNT}."
     sub_socket = stream._sub
     del stream
     gc.collect()

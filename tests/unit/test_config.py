@@ -51,7 +51,7 @@ def test_which_endpoints_are_local(endpoint: str, local: bool) -> None:
 def test_a_network_bind_without_encryption_needs_insecure() -> None:
     with pytest.raises(ConfigError) as info:
         load_config(None, router="tcp://0.0.0.0:5555")
-    assert "refusing to bind router tcp://0.0.0.0:5555 without encryption" in str(info.value)
+    assert "refusing to bind router tcp://0.0.0.0:5555 without CURVE" in str(info.value)
     assert "--insecure" in str(info.value)
     assert load_config(None, router="tcp://0.0.0.0:5555", insecure=True).insecure
 
