@@ -191,3 +191,63 @@ def test_serve_refuses_a_network_bind_without_insecure(tmp_path: "os.PathLike[st
         capture_output=True, text=True, timeout=30,
     )
     assert result.returncode == 2 and "without CURVE" in result.stderr and "--insecure" in result.stderr and "--curve" in result.stderr
+
+
+def test_secure_deployment_as_the_readme_shows(tmp_path: "os.PathLike[str]") -> None:
+    """keys new / list / revoke, serve --curve, client keys by flag and by env, SIGHUP."""
+    keys = os.path.join(tmp_path, "keys")
+
+    def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "adapter", *args], capture_output=True, text=True, timeout=30,
+                              env=env)
+
+    def as_client(name: str) -> list[str]:
+        return ["--client-key", os.path.join(keys, "private", f"{name}.key_secret"),
+                "--server-key", os.path.join(keys, "server.key")]
+
+    new = run("keys", "new", "strategy-1", "--accounts", ACCOUNT, "--permissions", "read,trade", "--keys-dir", keys)
+    assert new.returncode == 0, new.stderr
+    assert "created the server key pair" in new.stdout and "strategy-1.key_secret" in new.stdout
+    assert run("keys", "new", "ops", "--accounts", "*", "--permissions", "read,admin", "--keys-dir", keys).returncode == 0
+    again = run("keys", "new", "ops", "--accounts", "*", "--keys-dir", keys)
+    assert again.returncode == 1 and "exists" in again.stderr
+    listed = run("keys", "list", "--keys-dir", keys)
+    assert re.search(rf"strategy-1\s+{ACCOUNT}\s+read,trade", listed.stdout), listed.stdout
+    assert re.search(r"ops\s+\*\s+admin,read", listed.stdout) and "server key" in listed.stdout
+    assert oct(os.stat(os.path.join(keys, "private", "ops.key_secret")).st_mode)[-3:] == "600"
+
+    server = Server(os.path.join(tmp_path, "data"), "--curve", "--keys-dir", keys)
+    try:
+        keyless = cli(server, "ping", "--timeout", "1")
+        assert keyless.returncode == 3 and "no answer" in keyless.stderr
+        ping = cli(server, "ping", *as_client("strategy-1"))
+        assert ping.returncode == 0, ping.stderr
+        assert ping.stdout.startswith(f"key strategy-1 (read, trade on {ACCOUNT})")
+        env = {**os.environ, "QMT_ADAPTER_CLIENT_KEY": as_client("strategy-1")[1],
+               "QMT_ADAPTER_SERVER_KEY": as_client("strategy-1")[3]}
+        buy = subprocess.run(
+            [sys.executable, "-m", "adapter", "buy", "--router", server.router, "--pub", server.pub, ACCOUNT,
+             "600000.SH", "100", "10.70", "--client-order-id", "env-keys-1"],
+            capture_output=True, text=True, timeout=30, env=env,
+        )
+        assert buy.returncode == 0 and "order_id" in buy.stdout, buy.stderr
+        ops_buy = cli(server, "buy", ACCOUNT, "600000.SH", "100", "10.70", *as_client("ops"))
+        assert ops_buy.returncode == 1 and "permission_denied" in ops_buy.stderr
+
+        revoke = run("keys", "revoke", "strategy-1", "--keys-dir", keys)
+        assert revoke.returncode == 0 and "revoked strategy-1" in revoke.stdout
+        server.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 15
+        while cli(server, "ping", "--timeout", "1", *as_client("strategy-1")).returncode == 0:
+            assert time.monotonic() < deadline, "the revoked key still answered after SIGHUP"
+        reload = cli(server, "reload", *as_client("ops"))
+        assert reload.returncode == 0 and "keys admitted: ops" in reload.stdout, reload.stderr
+    finally:
+        assert server.stop() == 0
+    log = "".join(server.output)
+    assert "CURVE on" in log and "strategy-1 lost rights" in log
+    assert "secret-key" not in log
+    for name in ("ops", "strategy-1"):  # no secret key ever reaches the log
+        with open(os.path.join(keys, "private", f"{name}.key_secret")) as handle:
+            secret = re.search(r'secret-key = "(.+)"', handle.read())
+        assert secret and secret.group(1) not in log
