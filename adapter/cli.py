@@ -128,7 +128,12 @@ def _client_command(args: argparse.Namespace) -> int:
         with client:
             return _COMMANDS[args.command](client, args)
     except GatewayTimeout:
-        print(f"qmt-adapter: no answer from the gateway at {args.router} within {args.timeout:g} s", file=sys.stderr)
+        hint = (
+            "; if it runs CURVE, check that this key is authorised and the server key is right"
+            if client.uses_curve else "; if it runs CURVE, pass --client-key and --server-key"
+        )
+        print(f"qmt-adapter: no answer from the gateway at {args.router} within {args.timeout:g} s{hint}",
+              file=sys.stderr)
         return EXIT_UNREACHABLE
     except GatewayError as exc:
         print(f"qmt-adapter: {exc.code}: {exc.message}", file=sys.stderr)

@@ -234,7 +234,7 @@ def read_key(value: str | os.PathLike[str], *, secret: bool, what: str) -> tuple
     if not secret and len(text) == KEY_LENGTH and not Path(text).exists():
         try:
             z85.decode(text)
-        except Exception:
+        except (ValueError, KeyError):
             raise KeyFileError(f"{what}: {text!r} is neither a key file nor a Z85 key") from None
         return text.encode("ascii"), None
     path = Path(text)

@@ -130,6 +130,11 @@ class ClientBase:
         )
 
     @property
+    def uses_curve(self) -> bool:
+        """Whether this client connects with CURVE keys."""
+        return self._curve is not None
+
+    @property
     def closed(self) -> bool:
         return self._closed
 

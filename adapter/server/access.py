@@ -13,13 +13,20 @@ a dict that is replaced whole on reload, never changed in place.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any, Iterable
 
 import zmq
 from zmq.auth.thread import ThreadAuthenticator
 
 from ..config import Config
-from ..keys import PERMISSIONS, ClientKey, check_libzmq, load_client_keys, load_server_secret
+from ..keys import (
+    PERMISSIONS,
+    ClientKey,
+    check_libzmq,
+    load_client_keys,
+    load_server_secret,
+)
 from ..protocol import events, ops
 
 log = logging.getLogger(__name__)
@@ -27,6 +34,7 @@ log = logging.getLogger(__name__)
 ZAP_DOMAIN = "qmt-adapter"
 LOCAL = ClientKey(name="local", public_key="", accounts=None, permissions=frozenset(PERMISSIONS))
 GATEWAY_PREFIX = "gateway."
+REFUSAL_LOG_INTERVAL = 60.0  # seconds: a refused client retries every 100 ms; log it once a minute
 # Event types that belong to an account; their topics are "<type>.<account_id>.".
 ACCOUNT_EVENT_TYPES = tuple(sorted(t for t in events.EVENT_FIELDS if not t.startswith(GATEWAY_PREFIX)))
 
@@ -78,6 +86,7 @@ class Access:
         self.server_public = b""
         self._server_secret = b""
         self._auth: ThreadAuthenticator | None = None
+        self._refusals: dict[str, tuple[float, int]] = {}  # key -> (last logged, refused since); ZAP thread only
 
     def start(self, context: zmq.Context[Any]) -> None:
         """Load the keys and start ZAP; must run before any socket binds."""
@@ -103,9 +112,19 @@ class Access:
 
     def callback(self, domain: str, key: bytes) -> bool:
         """ZAP: admit a listed key (authenticator thread)."""
-        client = self.keys.get(key.decode("ascii", "replace"))
+        text = key.decode("ascii", "replace")
+        client = self.keys.get(text)
         if client is None:
-            log.warning("refused a connection with an unknown key %s", key.decode("ascii", "replace"))
+            now = time.monotonic()
+            logged, count = self._refusals.get(text, (0.0, 0))
+            if now - logged >= REFUSAL_LOG_INTERVAL:
+                more = f" ({count} more refusals since the last report)" if count else ""
+                log.warning("refused a connection with an unknown or revoked key %s%s", text, more)
+                self._refusals[text] = (now, 0)
+            else:
+                self._refusals[text] = (logged, count + 1)
+            if len(self._refusals) > 10_000:  # many strangers: forget, do not grow
+                self._refusals.clear()
             return False
         log.debug("admitted key %s", client.name)
         return True

@@ -219,7 +219,7 @@ def test_secure_deployment_as_the_readme_shows(tmp_path: "os.PathLike[str]") -> 
     server = Server(os.path.join(tmp_path, "data"), "--curve", "--keys-dir", keys)
     try:
         keyless = cli(server, "ping", "--timeout", "1")
-        assert keyless.returncode == 3 and "no answer" in keyless.stderr
+        assert keyless.returncode == 3 and "no answer" in keyless.stderr and "pass --client-key" in keyless.stderr
         ping = cli(server, "ping", *as_client("strategy-1"))
         assert ping.returncode == 0, ping.stderr
         assert ping.stdout.startswith(f"key strategy-1 (read, trade on {ACCOUNT})")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -13,7 +12,12 @@ import zmq
 import zmq.auth
 
 from adapter.client import Client, GatewayError, GatewayTimeout
-from adapter.keys import new_client_key, parse_accounts, parse_permissions, revoke_client_key
+from adapter.keys import (
+    new_client_key,
+    parse_accounts,
+    parse_permissions,
+    revoke_client_key,
+)
 from adapter.protocol import encode_request
 
 from ..conftest import ACCOUNT, EventLog, prove_live, wait_for
