@@ -318,3 +318,35 @@ def test_commands_are_authorised_by_key_not_by_routing_id(secure: Any, keys_dir:
         assert reply["ok"] is False and reply["error"]["code"] == "permission_denied" and reply["id"] == 7
     finally:
         dealer.close()
+
+
+def test_the_async_client_uses_keys_from_the_environment(
+    secure: Any, keys_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+
+    from adapter.client import AsyncClient
+
+    monkeypatch.setenv("QMT_ADAPTER_CLIENT_KEY", str(keys_dir / "private" / "trader-a.key_secret"))
+    monkeypatch.setenv("QMT_ADAPTER_SERVER_KEY", str(keys_dir / "server.key"))
+
+    async def scenario() -> None:
+        async with AsyncClient(secure.router_endpoint, secure.pub_endpoint, timeout=5.0) as client:
+            assert client.uses_curve
+            stream = client.events()
+            assert await stream.wait_subscribed(5.0)
+            response = await client.order_stock(ACCOUNT, "600000.SH", "buy", 100, "limit", 10.60, "aio", "")
+            with pytest.raises(GatewayError) as denied:
+                await client.query_stock_asset(OTHER)
+            assert denied.value.code == "permission_denied"
+            for _ in range(50):  # bounded: the order's events come within a few
+                event = await stream.receive(5.0)
+                assert event is not None and event.account_id in (ACCOUNT, None)
+                if event.type == "trade":
+                    assert event.data.order_id == response.order_id
+                    break
+            else:
+                pytest.fail("no trade event")
+            stream.close()
+
+    asyncio.run(scenario())
