@@ -78,7 +78,7 @@ def _serve(args: argparse.Namespace) -> int:
             return 1
         if created:
             log.info("created the server key pair; give %s to clients", public)
-    gateway = Gateway(config)
+    gateway = Gateway(config, args.config)
     if hasattr(signal, "SIGHUP"):  # not on Windows: use 'qmt-adapter reload' there
         signal.signal(signal.SIGHUP, lambda *_: gateway.reload())
     try:
@@ -241,6 +241,7 @@ def _cmd_order(client: Any, args: argparse.Namespace) -> int:
         args.strategy,
         args.remark,
         client_order_id=args.client_order_id,
+        intentional=args.intentional,
     )
     if response.order_id is None or response.order_id <= 0:
         print(f"qmt-adapter: order refused: {response.error_msg or 'no order id'}", file=sys.stderr)
@@ -288,8 +289,38 @@ def _cmd_tail(client: Any, args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_trading(client: Any, args: argparse.Namespace) -> int:
+    if args.command == "halt":
+        result = client.halt(cancel_open=args.cancel_open, reason=args.reason)
+    elif args.command == "reduce-only":
+        result = client.reduce_only(reason=args.reason)
+    else:
+        result = client.resume(reason=args.reason)
+    print(f"trading {result.state} (was {result.previous}): {result.reason}")
+    if result.cancel_open:
+        print("cancelling every open order; the outcomes arrive as order events")
+    return 0
+
+
+def _cmd_risk(client: Any, args: argparse.Namespace) -> int:
+    report = client.risk()
+    trading = report.trading
+    print(f"trading: {trading.state}" + (f" ({trading.reason})" if trading.reason else ""))
+    limits = report.limits
+    for account_id, usage in report.usage.items():
+        mine = limits.accounts[account_id]
+        print(f"\naccount {account_id}: {usage.open_orders} open orders, {usage.today} orders+cancels today")
+        _table(("limit", "value"), [(name, ", ".join(v) if isinstance(v, list) else v) for name, v in mine.items()])
+    for name, level in (limits.get("keys") or {}).items():
+        print(f"\nkey {name}: " + ", ".join(f"{k}={v}" for k, v in level.items()))
+    print("\ndenials by rule:")
+    _table(("rule", "count"), sorted(report.denials.items()))
+    return 0
+
+
 def _cmd_reload(client: Any, args: argparse.Namespace) -> int:
     result = client.reload()
+    print(f"risk limits: {result.risk_limits}")
     print(f"keys admitted: {', '.join(result.admitted) or 'none'}")
     if result.revoked:
         print(f"lost rights: {', '.join(result.revoked)}; every connection is dropped and clients reconnect")
@@ -334,6 +365,10 @@ def _keys(args: argparse.Namespace) -> int:
 
 
 _COMMANDS = {
+    "halt": _cmd_trading,
+    "reduce-only": _cmd_trading,
+    "resume": _cmd_trading,
+    "risk": _cmd_risk,
     "reload": _cmd_reload,
     "ping": _cmd_ping,
     "asset": _cmd_asset,
@@ -486,6 +521,8 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--strategy", default="cli", help="strategy name recorded with the order")
         sub.add_argument("--remark", default="", help="order remark (kept by the gateway)")
         sub.add_argument("--client-order-id", help="reuse to retry safely: the same id never orders twice")
+        sub.add_argument("--intentional", action="store_true",
+                         help="the same order again within the duplicate window is meant")
     cancel = client_parser("cancel", "cancel an order")
     cancel.add_argument("account")
     cancel.add_argument("order_id", type=int)
@@ -496,7 +533,14 @@ def _parser() -> argparse.ArgumentParser:
     tail.add_argument("--from", dest="from_seq", type=int, default=None, metavar="SEQ",
                       help="first replay the journal from this seq, then follow live")
     client_parser("journal", "show the event journal's span, size and retention")
-    client_parser("reload", "admin: make the gateway read its client keys again (cuts off revoked keys)")
+    client_parser("reload", "admin: read the risk limits and client keys again (cuts off revoked keys)")
+    halt = client_parser("halt", "admin: kill switch, no new orders until resume")
+    halt.add_argument("--cancel-open", action="store_true", help="also cancel every open order")
+    reduce = client_parser("reduce-only", "admin: only orders that shrink positions")
+    resume = client_parser("resume", "admin: lift halt or reduce-only")
+    for sub in (halt, reduce, resume):
+        sub.add_argument("--reason", default="", help="recorded in the event and the log")
+    client_parser("risk", "show the trading state, risk limits, usage and denials")
 
     keys = commands.add_parser("keys", help="create, list and revoke CURVE keys")
     keys.set_defaults(keys_parser=keys)

@@ -81,6 +81,16 @@ class Config:
     insecure: bool = False  # allow binding non-loopback addresses without CURVE
     log_level: str = "INFO"
     sim: SimConfig = field(default_factory=SimConfig)
+    risk: dict[str, Any] = field(default_factory=dict)  # [risk] limits (adapter/risk.py); reloadable
+
+    def risk_config(self) -> Any:
+        """The parsed ``[risk]`` table (a ``RiskConfig``)."""
+        from .risk import RiskConfigError, parse_risk
+
+        try:
+            return parse_risk(self.risk)
+        except RiskConfigError as exc:
+            raise ConfigError(str(exc)) from None
 
     def validate(self) -> None:
         if self.backend not in ("sim", "qmt"):
@@ -108,6 +118,7 @@ class Config:
                     "or pass --insecure (insecure = true) on a network you trust"
                 )
         self.sim.validate()
+        self.risk_config()
 
 
 def is_local_endpoint(endpoint: str) -> bool:
@@ -154,16 +165,28 @@ def _build(cls: type, data: dict[str, Any], owner: str) -> Any:
     return cls(**values)
 
 
+def _read_toml(path: str | Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config {path} is not valid TOML: {exc}") from None
+
+
+def load_risk(path: str | Path) -> Any:
+    """Only the ``[risk]`` table of a config file, for a reload (other settings need a restart)."""
+    data = _read_toml(path).get("risk", {})
+    if not isinstance(data, dict):
+        raise ConfigError("[risk] must be a table")
+    return replace(Config(), risk=data).risk_config()
+
+
 def load_config(path: str | Path | None = None, **overrides: Any) -> Config:
     """Read the TOML file (if any), apply the non-None overrides, validate."""
     data: dict[str, Any] = {}
     if path is not None:
-        try:
-            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"config {path} is not valid TOML: {exc}") from None
+        data = _read_toml(path)
     config = _build(Config, data, "")
     changes = {k: v for k, v in overrides.items() if v is not None}
     if "accounts" in changes:

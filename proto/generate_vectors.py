@@ -66,6 +66,13 @@ ORDER_ARGS = {
 }
 ACCOUNT_ARG = {"account_id": ACCOUNT}
 
+RISK_LIMITS = {
+    "max_order_volume": 1000000, "max_order_notional": 5000000.0, "max_position_notional": 20000000.0,
+    "max_open_orders": 500, "orders_per_second": 50.0, "orders_per_day": 10000, "duplicate_window": 2.0,
+    "allow_codes": [], "block_codes": [], "check_instrument": True, "trading_hours": False,
+    "sessions": ["09:15-11:30", "13:00-15:00"],
+}
+
 # op -> (arguments, result)
 OPS = {
     "ping": (
@@ -95,6 +102,19 @@ OPS = {
           "strategy_name": "demo", "order_remark": "first", "error_msg": "", "created_ns": 1763884800123456789}],
     ),
     "reload": ({}, {"admitted": ["alpha", "risk-desk"], "revoked": ["beta"], "dropping_connections": True}),
+    "risk": ({}, {
+        "trading": {"state": "normal", "reason": "", "since_ns": 0},
+        "limits": {"default": RISK_LIMITS, "accounts": {ACCOUNT: RISK_LIMITS}, "keys": {"alpha": {"max_order_volume": 1000}}},
+        "usage": {ACCOUNT: {"open_orders": 1, "today": 12, "tokens": 49.5}},
+        "denials": {"order.max_volume": 1, "rate.per_second": 3},
+    }),
+    "halt": ({"cancel_open": True, "reason": "fat finger"},
+             {"state": "halted", "reason": "fat finger", "since_ns": 1763884800123456789, "previous": "normal",
+              "cancel_open": True}),
+    "reduce_only": ({"reason": ""}, {"state": "reduce_only", "reason": "reduce_only by ops", "since_ns": 1763884800123456789,
+                                     "previous": "halted", "cancel_open": False}),
+    "resume": ({"reason": "checked"}, {"state": "normal", "reason": "checked", "since_ns": 1763884800123456789,
+                                       "previous": "reduce_only", "cancel_open": False}),
     "order_stock": (ORDER_ARGS, ORDER_RESPONSE),
     "order_stock_async": (ORDER_ARGS, {"seq": 7, "client_order_id": "c0ffee01", "order_id": None}),
     "cancel_order_stock": ({**ACCOUNT_ARG, "order_id": 1082130433}, CANCEL_RESPONSE),
@@ -122,7 +142,12 @@ EVENTS = {
     "account_status": ACCOUNT_STATUS,
     "order_response": ORDER_RESPONSE,
     "cancel_response": CANCEL_RESPONSE,
+    "risk_denied": {"rule": "order.max_volume", "message": "volume 2000000 is over the limit of 1000000",
+                    "limit": 1000000, "value": 2000000, "op": "order_stock", "client_order_id": "c0ffee02",
+                    "stock_code": "600000.SH", "order_type": 23, "order_volume": 2000000, "price": 10.5,
+                    "order_id": None},
     "gateway.connection": {"connected": True, "reason": "connected and subscribed"},
+    "gateway.trading": {"state": "halted", "reason": "fat finger", "cancel_open": True},
     "gateway.pong": {"id": 1},
     "gateway.heartbeat": {"last_seq": 110, "connected": True, "interval": 1.0},
 }
@@ -131,6 +156,8 @@ ERRORS = {
     "invalid_argument": (3, "invalid_argument", "order_volume: expected an integer, got 'abc'"),
     "unknown_op": (4, "unknown_op", "unknown op 'order_stonk'"),
     "permission_denied": (10, "permission_denied", "key 'alpha' may not use account '1000000366'"),
+    "risk_denied": (11, "risk_denied", "order.max_volume: volume 2000000 is over the limit of 1000000",
+                    {"rule": "order.max_volume", "limit": 1000000, "value": 2000000}),
     "unknown_account": (5, "unknown_account", "account '999' is not served by this gateway (serving 1000000365)"),
     "invalid_message": (None, "invalid_message", "payload is not valid msgpack (ExtraData)"),
     "duplicate_client_order_id": (7, "duplicate_client_order_id",
@@ -159,9 +186,10 @@ def vectors() -> dict[str, tuple[bytes, dict]]:
         out[f"request.{op}"] = (encode_request(number, op, args), request)
         reply = {"v": 1, "id": number, "ok": True, "result": result}
         out[f"reply.{op}"] = (encode_ok(number, result), reply)
-    for name, (request_id, code, message) in ERRORS.items():
-        reply = {"v": 1, "id": request_id, "ok": False, "error": {"code": code, "message": message}}
-        out[f"error.{name}"] = (encode_error(request_id, code, message), reply)
+    for name, (request_id, code, message, *extra) in ERRORS.items():
+        details = extra[0] if extra else None
+        reply = {"v": 1, "id": request_id, "ok": False, "error": {"code": code, "message": message, **(details or {})}}
+        out[f"error.{name}"] = (encode_error(request_id, code, message, details), reply)
     for etype, ((topic, payload), rendering) in live.items():
         out[f"event.{etype}"] = (payload, rendering)
     # A fill found in the counter's books after a reconnection: the same event, marked.

@@ -28,7 +28,17 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 5.0, interval: float
         time.sleep(interval)
 
 
+# Tests of other features send bursts, identical orders and orders the counter must refuse, on
+# purpose: the gateway's pre-trade checks are off for them. tests/integration/test_risk.py runs
+# with the real defaults (risk={}).
+RISK_OFF = {
+    "orders_per_second": 0, "orders_per_day": 0, "duplicate_window": 0, "max_open_orders": 0,
+    "max_order_volume": 0, "max_order_notional": 0, "max_position_notional": 0, "check_instrument": False,
+}
+
+
 def make_config(sim: SimConfig | None = None, **overrides: Any) -> Config:
+    overrides.setdefault("risk", RISK_OFF)
     config = load_config(None, router=LOOPBACK, pub=LOOPBACK, **overrides)
     return replace(config, sim=sim) if sim is not None else config
 

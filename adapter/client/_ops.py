@@ -41,7 +41,7 @@ def _wire_args(arguments: dict[str, Any]) -> dict[str, Any]:
     if "client_order_id" in arguments and arguments["client_order_id"] is None:
         arguments = {**arguments, "client_order_id": new_client_order_id()}
     for name, value in arguments.items():
-        if name in _NOT_WIRE or value is None:
+        if name in _NOT_WIRE or value is None or (name == "intentional" and not value):
             continue
         wire[name] = value
         if name == "account_id" and arguments.get("account_type", DEFAULT_ACCOUNT_TYPE) != DEFAULT_ACCOUNT_TYPE:
@@ -130,6 +130,23 @@ class OpMethods(Generic[RecordT, OptionalRecordT, RecordListT, AnyT]):
         """The event journal: epoch, first_seq, last_seq, count, size_bytes, path, retention."""
         return cast(RecordT, self._call("journal_info", {}, timeout))
 
+    def risk(self, *, timeout: float | None = None) -> RecordT:
+        """The trading state, the risk limits, usage per account and denials per rule."""
+        return cast(RecordT, self._call("risk", {}, timeout))
+
+    def halt(self, cancel_open: bool = False, reason: str = "", *, timeout: float | None = None) -> RecordT:
+        """Admin kill switch: no new orders until :meth:`resume`; ``cancel_open`` also cancels
+        every open order. Durable across gateway restarts."""
+        return cast(RecordT, self._call("halt", {"cancel_open": cancel_open, "reason": reason}, timeout))
+
+    def reduce_only(self, reason: str = "", *, timeout: float | None = None) -> RecordT:
+        """Admin: only orders that shrink a position (sells up to the sellable volume)."""
+        return cast(RecordT, self._call("reduce_only", {"reason": reason}, timeout))
+
+    def resume(self, reason: str = "", *, timeout: float | None = None) -> RecordT:
+        """Admin: lift halt or reduce-only."""
+        return cast(RecordT, self._call("resume", {"reason": reason}, timeout))
+
     def reload(self, *, timeout: float | None = None) -> RecordT:
         """Admin: the gateway reads its client keys again; keys that lost rights are cut off.
         Result: ``admitted`` (key names), ``revoked``, ``dropping_connections``."""
@@ -149,11 +166,16 @@ class OpMethods(Generic[RecordT, OptionalRecordT, RecordListT, AnyT]):
         order_remark: str = "",
         *,
         client_order_id: str | None = None,
+        intentional: bool = False,
         account_type: str | int = "STOCK",
         timeout: float | None = None,
     ) -> RecordT:
         """Place an order and wait for the counter's response (``order_id``, ``error_msg``,
         ``client_order_id``, ...).
+
+        ``intentional=True`` tells the gateway's duplicate-order guard that the same order
+        again within its window is meant. A refusal by a risk rule raises ``GatewayError``
+        with code ``risk_denied`` and ``details`` ``rule``, ``limit``, ``value``.
 
         ``order_type`` 23 / ``"buy"`` or 24 / ``"sell"``; ``price_type`` 11 / ``"limit"`` or a
         market price type. ``client_order_id`` makes the order idempotent: sending the same id

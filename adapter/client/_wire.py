@@ -75,7 +75,8 @@ def reply_outcome(request_id: Any, body: dict[str, Any]) -> Any:
     if ok is False:
         error = body.get("error")
         if isinstance(error, dict) and isinstance(error.get("code"), str):
-            raise GatewayError(error["code"], str(error.get("message", "")), request_id)
+            details = {k: v for k, v in error.items() if k not in ("code", "message")}
+            raise GatewayError(error["code"], str(error.get("message", "")), request_id, details)
         raise GatewayError(INVALID_REPLY, f"error reply without an error code: {error!r:.200}", request_id)
     raise GatewayError(INVALID_REPLY, f"reply has no boolean 'ok' field: {ok!r:.50}", request_id)
 

@@ -21,18 +21,20 @@ class GatewayError(Exception):
 
     ``code`` is the protocol error code string (e.g. ``"invalid_argument"``,
     ``"broker_timeout"``) or a client-side code (``"client_timeout"``, ``"client_closed"``,
-    ``"invalid_reply"``); ``request_id`` is the id of the request it answers, when known.
+    ``"invalid_reply"``); ``request_id`` is the id of the request it answers, when known;
+    ``details`` the error's further fields (``risk_denied``: ``rule``, ``limit``, ``value``).
     """
 
-    def __init__(self, code: str, message: str, request_id: Any = None) -> None:
+    def __init__(self, code: str, message: str, request_id: Any = None, details: dict[str, Any] | None = None) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
         self.request_id = request_id
+        self.details = details or {}  # further fields of the error, e.g. rule, limit, value of risk_denied
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Keep the exception picklable (e.g. across multiprocessing) despite the custom __init__.
-        return (GatewayError, (self.code, self.message, self.request_id))
+        return (GatewayError, (self.code, self.message, self.request_id, self.details))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(code={self.code!r}, message={self.message!r}, request_id={self.request_id!r})"

@@ -106,13 +106,14 @@ def encode_ok(request_id: Any, result: Any) -> bytes:
     return pack({"v": PROTOCOL_VERSION, "id": request_id, "ok": True, "result": result})
 
 
-def encode_error(request_id: Any, code: str, message: str) -> bytes:
+def encode_error(request_id: Any, code: str, message: str, details: dict[str, Any] | None = None) -> bytes:
+    """``details``: extra fields of the error map (``risk_denied`` carries rule, limit, value)."""
     return pack(
         {
             "v": PROTOCOL_VERSION,
             "id": request_id,
             "ok": False,
-            "error": {"code": code, "message": message},
+            "error": {"code": code, "message": message, **(details or {})},
         }
     )
 

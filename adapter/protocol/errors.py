@@ -21,6 +21,7 @@ DUPLICATE_CLIENT_ORDER_ID: Final = "duplicate_client_order_id"  # same id, diffe
 OUTCOME_UNKNOWN: Final = "outcome_unknown"  # sent, then time-out or disconnect: being reconciled
 ORDER_NOT_PLACED: Final = "order_not_placed"  # reconciliation found it never reached the counter
 TOO_MANY_REQUESTS: Final = "too_many_requests"  # in-flight limit reached; nothing was sent
+RISK_DENIED: Final = "risk_denied"  # a pre-trade risk rule or the kill switch refused the order
 INTERNAL_ERROR: Final = "internal_error"
 
 ALL_CODES: Final = (
@@ -41,6 +42,7 @@ ALL_CODES: Final = (
     OUTCOME_UNKNOWN,
     ORDER_NOT_PLACED,
     TOO_MANY_REQUESTS,
+    RISK_DENIED,
     INTERNAL_ERROR,
 )
 

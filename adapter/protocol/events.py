@@ -61,6 +61,15 @@ CALLBACK_EVENTS: Final[dict[str, tuple[str, tuple[str, ...]]]] = {
     "on_cancel_order_stock_async_response": ("cancel_response", CANCEL_RESPONSE_FIELDS),
 }
 CONNECTION: Final = "gateway.connection"
+# The kill switch: published (and journaled) whenever the trading state changes.
+TRADING: Final = "gateway.trading"
+TRADING_FIELDS: Final = ("state", "reason", "cancel_open")
+# An order or cancel refused by a risk rule or the kill switch, on the account's topic.
+RISK_DENIED: Final = "risk_denied"
+RISK_DENIED_FIELDS: Final = (
+    "rule", "message", "limit", "value", "op", "client_order_id", "stock_code", "order_type", "order_volume",
+    "price", "order_id",
+)
 # Control events: not journaled, their envelope seq is nil.
 # PONG answers ping(publish=true): lets a subscriber prove its subscription is live.
 PONG: Final = "gateway.pong"
@@ -75,6 +84,8 @@ CLIENT_NOTICES: Final = frozenset({"gateway.epoch", "gateway.gap"})
 EVENT_FIELDS: Final[dict[str, tuple[str, ...]]] = {
     **{etype: fields for etype, fields in CALLBACK_EVENTS.values()},
     CONNECTION: CONNECTION_FIELDS,
+    TRADING: TRADING_FIELDS,
+    RISK_DENIED: RISK_DENIED_FIELDS,
     PONG: PONG_FIELDS,
     HEARTBEAT: HEARTBEAT_FIELDS,
 }

@@ -28,7 +28,7 @@ CANCEL_ASYNC = "cancel_async"
 QUERY = "query"
 
 # Gateway ops that need the admin permission.
-ADMIN_OPS = frozenset({"reload"})
+ADMIN_OPS = frozenset({"reload", "halt", "reduce_only", "resume"})
 
 
 def _fail(name: str, message: str) -> errors.ProtocolError:
@@ -201,6 +201,7 @@ _ORDER_PARAMS = (
     Param("strategy_name", as_text, "", "free text, kept by the counter"),
     Param("order_remark", as_text, "", "free text, kept by the gateway (the counter gets a tag)"),
     Param("client_order_id", as_client_order_id, None, "makes the order idempotent; the gateway makes one if absent"),
+    Param("intentional", as_bool, False, "true: the same order again within the duplicate window is meant"),
 )
 _CANCEL_PARAMS = (Param("order_id", as_positive_int, doc="order id returned by order_stock"),)
 _CANCEL_SYSID_PARAMS = (
@@ -233,7 +234,23 @@ OPS: dict[str, OpSpec] = {
         OpSpec("snapshot", GATEWAY, doc="asset, positions, today's orders and trades, as of a seq"),
         OpSpec("journal_info", GATEWAY, takes_account=False, doc="the journal's span, size and epoch"),
         OpSpec("order_outcomes", GATEWAY, doc="the gateway's record of each order: client order id and outcome"),
-        OpSpec("reload", GATEWAY, takes_account=False, doc="read the client keys again; drops connections of revoked keys"),
+        OpSpec("reload", GATEWAY, takes_account=False,
+               doc="read the client keys and the risk limits again; drops connections of revoked keys"),
+        OpSpec("risk", GATEWAY, takes_account=False, doc="risk limits, usage, denial counters and the trading state"),
+        OpSpec(
+            "halt",
+            GATEWAY,
+            (
+                Param("cancel_open", as_bool, False, "also cancel every open order of every account"),
+                Param("reason", as_text, "", "why, for the event and the log"),
+            ),
+            takes_account=False,
+            doc="kill switch: no new orders until resume",
+        ),
+        OpSpec("reduce_only", GATEWAY, (Param("reason", as_text, "", "why"),), takes_account=False,
+               doc="only orders that shrink a position (sells up to the sellable volume)"),
+        OpSpec("resume", GATEWAY, (Param("reason", as_text, "", "why"),), takes_account=False,
+               doc="lift halt or reduce-only"),
         OpSpec("order_stock", ORDER, _ORDER_PARAMS, doc="place an order; replies with its order id"),
         OpSpec("order_stock_async", ORDER_ASYNC, _ORDER_PARAMS, doc="place an order; replies with a seq"),
         OpSpec("cancel_order_stock", CANCEL, _CANCEL_PARAMS, doc="cancel by order id"),

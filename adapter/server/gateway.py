@@ -20,7 +20,10 @@ import zmq
 from .. import __version__
 from ..broker import XtBroker
 from ..config import Config
+from ..config import ConfigError, load_risk
 from ..keys import ClientKey, KeyFileError
+from ..reference import reference_for
+from ..risk import HALTED, NORMAL, REDUCE_ONLY, Denial, RiskEngine
 from ..journal import Journal, SeqExpired
 from ..ledger import ACKNOWLEDGED, IN_FLIGHT, NOT_PLACED, REJECTED, SENDING, UNKNOWN, Ledger, OrderRecord, fingerprint, new_client_order_id
 from ..protocol import (
@@ -40,6 +43,7 @@ from ..protocol import (
 from . import access
 from .access import Access
 from .inbox import Inbox
+from .killswitch import KillSwitch
 from .pending import Pending, PendingTable
 from .view import BooksView
 
@@ -62,14 +66,17 @@ class Gateway:
     the I/O thread; ``stop()`` stops the broker, answers what is still pending, closes.
     """
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, config_path: str | None = None) -> None:
         self.config = config
+        self._config_path = config_path  # re-read by reload for the [risk] limits
         self.router_endpoint = ""
         self.pub_endpoint = ""
         self._inbox = Inbox()
         self.broker = XtBroker(config, self._inbox.post)
         self._accounts = frozenset(config.accounts)
         self.access = Access(config)
+        self.risk = RiskEngine(config.risk_config(), reference_for(config))
+        self.killswitch = KillSwitch(config.data_dir)
         self.journal: Journal | None = None
         self.ledger: Ledger | None = None
         self._view = BooksView(config.accounts)
@@ -132,6 +139,7 @@ class Gateway:
             self._event_seq = self.journal.last_seq  # seq continues over the gateway's whole life
             self.ledger = Ledger(self.config.data_dir)
             self._rebuild_view()
+            self.killswitch.load()
             self.broker.start()
         except BaseException:
             router.close()
@@ -216,6 +224,7 @@ class Gateway:
                 ready = dict(poller.poll(self._poll_timeout_ms()))
                 if router in ready:
                     self._read_commands(router)
+                    self._flush()  # events commands made (denials, kill switch), journaled then sent
                 if pub in ready:
                     self._read_subscriptions(pub)
                 if inbox_fd in ready:
@@ -371,6 +380,12 @@ class Gateway:
             if record is not None:  # the same id again: never to the counter twice
                 self._repeat(envelope, request.id, spec, args, record)
                 return
+        if spec.kind != ops.QUERY:
+            try:
+                self._check_risk(spec, args, key)
+            except Denial as denial:
+                self._deny(envelope, request.id, spec, args, denial)
+                return
         busy = self._busy(envelope[0])  # after the ledger: a settled repeat is answered regardless
         if busy:
             self._reply_error(envelope, request.id, errors.TOO_MANY_REQUESTS, f"{spec.name}: {busy}; retry when answers arrive")
@@ -387,6 +402,65 @@ class Gateway:
         pending = self._wait(envelope, request.id, spec, args, record)
         pending.key = key
         self.broker.submit(pending.token, spec, broker_args)
+
+    def _check_risk(self, spec: ops.OpSpec, args: dict[str, Any], key: ClientKey) -> None:
+        """Pre-trade checks of a new order or cancel; raises Denial."""
+        key_name = key.name if self.access.curve else None
+        account_id = args["account_id"]
+        if spec.kind in (ops.ORDER, ops.ORDER_ASYNC):
+            assert self.ledger is not None
+            sending = sum(1 for r in self.ledger.in_flight() if r.account_id == account_id and r.state == SENDING)
+            self.risk.check_order(account_id, key_name, args, self._view.books(account_id), self.killswitch.state,
+                                  in_flight=sending)
+        else:
+            self.risk.check_cancel(account_id, key_name)
+
+    def _deny(
+        self, envelope: list[bytes], request_id: Any, spec: ops.OpSpec, args: dict[str, Any], denial: Denial
+    ) -> None:
+        """Answer risk_denied and publish it; nothing reaches the counter or the ledger."""
+        log.warning(
+            "%s id=%r account=%s client_order_id=%s denied by %s: %s", spec.name, request_id, args["account_id"],
+            args.get("client_order_id"), denial.rule, denial.message,
+        )
+        data = {name: args.get(name) for name in events.RISK_DENIED_FIELDS}
+        data.update(rule=denial.rule, message=denial.message, limit=denial.limit, value=denial.value, op=spec.name)
+        self._publish(events.RISK_DENIED, args["account_id"], data, time.time_ns())
+        self._reply_error(envelope, request_id, errors.RISK_DENIED, f"{denial.rule}: {denial.message}",
+                          denial.details())
+
+    def _set_trading(self, state: str, reason: str, cancel_open: bool = False) -> dict[str, Any]:
+        """The kill switch: durable first, then announced; optionally cancel every open order."""
+        previous = self.killswitch.state
+        self.killswitch.set(state, reason)
+        self._publish(events.TRADING, None, {"state": state, "reason": reason, "cancel_open": cancel_open},
+                      time.time_ns())
+        log.warning("trading state %s -> %s%s%s", previous, state.upper(), f": {reason}" if reason else "",
+                    " (cancelling every open order)" if cancel_open else "")
+        if cancel_open:
+            for account_id in self.config.accounts:
+                args = {"account_id": account_id, "account_type": "STOCK", "cancelable_only": True}
+                self._internal(ops.OPS["query_stock_orders"], args,
+                               lambda orders, a=account_id: self._cancel_all(a, orders))
+        return {**self.killswitch.as_map(), "previous": previous, "cancel_open": cancel_open}
+
+    def _cancel_all(self, account_id: str, orders: list[dict[str, Any]] | None) -> None:
+        spec = ops.OPS["cancel_order_stock_async"]
+        for order in orders or ():
+            log.info("halt: cancelling order %s of %s (%s)", order["order_id"], account_id, order.get("stock_code"))
+            self._internal(spec, {"account_id": account_id, "account_type": "STOCK", "order_id": order["order_id"]},
+                           lambda _result: None)
+
+    def _internal(self, spec: ops.OpSpec, args: dict[str, Any], on_result: Any) -> None:
+        """A command of the gateway's own, answered to ``on_result`` instead of a client."""
+        if not self._connected or self._closing:
+            log.warning("%s for %s not sent: the counter is not connected", spec.name, args.get("account_id"))
+            return
+        token = next(self._tokens)
+        deadline = time.monotonic() + self.config.broker_timeout
+        self._pending.add(Pending(token, [_GATEWAY_CLIENT], None, spec, args, deadline, on_result=on_result))
+        heapq.heappush(self._deadlines, (deadline, token))
+        self.broker.submit(token, spec, args)
 
     def _wait(
         self, envelope: list[bytes], request_id: Any, spec: ops.OpSpec, args: dict[str, Any],
@@ -481,16 +555,33 @@ class Gateway:
         elif op == "reload":
             try:
                 result = self._reload()
-            except KeyFileError as exc:
-                self._reply_error(envelope, request_id, errors.INVALID_ARGUMENT, f"reload: {exc}; the old keys stay")
+            except (KeyFileError, ConfigError) as exc:
+                self._reply_error(envelope, request_id, errors.INVALID_ARGUMENT,
+                                  f"reload: {exc}; the old keys and limits stay")
                 return
+        elif op in ("halt", "reduce_only", "resume"):
+            state = {"halt": HALTED, "reduce_only": REDUCE_ONLY, "resume": NORMAL}[op]
+            reason = args["reason"] or f"{op} by {key.name}"
+            result = self._set_trading(state, reason, cancel_open=args.get("cancel_open", False))
+        elif op == "risk":
+            accounts = [a for a in self.config.accounts if access.may_use(key, a)]
+            report = self.risk.report(accounts, self._view.books)
+            if key.accounts is not None:
+                report["limits"].pop("default", None)
+            result = {"trading": self.killswitch.as_map(), **report}
         else:  # the op table and this dispatch disagree: a bug, reported, not hidden
             raise NotImplementedError(f"no gateway handler for op {op}")
         self._reply_ok(envelope, request_id, result)
 
     def _reload(self) -> dict[str, Any]:
-        """Read the keys again; if any key lost a right, drop every connection shortly."""
+        """Read the risk limits and the keys again; if any key lost a right, drop every connection."""
+        risk_config = None
+        if self._config_path:  # checked whole before anything changes
+            risk_config = load_risk(self._config_path)
         admitted, lost = self.access.reload()
+        if risk_config is not None:
+            self.risk.update(risk_config)
+            log.info("risk limits reloaded from %s", self._config_path)
         if lost:
             # Subscribers at once: no event published from now on reaches a revoked key. Commands
             # are refused by key already; the ROUTER waits so this reload's own reply leaves.
@@ -500,7 +591,8 @@ class Gateway:
             "keys reloaded: %d admitted%s", len(admitted),
             f"; {', '.join(lost)} lost rights: dropping connections" if lost else "",
         )
-        return {"admitted": admitted, "revoked": lost, "dropping_connections": bool(lost)}
+        return {"admitted": admitted, "revoked": lost, "dropping_connections": bool(lost),
+                "risk_limits": "reloaded" if risk_config is not None else "unchanged (no config file)"}
 
     def _drop_connections(self) -> None:
         self._drop_at = 0.0
@@ -540,6 +632,7 @@ class Gateway:
             "pending": len(self._pending),
             "journal_errors": self.stats["journal_errors"],
             "unknown_orders": self.ledger.count(UNKNOWN) if self.ledger else 0,
+            "trading_state": self.killswitch.state,
             "uptime": round(time.monotonic() - self._started_at, 3),
         }
 
@@ -596,7 +689,7 @@ class Gateway:
             elif tag == "reload":
                 try:
                     self._reload()
-                except KeyFileError as exc:
+                except (KeyFileError, ConfigError) as exc:
                     log.error("reload failed, the old keys stay: %s", exc)
             elif tag == "stop":
                 self._flush()
@@ -768,15 +861,8 @@ class Gateway:
             return
         spec = ops.OPS["query_stock_orders"]
         for account_id in sorted(accounts):
-            token = next(self._tokens)
-            deadline = now + self.config.broker_timeout
             args = {"account_id": account_id, "account_type": "STOCK", "cancelable_only": False}
-            self._pending.add(
-                Pending(token, [_GATEWAY_CLIENT], None, spec, args, deadline,
-                        on_result=lambda orders, a=account_id: self._settle_found(a, orders))
-            )
-            heapq.heappush(self._deadlines, (deadline, token))
-            self.broker.submit(token, spec, args)
+            self._internal(spec, args, lambda orders, a=account_id: self._settle_found(a, orders))
 
     def _settle_found(self, account_id: str, orders: list[dict[str, Any]]) -> None:
         assert self.ledger is not None
@@ -882,9 +968,11 @@ class Gateway:
     def _reply_ok(self, envelope: list[bytes], request_id: Any, result: Any) -> None:
         self._send(envelope, encode_ok(request_id, result))
 
-    def _reply_error(self, envelope: list[bytes], request_id: Any, code: str, message: str) -> None:
+    def _reply_error(
+        self, envelope: list[bytes], request_id: Any, code: str, message: str, details: dict[str, Any] | None = None
+    ) -> None:
         self.stats["errors"] += 1
-        self._send(envelope, encode_error(request_id, code, message))
+        self._send(envelope, encode_error(request_id, code, message, details))
 
     def _send(self, envelope: list[bytes], payload: bytes) -> None:
         assert self._router is not None

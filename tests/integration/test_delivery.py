@@ -161,7 +161,9 @@ def free_port() -> int:
 class GatewayProcess:
     def __init__(self, data_dir: Path, router: str, pub: str, sim_settings: str = "") -> None:
         config = data_dir / "gateway.toml"
-        config.write_text(f"[sim]\ncash = 10000000000.0\n{sim_settings}\n", encoding="utf-8")
+        # The burst sends identical orders faster than the default rate limit: both off here.
+        risk = "[risk]\norders_per_second = 0\norders_per_day = 0\nduplicate_window = 0\nmax_open_orders = 0\n"
+        config.write_text(f"{risk}[sim]\ncash = 10000000000.0\n{sim_settings}\n", encoding="utf-8")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "adapter", "serve", "--router", router, "--pub", pub,
              "--data-dir", str(data_dir), "--config", str(config), "--log-level", "WARNING"],

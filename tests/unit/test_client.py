@@ -335,7 +335,7 @@ def test_methods_match_the_protocol_op_table() -> None:
         params = list(inspect.signature(method).parameters.values())[1:]  # skip self
         positional = [p for p in params if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD]
         keyword_only = {p.name: p.default for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY}
-        keyword_params = ("account_type", "client_order_id")
+        keyword_params = ("account_type", "client_order_id", "intentional")
         expected = [p for p in spec.all_params if p.name not in keyword_params]
         assert [p.name for p in positional] == [p.name for p in expected], name
         for param, wire in zip(positional, expected):
@@ -345,6 +345,8 @@ def test_methods_match_the_protocol_op_table() -> None:
         wanted_keywords = {"account_type": "STOCK"} if spec.takes_account else {}
         if "client_order_id" in spec.param_names:
             wanted_keywords["client_order_id"] = None
+        if "intentional" in spec.param_names:
+            wanted_keywords["intentional"] = False
         assert keyword_only == wanted_keywords, name
         assert getattr(Client, name) is method and getattr(AsyncClient, name) is method
 
@@ -411,6 +413,11 @@ CALLS: list[tuple[str, tuple[Any, ...], dict[str, Any], dict[str, Any]]] = [
     ("journal_info", (), {}, {}),
     ("order_outcomes", (ACCOUNT,), {}, {"account_id": ACCOUNT}),
     ("reload", (), {}, {}),
+    ("risk", (), {}, {}),
+    ("halt", (), {}, {"cancel_open": False, "reason": ""}),
+    ("halt", (True, "fat finger"), {}, {"cancel_open": True, "reason": "fat finger"}),
+    ("reduce_only", (), {}, {"reason": ""}),
+    ("resume", ("checked",), {}, {"reason": "checked"}),
 ]
 
 

@@ -56,7 +56,7 @@ def test_a_network_bind_without_encryption_needs_insecure() -> None:
     assert load_config(None, router="tcp://0.0.0.0:5555", insecure=True).insecure
 
 
-def test_the_readme_lists_every_setting() -> None:
+def test_the_readme_lists_every_setting(tmp_path: Path) -> None:
     from dataclasses import fields
 
     from adapter.config import Config, SimConfig
@@ -64,5 +64,12 @@ def test_the_readme_lists_every_setting() -> None:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
     block = readme.split("## Configuration", 1)[1].split("```toml", 1)[1].split("```", 1)[0]
     listed = {line.split("=", 1)[0].strip() for line in block.splitlines() if "=" in line and not line.startswith("[")}
-    wanted = {f.name for f in fields(Config) if f.name not in ("sim",)} | {f.name for f in fields(SimConfig) if f.name != "positions"}
+    from adapter.risk import Limits
+
+    wanted = {f.name for f in fields(Config) if f.name not in ("sim", "risk")}
+    wanted |= {f.name for f in fields(SimConfig) if f.name != "positions"} | {f.name for f in fields(Limits)}
     assert wanted <= listed, sorted(wanted - listed)
+    assert "[risk]" in block and "[risk.accounts." in block and "[risk.keys." in block
+    example = tmp_path / "readme-config.toml"  # the block is a working config file
+    example.write_text(block, encoding="utf-8")
+    assert load_config(example).risk_config().keys == {"strategy-1": {"orders_per_second": 5.0}}

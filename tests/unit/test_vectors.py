@@ -64,7 +64,9 @@ def test_reply_vectors(name: str) -> None:
             records = result if isinstance(result, list) else [result]
             assert all(tuple(r) == fields for r in records)
     else:
-        assert encode_error(body["id"], body["error"]["code"], body["error"]["message"]) == wire
+        error = body["error"]
+        details = {k: v for k, v in error.items() if k not in ("code", "message")} or None
+        assert encode_error(body["id"], error["code"], error["message"], details) == wire
 
 
 @pytest.mark.parametrize("name", [n for n in NAMES if n.startswith("event.")])
