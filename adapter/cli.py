@@ -152,6 +152,7 @@ def _cmd_ping(client: Any, args: argparse.Namespace) -> int:
         + f"gateway {info.server_version} (protocol v{info.protocol_version}), backend {info.backend}, "
         f"counter {state}, accounts {', '.join(info.accounts)}, last seq {info.last_seq}"
         + (f", {unknown} order{'s' if unknown != 1 else ''} with unknown outcome" if unknown else "")
+        + (f", trading {info.trading_state.upper()}" if info.get("trading_state", "normal") != "normal" else "")
     )
     return 0 if info.connected else EXIT_ERROR
 
@@ -303,18 +304,18 @@ def _cmd_trading(client: Any, args: argparse.Namespace) -> int:
 
 
 def _cmd_risk(client: Any, args: argparse.Namespace) -> int:
-    report = client.risk()
-    trading = report.trading
-    print(f"trading: {trading.state}" + (f" ({trading.reason})" if trading.reason else ""))
-    limits = report.limits
-    for account_id, usage in report.usage.items():
-        mine = limits.accounts[account_id]
-        print(f"\naccount {account_id}: {usage.open_orders} open orders, {usage.today} orders+cancels today")
-        _table(("limit", "value"), [(name, ", ".join(v) if isinstance(v, list) else v) for name, v in mine.items()])
+    report = client.risk().to_dict()
+    trading = report["trading"]
+    print(f"trading: {trading['state']}" + (f" ({trading['reason']})" if trading["reason"] else ""))
+    limits = report["limits"]
+    for account_id, usage in report["usage"].items():
+        print(f"\naccount {account_id}: {usage['open_orders']} open orders, {usage['today']} orders+cancels today")
+        rows = [(name, ", ".join(v) if isinstance(v, list) else v) for name, v in limits["accounts"][account_id].items()]
+        _table(("limit", "value"), rows)
     for name, level in (limits.get("keys") or {}).items():
         print(f"\nkey {name}: " + ", ".join(f"{k}={v}" for k, v in level.items()))
     print("\ndenials by rule:")
-    _table(("rule", "count"), sorted(report.denials.items()))
+    _table(("rule", "count"), sorted(report["denials"].items()))
     return 0
 
 

@@ -233,9 +233,8 @@ class RiskEngine:
         if state == REDUCE_ONLY:
             if side != SELL:
                 raise Denial("trading.reduce_only", "the gateway is reduce-only: only sells that shrink a position")
-            selling = sum(o["order_volume"] - o.get("traded_volume", 0) for o in open_orders
-                          if o.get("stock_code") == code and o.get("order_type") == SELL)
-            sellable = int(position.get("can_use_volume") or 0) - selling
+            # The counter's can_use_volume already excludes shares frozen by open sells.
+            sellable = int(position.get("can_use_volume") or 0)
             if volume > sellable:
                 raise Denial("trading.reduce_only", f"reduce-only: sell {volume} of {code} exceeds the "
                              f"{max(sellable, 0)} sellable", sellable, volume)

@@ -251,3 +251,39 @@ def test_secure_deployment_as_the_readme_shows(tmp_path: "os.PathLike[str]") -> 
         with open(os.path.join(keys, "private", f"{name}.key_secret")) as handle:
             secret = re.search(r'secret-key = "(.+)"', handle.read())
         assert secret and secret.group(1) not in log
+
+
+def test_kill_switch_and_risk_from_the_cli(tmp_path: "os.PathLike[str]") -> None:
+    config = os.path.join(tmp_path, "gateway.toml")
+    with open(config, "w", encoding="utf-8") as handle:
+        handle.write("[risk]\nmax_order_volume = 1000\n")
+    server = Server(os.path.join(tmp_path, "data"), "--config", config)
+    try:
+        big = cli(server, "buy", ACCOUNT, "600000.SH", "2000", "10.60")
+        assert big.returncode == 1 and "risk_denied: order.max_volume" in big.stderr
+        with open(config, "w", encoding="utf-8") as handle:
+            handle.write("[risk]\nmax_order_volume = 5000\n")
+        server.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 15
+        while cli(server, "buy", ACCOUNT, "600000.SH", "2000", "10.60").returncode != 0:
+            assert time.monotonic() < deadline, "the new limit was not picked up after SIGHUP"
+        resting = cli(server, "buy", ACCOUNT, "600000.SH", "100", "10.00")
+        assert resting.returncode == 0
+        halt = cli(server, "halt", "--cancel-open", "--reason", "fat finger")
+        assert halt.returncode == 0 and "trading halted (was normal): fat finger" in halt.stdout
+        refused = cli(server, "buy", ACCOUNT, "600000.SH", "100", "10.00", "--intentional")
+        assert refused.returncode == 1 and "trading.halted" in refused.stderr
+        assert "trading HALTED" in cli(server, "ping").stdout
+        deadline = time.monotonic() + 15
+        while "(none)" not in cli(server, "orders", ACCOUNT, "--cancelable").stdout:
+            assert time.monotonic() < deadline, "the open order was not cancelled"
+        report = cli(server, "risk")
+        assert report.returncode == 0 and "trading: halted (fat finger)" in report.stdout
+        assert re.search(r"max_order_volume\s+5000", report.stdout)
+        assert re.search(r"order\.max_volume\s+1", report.stdout) and re.search(r"trading\.halted\s+1", report.stdout)
+        assert cli(server, "resume").returncode == 0
+        assert cli(server, "buy", ACCOUNT, "600000.SH", "100", "10.00", "--intentional").returncode == 0
+    finally:
+        assert server.stop() == 0
+    log = "".join(server.output)
+    assert "risk limits reloaded" in log and "HALTED" in log

@@ -364,10 +364,10 @@ CALLS: list[tuple[str, tuple[Any, ...], dict[str, Any], dict[str, Any]]] = [
     (
         "order_stock_async",
         (ACCOUNT, "000001.SZ", "sell", 200, "latest", 0.0, "s1"),
-        {"account_type": "CREDIT", "client_order_id": "c2"},
+        {"account_type": "CREDIT", "client_order_id": "c2", "intentional": True},
         {"account_id": ACCOUNT, "account_type": "CREDIT", "stock_code": "000001.SZ", "order_type": "sell",
          "order_volume": 200, "price_type": "latest", "price": 0.0, "strategy_name": "s1", "order_remark": "",
-         "client_order_id": "c2"},
+         "client_order_id": "c2", "intentional": True},
     ),
     ("cancel_order_stock", (ACCOUNT, 7), {}, {"account_id": ACCOUNT, "order_id": 7}),
     ("cancel_order_stock_async", (ACCOUNT, 8), {}, {"account_id": ACCOUNT, "order_id": 8}),
