@@ -179,3 +179,30 @@ def test_risk_events_reach_only_their_account(gateway_factory: Any) -> None:
 
 def test_make_config_default_is_what_other_tests_expect() -> None:
     assert make_config().risk_config().base.orders_per_second == 0  # the suite's other tests: checks off
+
+
+def test_a_keys_own_limits_apply_on_top_of_the_accounts(gateway_factory: Any, tmp_path: Path) -> None:
+    from adapter.keys import ensure_server_key, new_client_key
+
+    keys = tmp_path / "keys"
+    ensure_server_key(keys)
+    for name in ("small", "big"):
+        new_client_key(keys, name, frozenset({ACCOUNT}), frozenset({"read", "trade"}))
+    gateway = gateway_factory(
+        curve=True, keys_dir=str(keys), accounts=(ACCOUNT, OTHER),
+        risk={"max_order_volume": 5000, "duplicate_window": 0, "keys": {"small": {"max_order_volume": 300}}},
+    )
+
+    def connect(name: str) -> Client:
+        return Client(gateway.router_endpoint, gateway.pub_endpoint, timeout=5.0,
+                      client_key=keys / "private" / f"{name}.key_secret", server_key=keys / "server.key")
+
+    with connect("small") as small, connect("big") as big:
+        assert denial_of(lambda: buy(small, volume=400)).details == {"rule": "order.max_volume", "limit": 300, "value": 400}
+        assert buy(small, volume=300).order_id > 0
+        assert buy(big, volume=4000).order_id > 0  # the account's limit only
+        report = small.risk()
+        assert list(report.usage.to_dict()) == [ACCOUNT] and "default" not in report.limits.to_dict()
+        with pytest.raises(GatewayError) as denied:
+            small.halt()
+        assert denied.value.code == "permission_denied"
