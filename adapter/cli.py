@@ -31,6 +31,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _serve(args)
     if args.command == "keys":
         return _keys(args)
+    if args.command == "run":
+        return _run_script(args)
     return _client_command(args)
 
 
@@ -328,6 +330,16 @@ def _cmd_reload(client: Any, args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_script(args: argparse.Namespace) -> int:
+    from .compat.runner import run
+
+    for value, name in ((args.client_key, "QMT_ADAPTER_CLIENT_KEY"), (args.server_key, "QMT_ADAPTER_SERVER_KEY")):
+        if value:
+            os.environ[name] = value
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return run(args.script, args.args, args.router, args.pub)
+
+
 def _keys(args: argparse.Namespace) -> int:
     from .keys import (
         KeyFileError, ensure_server_key, load_client_keys, load_server_secret, new_client_key, parse_accounts,
@@ -542,6 +554,14 @@ def _parser() -> argparse.ArgumentParser:
     for sub in (halt, reduce, resume):
         sub.add_argument("--reason", default="", help="recorded in the event and the log")
     client_parser("risk", "show the trading state, risk limits, usage and denials")
+
+    run = commands.add_parser("run", help="run an xtquant strategy script unchanged against the gateway")
+    run.add_argument("--router", help="gateway ROUTER endpoint (env QMT_ADAPTER_ROUTER; default tcp://127.0.0.1:5555)")
+    run.add_argument("--pub", help="gateway PUB endpoint (env QMT_ADAPTER_PUB; default: the router's port + 1)")
+    run.add_argument("--client-key", help="NAME.key_secret for a CURVE gateway (env QMT_ADAPTER_CLIENT_KEY)")
+    run.add_argument("--server-key", help="the gateway's server.key (env QMT_ADAPTER_SERVER_KEY)")
+    run.add_argument("script", help="a Python file that uses xtquant.xttrader")
+    run.add_argument("args", nargs=argparse.REMAINDER, help="the script's own arguments")
 
     keys = commands.add_parser("keys", help="create, list and revoke CURVE keys")
     keys.set_defaults(keys_parser=keys)

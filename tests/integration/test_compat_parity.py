@@ -1,0 +1,180 @@
+"""Parity: one scenario run with the genuine XtQuantTrader over the sim in-process, and with the
+compatible class over the gateway over the sim. Return values, query results and the callbacks
+must match, ids and times aside (they must differ between two counters)."""
+
+from __future__ import annotations
+
+import difflib
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Callable
+
+from adapter import sim
+from adapter.compat import StockAccount, XtQuantTrader as CompatTrader
+from adapter.compat.xttypes import GATEWAY_FIELDS
+from adapter.config import SimConfig
+
+from ..conftest import ACCOUNT
+
+SIM = SimConfig(fill_volume=100, positions={ACCOUNT: {"000001.SZ": 500}})
+# Differ between two counters by nature: ids, times, the counter's sequence numbers.
+VOLATILE = {"order_id", "order_sysid", "traded_id", "order_time", "traded_time", "seq"}
+DEADLINE = 10.0
+
+
+class Recorder:
+    """Every callback, in order, as (method, fields)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Callable[..., None]:
+        if not name.startswith("on_"):
+            raise AttributeError(name)
+
+        def record(*args: Any) -> None:
+            with self._lock:
+                self.calls.append((name, dict(vars(args[0])) if args else {}))
+
+        return record
+
+    def count(self, method: str, **match: Any) -> int:
+        with self._lock:
+            return sum(1 for m, f in self.calls if m == method and all(f.get(k) == v for k, v in match.items()))
+
+    def wait(self, method: str, count: int = 1, **match: Any) -> None:
+        deadline = time.monotonic() + DEADLINE
+        while self.count(method, **match) < count:
+            assert time.monotonic() < deadline, f"no {method} {match} (have {self.calls[-5:]})"
+            time.sleep(0.005)
+
+
+def scenario(trader: Any, step: Callable[[], None]) -> tuple[list[Any], Recorder]:
+    """The strategy: returns what each call returned, in order, and the callbacks."""
+    out: list[Any] = []
+    recorder = Recorder()
+    acc = StockAccount(ACCOUNT)
+    trader.register_callback(recorder)
+    trader.start()
+    out.append(("connect", trader.connect()))
+    out.append(("subscribe", trader.subscribe(acc)))
+    out.append(("asset", trader.query_stock_asset(acc)))
+    out.append(("positions", trader.query_stock_positions(acc)))
+    out.append(("orders", trader.query_stock_orders(acc)))
+    # A fill in three parts (100 per matching pass).
+    filled = trader.order_stock(acc, "600000.SH", 23, 300, 11, 10.60, "parity", "fill")
+    out.append(("filled", filled))
+    recorder.wait("on_stock_trade", order_id=filled)
+    step()
+    recorder.wait("on_stock_trade", 2, order_id=filled)
+    step()
+    recorder.wait("on_stock_order", order_id=filled, order_status=56)
+    # A resting order, cancelled synchronously.
+    resting = trader.order_stock(acc, "600000.SH", 23, 200, 11, 10.00, "parity", "rest")
+    out.append(("resting", resting))
+    out.append(("cancel", trader.cancel_order_stock(acc, resting)))
+    recorder.wait("on_stock_order", order_id=resting, order_status=54)
+    # An async order that fills, and an async cancel of a resting one.
+    seq = trader.order_stock_async(acc, "000001.SZ", 24, 100, 11, 11.80, "parity", "async sell")
+    out.append(("async order seq > 0", seq > 0))
+    recorder.wait("on_order_stock_async_response", seq=seq)
+    resting2 = trader.order_stock(acc, "600000.SH", 23, 100, 11, 10.10, "parity", "rest2")
+    cancel_seq = trader.cancel_order_stock_async(acc, resting2)
+    out.append(("async cancel seq > 0", cancel_seq > 0))
+    recorder.wait("on_cancel_order_stock_async_response", seq=cancel_seq)
+    recorder.wait("on_stock_order", order_id=resting2, order_status=54)
+    # Refusals: outside the daily band, more than held, and cancelling a finished order.
+    rejected = trader.order_stock(acc, "600000.SH", 23, 100, 11, 20.00, "parity", "too high")
+    out.append(("rejected", rejected))
+    recorder.wait("on_order_error")
+    oversold = trader.order_stock(acc, "000001.SZ", 24, 10_000, 11, 11.80, "parity", "oversell")
+    out.append(("oversold", oversold))
+    recorder.wait("on_order_error", 2)
+    out.append(("cancel filled", trader.cancel_order_stock(acc, filled)))
+    async_cancel = trader.cancel_order_stock_async(acc, filled)
+    recorder.wait("on_cancel_order_stock_async_response", seq=async_cancel)
+    recorder.wait("on_cancel_error")
+    # The books at the end.
+    out.append(("order", trader.query_stock_order(acc, filled)))
+    out.append(("no order", trader.query_stock_order(acc, 999_999_999)))
+    out.append(("orders", trader.query_stock_orders(acc)))
+    out.append(("cancelable", trader.query_stock_orders(acc, True)))
+    out.append(("trades", trader.query_stock_trades(acc)))
+    out.append(("positions", trader.query_stock_positions(acc)))
+    out.append(("position", trader.query_stock_position(acc, "600000.SH")))
+    out.append(("no position", trader.query_stock_position(acc, "600036.SH")))
+    out.append(("asset", trader.query_stock_asset(acc)))
+    out.append(("status", trader.query_account_status()))
+    settle = time.monotonic() + 0.5  # let late pushes arrive before comparing (bounded)
+    while time.monotonic() < settle:
+        time.sleep(0.05)
+    return out, recorder
+
+
+def normal(value: Any, ids: dict[Any, str]) -> Any:
+    """Objects to field dicts with ids replaced by their order of first appearance."""
+    if isinstance(value, list):
+        return [normal(v, ids) for v in value]
+    if isinstance(value, tuple):
+        return tuple(normal(v, ids) for v in value)
+    if hasattr(value, "__dict__") and not isinstance(value, type):
+        value = dict(vars(value))
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            if key in GATEWAY_FIELDS or key in VOLATILE - {"order_id"}:
+                continue
+            out[key] = _id(item, ids) if key == "order_id" else normal(item, ids)
+        return out
+    return value
+
+
+def _id(value: Any, ids: dict[Any, str]) -> Any:
+    if not isinstance(value, int) or value <= 0:
+        return value
+    return ids.setdefault(value, f"order#{len(ids) + 1}")
+
+
+def run_genuine(tmp_path: Path) -> tuple[list[Any], Recorder]:
+    sim.install()
+    from xtquant.xttrader import XtQuantTrader
+
+    counter = sim.SimCounter(SIM, [ACCOUNT], state_path=tmp_path / "genuine.sqlite3")
+    path = f"sim://{uuid.uuid4().hex}"
+    sim.register_counter(path, counter)
+    trader = XtQuantTrader(path, 4242)
+    try:
+        return scenario(trader, counter.step)
+    finally:
+        trader.stop()
+        sim.unregister_counter(path)
+        counter.close()
+
+
+def run_compat(gateway_factory: Any, monkeypatch: Any) -> tuple[list[Any], Recorder]:
+    gateway = gateway_factory(sim=SIM)
+    monkeypatch.setenv("QMT_ADAPTER_ROUTER", gateway.router_endpoint)
+    monkeypatch.setenv("QMT_ADAPTER_PUB", gateway.pub_endpoint)
+    trader = CompatTrader(r"D:\QMT\userdata_mini", 4242)  # a Windows path, ignored
+    try:
+        return scenario(trader, gateway.broker.counter.step)
+    finally:
+        trader.stop()
+
+
+def test_the_compatible_trader_matches_the_genuine_one(gateway_factory: Any, tmp_path: Path, monkeypatch: Any) -> None:
+    genuine_out, genuine_calls = run_genuine(tmp_path)
+    compat_out, compat_calls = run_compat(gateway_factory, monkeypatch)
+    ids_genuine: dict[Any, str] = {}
+    ids_compat: dict[Any, str] = {}
+    assert normal(compat_out, ids_compat) == normal(genuine_out, ids_genuine)
+    got, want = normal(compat_calls.calls, ids_compat), normal(genuine_calls.calls, ids_genuine)
+    methods = {method for method, _ in want}
+    assert methods >= {"on_account_status", "on_stock_order", "on_stock_trade", "on_stock_asset", "on_stock_position",
+                       "on_order_error", "on_cancel_error", "on_order_stock_async_response",
+                       "on_cancel_order_stock_async_response"}, methods
+    assert got == want, "\n" + "\n".join(difflib.unified_diff(
+        [repr(call) for call in want], [repr(call) for call in got], "genuine", "compat", lineterm="", n=1))
