@@ -300,8 +300,24 @@ class XtBroker:
             trader.query_account_infos_async(deliver)
         elif name == "query_account_status":
             trader.query_account_status_async(deliver)
+        elif name in _CREDIT_CALLS:
+            getattr(trader, f"{name}_async")(account, deliver)
+        elif name == "query_new_purchase_limit":
+            trader.query_new_purchase_limit_async(account, deliver)
+        elif name == "query_ipo_data":
+            trader.query_ipo_data_async(deliver)
         else:  # the op table and this dispatch disagree: a bug, reported, not hidden
             raise NotImplementedError(f"no broker call for op {name}")
+
+
+_CREDIT_CALLS = frozenset({
+    "query_credit_detail", "query_stk_compacts", "query_credit_subjects", "query_credit_slo_code", "query_credit_assure",
+})
+
+
+def _public(obj: Any) -> dict[str, Any]:
+    """A credit record as a map of its public attributes (their names differ by record type)."""
+    return {k: events.plain(v) for k, v in vars(obj).items() if not k.startswith("_")}
 
 
 def _record(obj: Any, fields: tuple[str, ...]) -> dict[str, Any] | None:
@@ -318,12 +334,25 @@ def _query_delivery(post: Post, token: int, op: str, args: dict[str, Any]) -> Ca
     The single-item queries have no async form in xttrader, so they use the list query
     and pick the item here: same answer, and the broker thread never blocks.
     """
-    fields = events.QUERY_FIELDS[op]
+    fields = events.QUERY_FIELDS.get(op, ())
 
     def deliver(response: Any) -> None:
         try:
-            if op == "query_stock_asset":
-                result: Any = _record(response, fields)
+            if op in _CREDIT_CALLS:
+                result: Any = [_public(item) for item in response or ()]
+            elif op == "query_new_purchase_limit":  # as xttrader's sync form shapes it
+                result = {item.m_strNewPurchaseLimitKey: item.m_nNewPurchaseLimitValue for item in response or ()}
+            elif op == "query_ipo_data":
+                result = {
+                    item.m_strIPOCode: {
+                        "name": item.m_strIPOName, "type": item.m_strIPOType, "maxPurchaseNum": item.m_nMaxPurchaseNum,
+                        "minPurchaseNum": item.m_nMinPurchaseNum, "purchaseDate": item.m_strPurchaseDate,
+                        "issuePrice": item.m_dIssuePrice,
+                    }
+                    for item in response or ()
+                }
+            elif op == "query_stock_asset":
+                result = _record(response, fields)
             elif op == "query_stock_position":
                 code = args["stock_code"]
                 result = next((events.to_map(p, fields) for p in response or () if p.stock_code == code), None)

@@ -130,6 +130,36 @@ class OpMethods(Generic[RecordT, OptionalRecordT, RecordListT, AnyT]):
         """The event journal: epoch, first_seq, last_seq, count, size_bytes, path, retention."""
         return cast(RecordT, self._call("journal_info", {}, timeout))
 
+    def query_credit_detail(self, account_id: str, *, account_type: str | int = "STOCK", timeout: float | None = None) -> RecordListT:
+        """Credit (margin) account details; [] for a cash account (records named as the counter names them)."""
+        return cast(RecordListT, self._call("query_credit_detail", _wire_args(locals()), timeout))
+
+    def query_stk_compacts(self, account_id: str, *, account_type: str | int = "STOCK", timeout: float | None = None) -> RecordListT:
+        """Margin contracts (records named as the counter names them)."""
+        return cast(RecordListT, self._call("query_stk_compacts", _wire_args(locals()), timeout))
+
+    def query_credit_subjects(self, account_id: str, *, account_type: str | int = "STOCK", timeout: float | None = None) -> RecordListT:
+        """Margin-eligible securities (records named as the counter names them)."""
+        return cast(RecordListT, self._call("query_credit_subjects", _wire_args(locals()), timeout))
+
+    def query_credit_slo_code(self, account_id: str, *, account_type: str | int = "STOCK", timeout: float | None = None) -> RecordListT:
+        """Securities available to borrow (records named as the counter names them)."""
+        return cast(RecordListT, self._call("query_credit_slo_code", _wire_args(locals()), timeout))
+
+    def query_credit_assure(self, account_id: str, *, account_type: str | int = "STOCK", timeout: float | None = None) -> RecordListT:
+        """Collateral securities (records named as the counter names them)."""
+        return cast(RecordListT, self._call("query_credit_assure", _wire_args(locals()), timeout))
+
+    def query_new_purchase_limit(
+        self, account_id: str, *, account_type: str | int = "STOCK", timeout: float | None = None
+    ) -> RecordT:
+        """IPO subscription quota, as a record ``{key: shares}`` (e.g. ``SH``, ``SZ``)."""
+        return cast(RecordT, self._call("query_new_purchase_limit", _wire_args(locals()), timeout))
+
+    def query_ipo_data(self, *, timeout: float | None = None) -> RecordT:
+        """Today's new issues, as a record ``{code: {name, type, maxPurchaseNum, ...}}``."""
+        return cast(RecordT, self._call("query_ipo_data", {}, timeout))
+
     def risk(self, *, timeout: float | None = None) -> RecordT:
         """The trading state, the risk limits, usage per account and denials per rule."""
         return cast(RecordT, self._call("risk", {}, timeout))

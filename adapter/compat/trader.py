@@ -276,6 +276,27 @@ class XtQuantTrader:
     def query_account_status(self) -> Any:
         return self._query("query_account_status", "XtAccountStatus", None)
 
+    def query_credit_detail(self, account: Any) -> Any:
+        return self._query("query_credit_detail", "XtCreditDetail", account)
+
+    def query_stk_compacts(self, account: Any) -> Any:
+        return self._query("query_stk_compacts", "XtStkCompacts", account)
+
+    def query_credit_subjects(self, account: Any) -> Any:
+        return self._query("query_credit_subjects", "XtCreditSubjects", account)
+
+    def query_credit_slo_code(self, account: Any) -> Any:
+        return self._query("query_credit_slo_code", "XtCreditSloCode", account)
+
+    def query_credit_assure(self, account: Any) -> Any:
+        return self._query("query_credit_assure", "XtCreditAssure", account)
+
+    def query_new_purchase_limit(self, account: Any) -> Any:
+        return self._query("query_new_purchase_limit", "", account)
+
+    def query_ipo_data(self) -> Any:
+        return self._query("query_ipo_data", "", None)
+
     def _query(self, op: str, kind: str, account: Any, *args: Any) -> Any:
         def call(client: Client) -> Any:
             method = getattr(client, op)
@@ -286,6 +307,8 @@ class XtQuantTrader:
         result = self._do(op, call)
         if result is None:
             return None
+        if not kind:  # answered as a plain dict, as xttrader's own method shapes it
+            return result.to_dict()
         if isinstance(result, list):
             return [xttypes.make(kind, r.to_dict()) for r in result]
         return xttypes.make(kind, result.to_dict())
@@ -311,6 +334,46 @@ class XtQuantTrader:
 
     def query_stock_positions_async(self, account: Any, callback: Callable[[Any], None]) -> int:
         return self._async_query(self.query_stock_positions, (account,), callback)
+
+    def query_credit_detail_async(self, account: Any, callback: Callable[[Any], None]) -> int:
+        return self._async_query(self.query_credit_detail, (account,), callback)
+
+    def query_stk_compacts_async(self, account: Any, callback: Callable[[Any], None]) -> int:
+        return self._async_query(self.query_stk_compacts, (account,), callback)
+
+    def query_credit_subjects_async(self, account: Any, callback: Callable[[Any], None]) -> int:
+        return self._async_query(self.query_credit_subjects, (account,), callback)
+
+    def query_credit_slo_code_async(self, account: Any, callback: Callable[[Any], None]) -> int:
+        return self._async_query(self.query_credit_slo_code, (account,), callback)
+
+    def query_credit_assure_async(self, account: Any, callback: Callable[[Any], None]) -> int:
+        return self._async_query(self.query_credit_assure, (account,), callback)
+
+    def query_new_purchase_limit_async(self, account: Any, callback: Callable[[Any], None]) -> int:
+        # xttrader hands the async callback the native rows, not the dict its sync form builds.
+        def rows(account: Any) -> Any:
+            limits = self.query_new_purchase_limit(account)
+            return None if limits is None else [
+                xttypes.make("NewPurchaseLimitItem", {"m_strNewPurchaseLimitKey": k, "m_nNewPurchaseLimitValue": v})
+                for k, v in limits.items()
+            ]
+
+        return self._async_query(rows, (account,), callback)
+
+    def query_ipo_data_async(self, callback: Callable[[Any], None]) -> int:
+        def rows() -> Any:
+            issues = self.query_ipo_data()
+            return None if issues is None else [
+                xttypes.make("IPOItem", {
+                    "m_strIPOCode": code, "m_strIPOName": d["name"], "m_strIPOType": d["type"],
+                    "m_nMaxPurchaseNum": d["maxPurchaseNum"], "m_nMinPurchaseNum": d["minPurchaseNum"],
+                    "m_strPurchaseDate": d["purchaseDate"], "m_dIssuePrice": d["issuePrice"],
+                })
+                for code, d in issues.items()
+            ]
+
+        return self._async_query(rows, (), callback)
 
     def query_account_infos_async(self, callback: Callable[[Any], None]) -> int:
         return self._async_query(self.query_account_infos, (), callback)

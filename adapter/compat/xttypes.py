@@ -25,10 +25,7 @@ GATEWAY_FIELDS = frozenset({"client_order_id"})
 
 # XtQuantTrader methods this class does not offer: calling one raises NotImplementedError.
 UNSUPPORTED_METHODS = frozenset({
-    "query_credit_detail", "query_credit_detail_async", "query_stk_compacts", "query_stk_compacts_async",
-    "query_credit_subjects", "query_credit_subjects_async", "query_credit_slo_code", "query_credit_slo_code_async",
-    "query_credit_assure", "query_credit_assure_async", "query_new_purchase_limit", "query_new_purchase_limit_async",
-    "query_ipo_data", "query_ipo_data_async", "fund_transfer", "secu_transfer", "query_com_fund",
+    "fund_transfer", "secu_transfer", "query_com_fund",
     "query_com_position", "smt_query_quoter", "smt_negotiate_order_async", "smt_appointment_order_async",
     "smt_appointment_cancel_async", "smt_query_order", "smt_query_compact", "smt_compact_renewal_async",
     "smt_compact_return_async", "query_position_statistics", "export_data", "query_data",

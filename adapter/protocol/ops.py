@@ -277,6 +277,13 @@ OPS: dict[str, OpSpec] = {
         OpSpec("query_stock_trades", QUERY, doc="today's trades"),
         OpSpec("query_account_infos", QUERY, takes_account=False, doc="accounts known to the terminal"),
         OpSpec("query_account_status", QUERY, takes_account=False, doc="login status of each account"),
+        OpSpec("query_credit_detail", QUERY, doc="credit (margin) account asset details; [] for a cash account"),
+        OpSpec("query_stk_compacts", QUERY, doc="margin contracts (负债合约)"),
+        OpSpec("query_credit_subjects", QUERY, doc="margin-eligible securities (融资融券标的)"),
+        OpSpec("query_credit_slo_code", QUERY, doc="securities available to borrow (可融券数据)"),
+        OpSpec("query_credit_assure", QUERY, doc="collateral securities (标的担保品)"),
+        OpSpec("query_new_purchase_limit", QUERY, doc="IPO subscription quota: {key: shares}"),
+        OpSpec("query_ipo_data", QUERY, takes_account=False, doc="today's new issues: {code: {name, type, ...}}"),
     )
 }
 

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import functools
 import heapq
 import itertools
 import logging
@@ -63,6 +64,7 @@ from adapter.sim.native import (
     CB_SUBSCRIBE,
     CB_TRADE,
     CB_UNSUBSCRIBE,
+    CREDIT_QUERIES,
     RESPONSE_CALLBACKS,
     AccountInfo,
     AccountStatusPush,
@@ -174,6 +176,13 @@ class _Position:
     yesterday: int = 0
     cost: Decimal = Decimal(0)  # incl. buy commissions
     open_cost: Decimal = Decimal(0)  # traded amounts only
+
+
+class _Item:
+    """A native result row: attributes named as xtquant's C++ fields (m_str..., m_n...)."""
+
+    def __init__(self, **fields: Any) -> None:
+        self.__dict__.update(fields)
 
 
 @dataclass
@@ -299,6 +308,9 @@ class SimCounter:
             "queryStockPositionsWithSeq": self._on_query_positions,
             "queryAccountInfosWithSeq": self._on_query_account_infos,
             "queryAccountStatusWithSeq": self._on_query_account_status,
+            **{method: functools.partial(self._on_query_credit, method) for method in CREDIT_QUERIES},
+            "queryNewPurchaseLimitWithSeq": self._on_query_new_purchase_limit,
+            "queryIPODataWithSeq": self._on_query_ipo_data,
         }
         assert set(self._handlers) == set(RESPONSE_CALLBACKS)
         # Write-through state: what the file holds, so each task writes only what changed.
@@ -1177,6 +1189,31 @@ class SimCounter:
     def _on_query_account_infos(self, session: Session, seq: int, fields: RequestFields) -> None:
         infos = [AccountInfo(a, STOCK_ACCOUNT, xtconstant.ACCOUNT_STATUS_OK) for a in self._accounts]
         session.deliver(RESPONSE_CALLBACKS["queryAccountInfosWithSeq"], seq, infos)
+
+    def _on_query_credit(self, method: str, session: Session, seq: int, fields: RequestFields) -> None:
+        """The sim's accounts are cash accounts: a counter answers their credit queries empty."""
+        if self._query_account(session, method, seq, fields) is not None:
+            session.deliver(RESPONSE_CALLBACKS[method], seq, [])
+
+    def _on_query_new_purchase_limit(self, session: Session, seq: int, fields: RequestFields) -> None:
+        """IPO subscription quota from today's holdings (the exchanges use a 20-day average):
+        SH 1,000 shares per 10,000 CNY of SH market value, SZ 500 per 5,000 of SZ."""
+        method = "queryNewPurchaseLimitWithSeq"
+        account = self._query_account(session, method, seq, fields)
+        if account is None:
+            return
+        value = {"SH": Decimal(0), "SZ": Decimal(0)}
+        for code, position in account.positions.items():
+            suffix = code.rsplit(".", 1)[-1]
+            if suffix in value and rules.classify(code) not in rules.FUND_BOARDS:
+                value[suffix] += position.volume * self._quote(code).last
+        limits = {"SH": int(value["SH"] // 10_000) * 1_000, "SZ": int(value["SZ"] // 5_000) * 500}
+        items = [_Item(m_strNewPurchaseLimitKey=key, m_nNewPurchaseLimitValue=amount) for key, amount in limits.items()]
+        session.deliver(RESPONSE_CALLBACKS[method], seq, items)
+
+    def _on_query_ipo_data(self, session: Session, seq: int, fields: RequestFields) -> None:
+        """The sim lists no new issues."""
+        session.deliver(RESPONSE_CALLBACKS["queryIPODataWithSeq"], seq, [])
 
     def _on_query_account_status(self, session: Session, seq: int, fields: RequestFields) -> None:
         statuses = [xttype.XtAccountStatus(a, STOCK_ACCOUNT, xtconstant.ACCOUNT_STATUS_OK) for a in self._accounts]

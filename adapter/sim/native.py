@@ -55,7 +55,17 @@ RESPONSE_CALLBACKS: dict[str, str] = {
     "queryStockPositionsWithSeq": "OnQueryStockPositionsCallback",
     "queryAccountInfosWithSeq": "OnQueryAccountInfosCallback",
     "queryAccountStatusWithSeq": "OnQueryAccountStatusCallback",
+    "queryCreditDetailWithSeq": "OnQueryCreditDetailRespCallback",
+    "queryStkCompactsWithSeq": "OnQueryStkCompactsRespCallback",
+    "queryCreditSubjectsWithSeq": "OnQueryCreditSubjectsRespCallback",
+    "queryCreditSloCodeWithSeq": "OnQueryCreditSloCodeRespCallback",
+    "queryCreditAssureWithSeq": "OnQueryCreditAssureRespCallback",
+    "queryNewPurchaseLimitWithSeq": "OnQueryNewPurchaseLimitCallback",
+    "queryIPODataWithSeq": "OnQueryIPODataCallback",
 }
+# Queries whose requests name an account (queryIPODataWithSeq does not).
+CREDIT_QUERIES = ("queryCreditDetailWithSeq", "queryStkCompactsWithSeq", "queryCreditSubjectsWithSeq",
+                  "queryCreditSloCodeWithSeq", "queryCreditAssureWithSeq")
 
 # connect() results; anything non-zero is a failure, as in xtquant.
 CONNECT_OK = 0
@@ -427,6 +437,27 @@ class XtQuantAsyncClient:
 
     def queryAccountStatusWithSeq(self, seq: int, req: object) -> None:  # noqa: N802
         self._request("queryAccountStatusWithSeq", seq, req)
+
+    def queryCreditDetailWithSeq(self, seq: int, req: object) -> None:  # noqa: N802
+        self._request("queryCreditDetailWithSeq", seq, req)
+
+    def queryStkCompactsWithSeq(self, seq: int, req: object) -> None:  # noqa: N802
+        self._request("queryStkCompactsWithSeq", seq, req)
+
+    def queryCreditSubjectsWithSeq(self, seq: int, req: object) -> None:  # noqa: N802
+        self._request("queryCreditSubjectsWithSeq", seq, req)
+
+    def queryCreditSloCodeWithSeq(self, seq: int, req: object) -> None:  # noqa: N802
+        self._request("queryCreditSloCodeWithSeq", seq, req)
+
+    def queryCreditAssureWithSeq(self, seq: int, req: object) -> None:  # noqa: N802
+        self._request("queryCreditAssureWithSeq", seq, req)
+
+    def queryNewPurchaseLimitWithSeq(self, seq: int, req: object) -> None:  # noqa: N802
+        self._request("queryNewPurchaseLimitWithSeq", seq, req)
+
+    def queryIPODataWithSeq(self, seq: int, req: object) -> None:  # noqa: N802
+        self._request("queryIPODataWithSeq", seq, req)
 
     def _request(self, method: str, seq: int, req: object) -> None:
         fields = RequestFields(req)

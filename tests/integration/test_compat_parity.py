@@ -108,6 +108,19 @@ def scenario(trader: Any, step: Callable[[], None]) -> tuple[list[Any], Recorder
     out.append(("no position", trader.query_stock_position(acc, "600036.SH")))
     out.append(("asset", trader.query_stock_asset(acc)))
     out.append(("status", trader.query_account_status()))
+    for query in ("query_credit_detail", "query_stk_compacts", "query_credit_subjects", "query_credit_slo_code",
+                  "query_credit_assure", "query_new_purchase_limit"):
+        out.append((query, getattr(trader, query)(acc)))
+    out.append(("ipo", trader.query_ipo_data()))
+    answered: list[Any] = []
+    done = threading.Event()
+    trader.query_stock_asset_async(acc, lambda asset: (answered.append(asset), done.set()))
+    assert done.wait(DEADLINE)
+    out.append(("asset async", answered[0]))
+    done.clear()
+    trader.query_new_purchase_limit_async(acc, lambda limits: (answered.append(limits), done.set()))
+    assert done.wait(DEADLINE)
+    out.append(("purchase limit async", answered[1]))
     settle = time.monotonic() + 0.5  # let late pushes arrive before comparing (bounded)
     while time.monotonic() < settle:
         time.sleep(0.05)

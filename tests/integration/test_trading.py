@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from adapter.client import GatewayError
+from adapter.client import Client, GatewayError
 from adapter.config import SimConfig
 
 from ..conftest import ACCOUNT, EventLog, trading_session, wait_for
@@ -226,3 +226,17 @@ def test_unknown_account_is_refused_by_the_gateway(client: Any) -> None:
     with pytest.raises(GatewayError) as info:
         client.query_stock_asset("999")
     assert info.value.code == "unknown_account" and "999" in info.value.message
+
+
+def test_credit_and_ipo_queries_through_the_gateway(gateway_factory: Any) -> None:
+    gateway = gateway_factory(sim=SimConfig(positions={ACCOUNT: {"600000.SH": 5000, "000001.SZ": 1000}}))
+    with Client(gateway.router_endpoint, gateway.pub_endpoint, timeout=5.0) as client:
+        for query in (client.query_credit_detail, client.query_stk_compacts, client.query_credit_subjects,
+                      client.query_credit_slo_code, client.query_credit_assure):
+            assert query(ACCOUNT) == []  # a cash account
+        # 5,000 x 10.60 = 53,000 CNY of SH stock: 5,000 shares; 1,000 x 11.80 of SZ: 1,000 shares.
+        assert client.query_new_purchase_limit(ACCOUNT).to_dict() == {"SH": 5000, "SZ": 1000}
+        assert client.query_ipo_data().to_dict() == {}
+        with pytest.raises(GatewayError) as info:
+            client.query_credit_detail("nobody")
+        assert info.value.code == "unknown_account"

@@ -414,6 +414,10 @@ CALLS: list[tuple[str, tuple[Any, ...], dict[str, Any], dict[str, Any]]] = [
     ("order_outcomes", (ACCOUNT,), {}, {"account_id": ACCOUNT}),
     ("reload", (), {}, {}),
     ("risk", (), {}, {}),
+    *[(name, (ACCOUNT,), {}, {"account_id": ACCOUNT}) for name in (
+        "query_credit_detail", "query_stk_compacts", "query_credit_subjects", "query_credit_slo_code",
+        "query_credit_assure", "query_new_purchase_limit")],
+    ("query_ipo_data", (), {}, {}),
     ("halt", (), {}, {"cancel_open": False, "reason": ""}),
     ("halt", (True, "fat finger"), {}, {"cancel_open": True, "reason": "fat finger"}),
     ("reduce_only", (), {}, {"reason": ""}),

@@ -259,10 +259,21 @@ def test_connect_results(desk: Desk) -> None:
 
 def test_unsupported_requests_raise_at_once(desk: Desk) -> None:
     trader, _ = desk.trader(ACCOUNT)
-    with pytest.raises(NotImplementedError, match="queryCreditDetailWithSeq is not supported by the simulated counter"):
-        trader.query_credit_detail(ACC)
-    with pytest.raises(NotImplementedError, match="not supported"):
+    with pytest.raises(NotImplementedError, match="queryPositionStatisticsWithSeq is not supported by the simulated counter"):
         trader.query_position_statistics(ACC)
+
+
+def test_credit_and_ipo_queries_answer_as_a_cash_account_would(desk: Desk) -> None:
+    trader, _ = desk.trader(ACCOUNT)
+    for query in (trader.query_credit_detail, trader.query_stk_compacts, trader.query_credit_subjects,
+                  trader.query_credit_slo_code, trader.query_credit_assure):
+        assert query(ACC) == []
+    assert trader.query_ipo_data() == {}
+    # Quota from holdings: SH 1,000 shares per 10,000 CNY of SH stock, SZ 500 per 5,000 of SZ.
+    held = {p.stock_code: p.market_value for p in trader.query_stock_positions(ACC)}
+    sh = sum(v for c, v in held.items() if c.endswith(".SH") and not c.startswith("5"))
+    sz = sum(v for c, v in held.items() if c.endswith(".SZ") and not c.startswith("1"))
+    assert trader.query_new_purchase_limit(ACC) == {"SH": int(sh // 10_000) * 1_000, "SZ": int(sz // 5_000) * 500}
 
 
 # -- orders: acceptance, fills, push order, accounting -----------------------------------------
