@@ -41,6 +41,7 @@ class SimConfig:
     commission_min: float = 5.0  # CNY per trade
     order_latency: float = 0.0  # seconds before the counter takes up an order request (a slow link out)
     ack_delay: float = 0.0  # seconds the counter's responses and pushes are held after its books are written
+    persist: bool = True  # keep the books in data_dir/sim-counter.sqlite3 across restarts; false: memory only
     positions: dict[str, dict[str, int]] = field(default_factory=dict)  # account -> code -> shares held since yesterday
 
     def validate(self) -> None:

@@ -156,7 +156,7 @@ class Ledger:
         return self._states[state]
 
     def create(self, account_id: str, client_order_id: str, args: dict[str, Any]) -> OrderRecord:
-        """Record a new order durably (committed before this returns)."""
+        """Record a new order: committed before this returns, or with the batch (``begin``)."""
         now = time.time_ns()
         cursor = self._db.execute(
             "INSERT INTO orders (account_id, client_order_id, fingerprint, strategy_name, order_remark, state, "
@@ -174,7 +174,7 @@ class Ledger:
         self, record: OrderRecord, state: str, order_id: int | None = None, error_msg: str = "",
         response: dict[str, Any] | None = None,
     ) -> None:
-        """Move a record to a new state (committed before this returns)."""
+        """Move a record to a new state: committed before this returns, or with the batch."""
         old_state = record.state
         record.state = state
         if order_id is not None:
@@ -189,6 +189,24 @@ class Ledger:
             (record.state, record.order_id, record.error_msg, blob, record.id),
         )
         self._index(record, old_state)
+
+    def begin(self) -> None:
+        """Hold the writes that follow in one transaction, until ``commit`` (one disk write
+        for a whole batch of commands or answers)."""
+        self._db.execute("BEGIN")
+
+    def commit(self) -> None:
+        self._db.execute("COMMIT")
+
+    def rollback(self, created: list[OrderRecord]) -> None:
+        """After a failed commit: forget the records that never reached the disk."""
+        if self._db.in_transaction:
+            self._db.execute("ROLLBACK")
+        for record in created:
+            self._by_key.pop((record.account_id, record.client_order_id), None)
+            self._by_id.pop(record.id, None)
+            self._in_flight.pop(record.id, None)
+            self._states[record.state] -= 1
 
     def close(self) -> None:
         self._db.close()

@@ -45,7 +45,6 @@ RULES = (
     "order.duplicate",
 )
 
-OPEN_STATUSES = frozenset({48, 49, 50, 51, 52, 55})  # unreported .. part-traded: still working
 BUY, SELL = 23, 24
 LIMIT_PRICE = 11
 CHINA = dt.timezone(dt.timedelta(hours=8))  # no daylight saving in China
@@ -229,7 +228,8 @@ class RiskEngine:
         if state == HALTED:
             raise Denial("trading.halted", "trading is halted at the gateway (qmt-adapter resume lifts it)")
         position = books["positions"].get(code) or {}
-        open_orders = [o for o in books["orders"].values() if o.get("order_status") in OPEN_STATUSES]
+        open_count = len(books["open"])  # the view's index of working orders
+        open_here = list(books["open_by_code"].get(code, {}).values())
         if state == REDUCE_ONLY:
             if side != SELL:
                 raise Denial("trading.reduce_only", "the gateway is reduce-only: only sells that shrink a position")
@@ -258,15 +258,15 @@ class RiskEngine:
             if limits.max_position_notional and side == BUY:
                 held = float(position.get("market_value") or 0.0)
                 buying = sum((o["order_volume"] - o.get("traded_volume", 0)) * float(o.get("price") or 0.0)
-                             for o in open_orders if o.get("stock_code") == code and o.get("order_type") == BUY)
+                             for o in open_here if o.get("order_type") == BUY)
                 total = held + buying + notional
                 if total > limits.max_position_notional:
                     raise Denial("position.max_notional", f"{code}: held {held:.2f} + open buys {buying:.2f} + "
                                  f"this order {notional:.2f} is over the limit of {limits.max_position_notional:.2f}",
                                  limits.max_position_notional, round(total, 2))
-            if limits.max_open_orders and len(open_orders) + in_flight >= limits.max_open_orders:
-                raise Denial("orders.max_open", f"{len(open_orders) + in_flight} orders are open, the limit is "
-                             f"{limits.max_open_orders}", limits.max_open_orders, len(open_orders) + in_flight + 1)
+            if limits.max_open_orders and open_count + in_flight >= limits.max_open_orders:
+                raise Denial("orders.max_open", f"{open_count + in_flight} orders are open, the limit is "
+                             f"{limits.max_open_orders}", limits.max_open_orders, open_count + in_flight + 1)
             self._check_rate(scope, limits, now)
             if limits.duplicate_window and not args.get("intentional"):
                 fingerprint = (code, side, volume, round(price, 6))
@@ -366,9 +366,8 @@ class RiskEngine:
         usage = {}
         for account_id in accounts:
             mine = self._usage.get(f"account:{account_id}") or _Usage()
-            orders = books(account_id)["orders"].values()
             usage[account_id] = {
-                "open_orders": sum(1 for o in orders if o.get("order_status") in OPEN_STATUSES),
+                "open_orders": len(books(account_id)["open"]),
                 "today": mine.today if mine.day == dt.datetime.fromtimestamp(self._wall(), CHINA).strftime("%Y-%m-%d") else 0,
                 "tokens": round(max(mine.tokens, 0.0), 3) if mine.tokens >= 0 else None,
             }

@@ -175,7 +175,9 @@ class XtBroker:
             sim.install()
             # The sim's books persist beside the journal, as a real counter's do across restarts.
             state = Path(self.config.data_dir) / "sim-counter.sqlite3"
-            self.counter = sim.SimCounter(self.config.sim, self.config.accounts, state_path=state)
+            self.counter = sim.SimCounter(
+                self.config.sim, self.config.accounts, state_path=state if self.config.sim.persist else None
+            )
             self._sim_path = f"sim://{uuid.uuid4().hex}"
             sim.register_counter(self._sim_path, self.counter)
             return self._sim_path

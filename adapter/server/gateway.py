@@ -8,12 +8,13 @@ events on this thread, which alone numbers the events.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 import logging
 import threading
 import time
-from typing import Any
+from typing import Any, Iterator
 
 import zmq
 
@@ -84,6 +85,11 @@ class Gateway:
         self._next_heartbeat = 0.0
         self._next_sweep = 0.0
         self._drop_at = 0.0  # when to drop every connection (a key lost rights); 0: not planned
+        # A batch of commands or inbox items shares one ledger commit; what must follow the
+        # commit (replies, orders to the counter) waits here until it is done.
+        self._batching = False
+        self._held_replies: list[tuple[int, list[bytes], bytes]] = []  # (events made before it, ...)
+        self._held_submits: list[tuple[int, ops.OpSpec, dict[str, Any], OrderRecord | None]] = []
         self._context: zmq.Context | None = None
         self._router: zmq.Socket | None = None
         self._pub: zmq.Socket | None = None
@@ -223,12 +229,14 @@ class Gateway:
             while running:
                 ready = dict(poller.poll(self._poll_timeout_ms()))
                 if router in ready:
-                    self._read_commands(router)
+                    with self._batched():
+                        self._read_commands(router)
                     self._flush()  # events commands made (denials, kill switch), journaled then sent
                 if pub in ready:
                     self._read_subscriptions(pub)
                 if inbox_fd in ready:
-                    running = self._handle_inbox()
+                    with self._batched():
+                        running = self._handle_inbox()
                 now = time.monotonic()
                 if self._deadlines:
                     self._expire(now)
@@ -401,7 +409,7 @@ class Gateway:
             broker_args = {**args, "order_remark": record.tag}  # the user's remark stays in the ledger
         pending = self._wait(envelope, request.id, spec, args, record)
         pending.key = key
-        self.broker.submit(pending.token, spec, broker_args)
+        self._submit(pending.token, spec, broker_args, record)
 
     def _check_risk(self, spec: ops.OpSpec, args: dict[str, Any], key: ClientKey) -> None:
         """Pre-trade checks of a new order or cancel; raises Denial."""
@@ -460,7 +468,50 @@ class Gateway:
         deadline = time.monotonic() + self.config.broker_timeout
         self._pending.add(Pending(token, [_GATEWAY_CLIENT], None, spec, args, deadline, on_result=on_result))
         heapq.heappush(self._deadlines, (deadline, token))
-        self.broker.submit(token, spec, args)
+        self._submit(token, spec, args, None)
+
+    def _submit(self, token: int, spec: ops.OpSpec, args: dict[str, Any], record: OrderRecord | None) -> None:
+        """Hand a command to the broker; in a batch, only once the ledger has committed."""
+        if self._batching:
+            self._held_submits.append((token, spec, args, record))
+        else:
+            self.broker.submit(token, spec, args)
+
+    @contextlib.contextmanager
+    def _batched(self) -> Iterator[None]:
+        """One ledger transaction for a batch; then the replies, then the orders go out.
+
+        An order reaches the counter only after its record is on disk, and a client hears an
+        outcome only after it is recorded, exactly as with a commit per write; a batch just
+        pays the commit once."""
+        ledger = self.ledger
+        assert ledger is not None
+        ledger.begin()
+        self._batching = True
+        committed = False
+        try:
+            yield
+        finally:
+            self._batching = False
+            replies, self._held_replies = self._held_replies, []
+            submits, self._held_submits = self._held_submits, []
+            try:
+                ledger.commit()
+                committed = True
+            except Exception:
+                log.exception("ledger commit failed: the batch's new orders are refused, not sent")
+                ledger.rollback([record for *_, record in submits if record is not None])
+            for token, spec, args, record in submits:
+                if committed or record is None:
+                    self.broker.submit(token, spec, args)
+                    continue
+                pending = self._pending.pop(token, None)
+                if pending is not None:
+                    replies.append((len(self._batch), pending.envelope, encode_error(
+                        pending.request_id, errors.INTERNAL_ERROR,
+                        f"{spec.name}: the order could not be recorded, so it was not sent; "
+                        "the same client_order_id may be sent again")))
+            self._flush(replies)  # the batch's events and replies, in the order they were made
 
     def _wait(
         self, envelope: list[bytes], request_id: Any, spec: ops.OpSpec, args: dict[str, Any],
@@ -931,8 +982,17 @@ class Gateway:
         self._batch.append((self._event_seq, ts, topic, payload))
         self._view.apply(event_type, account_id, data)
 
-    def _flush(self) -> None:
+    def _flush(self, replies: list[tuple[int, list[bytes], bytes]] | None = None) -> None:
+        """Journal the pending events, then publish them; in a batch, only at its end.
+
+        ``replies`` (from a batch: each with the number of events made before it) go out
+        interleaved with the events in the order they were made."""
+        if self._batching:
+            return
+        replies = replies or []
         if not self._batch:
+            for _, envelope, payload in replies:
+                self._send(envelope, payload)
             return
         batch, self._batch = self._batch, []
         journal = self.journal
@@ -944,8 +1004,16 @@ class Gateway:
             self.stats["journal_errors"] += len(batch)
             log.exception("journal append failed for seq %d..%d", batch[0][0], batch[-1][0])
         send = self._pub.send_multipart
-        for _, _, topic, payload in batch:
+        pending = iter(replies)
+        reply = next(pending, None)
+        for index, (_, _, topic, payload) in enumerate(batch):
+            while reply is not None and reply[0] <= index:
+                self._send(reply[1], reply[2])
+                reply = next(pending, None)
             send([topic, payload])
+        while reply is not None:
+            self._send(reply[1], reply[2])
+            reply = next(pending, None)
         self.stats["events"] += len(batch)
         self._apply_retention()
 
@@ -977,6 +1045,9 @@ class Gateway:
     def _send(self, envelope: list[bytes], payload: bytes) -> None:
         assert self._router is not None
         if envelope[0] == _GATEWAY_CLIENT:  # the gateway's own query: nobody to answer
+            return
+        if self._batching:
+            self._held_replies.append((len(self._batch), envelope, payload))
             return
         try:
             self._router.send_multipart([*envelope, payload], zmq.NOBLOCK)

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
+# Order statuses still working at the counter (unreported .. part-traded): the risk checks'
+# "open orders", kept as an index so a check never scans the day's orders.
+OPEN_STATUSES = frozenset({48, 49, 50, 51, 52, 55})
+
 
 class BooksView:
     def __init__(self, accounts: tuple[str, ...] | list[str]) -> None:
@@ -21,6 +25,10 @@ class BooksView:
         target["asset"] = books.get("asset")
         target["positions"] = {p["stock_code"]: p for p in books.get("positions", ())}
         target["orders"] = {o["order_id"]: o for o in books.get("orders", ())}
+        target["open"] = {}
+        target["open_by_code"] = {}
+        for order in target["orders"].values():
+            _index_open(target, order)
         target["trades"] = {t["traded_id"]: t for t in books.get("trades", ())}
 
     def apply(self, event_type: str, account_id: str | None, data: dict[str, Any]) -> None:
@@ -29,6 +37,7 @@ class BooksView:
             return
         if event_type == "order":
             books["orders"][data["order_id"]] = data
+            _index_open(books, data)
         elif event_type == "trade":
             books["trades"][data["traded_id"]] = data
         elif event_type == "position":
@@ -37,7 +46,8 @@ class BooksView:
             books["asset"] = data
 
     def books(self, account_id: str) -> dict[str, Any]:
-        """The account's books as kept (orders and trades by id, positions by code); read only."""
+        """The account's books as kept (orders and trades by id, positions by code, and
+        ``open``: the working orders by id, ``open_by_code``: the same by code); read only."""
         return self._books.setdefault(account_id, _empty())
 
     def snapshot(self, account_id: str) -> dict[str, Any]:
@@ -52,4 +62,16 @@ class BooksView:
 
 
 def _empty() -> dict[str, Any]:
-    return {"asset": None, "positions": {}, "orders": {}, "trades": {}}
+    return {"asset": None, "positions": {}, "orders": {}, "trades": {}, "open": {}, "open_by_code": {}}
+
+
+def _index_open(books: dict[str, Any], order: dict[str, Any]) -> None:
+    order_id, code = order["order_id"], order.get("stock_code")
+    if order.get("order_status") in OPEN_STATUSES:
+        books["open"][order_id] = order
+        books["open_by_code"].setdefault(code, {})[order_id] = order
+    elif books["open"].pop(order_id, None) is not None:
+        same_code = books["open_by_code"].get(code, {})
+        same_code.pop(order_id, None)
+        if not same_code:
+            books["open_by_code"].pop(code, None)

@@ -687,6 +687,17 @@ class SimCounter:
         """One price-walk step (model "walk" only) and one matching pass over every open order."""
         self._call(self._tick)
 
+    def push_assets(self, account_id: str, count: int) -> None:
+        """Push the account's asset record ``count`` times to its subscribers, as the counter
+        does when cash moves: a load source for measuring the event path end to end."""
+
+        def work() -> None:
+            account = self._accounts[account_id]
+            for _ in range(count):
+                self._push(account, CB_ASSET, self._xt_asset(account))
+
+        self._call(work, timeout=60.0)
+
     def last_price(self, code: str) -> float:
         return self._call(lambda: float(self._quote(code).last))
 

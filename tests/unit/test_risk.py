@@ -18,6 +18,7 @@ from adapter.risk import (
     RiskEngine,
     parse_risk,
 )
+from adapter.server.view import BooksView
 from adapter.sim.instruments import load_instruments
 
 ACCOUNT = "1000000365"
@@ -43,8 +44,12 @@ def engine(risk: dict[str, Any] | None = None, clock: Clock | None = None) -> Ri
 
 
 def books(positions: dict[str, dict[str, Any]] | None = None, orders: list[dict[str, Any]] | None = None) -> dict:
-    return {"asset": None, "positions": positions or {},
-            "orders": {o["order_id"]: o for o in orders or []}, "trades": {}}
+    orders_by_id = {o["order_id"]: o for o in orders or []}
+    book = {"asset": None, "positions": positions or {}, "orders": {}, "trades": {}, "open": {}, "open_by_code": {}}
+    view = BooksView([ACCOUNT])
+    view.load(ACCOUNT, {"positions": list((positions or {}).values()), "orders": list(orders_by_id.values())})
+    book.update(view.books(ACCOUNT))
+    return book
 
 
 def order(code: str = "600000.SH", side: int = 23, volume: int = 100, price: float = 10.60, **extra: Any) -> dict:
