@@ -228,8 +228,7 @@ class RiskEngine:
         if state == HALTED:
             raise Denial("trading.halted", "trading is halted at the gateway (qmt-adapter resume lifts it)")
         position = books["positions"].get(code) or {}
-        open_count = len(books["open"])  # the view's index of working orders
-        open_here = list(books["open_by_code"].get(code, {}).values())
+        open_count = len(books["open"])  # the view's indexes: no scan of the day's orders
         if state == REDUCE_ONLY:
             if side != SELL:
                 raise Denial("trading.reduce_only", "the gateway is reduce-only: only sells that shrink a position")
@@ -257,8 +256,7 @@ class RiskEngine:
                              f"{limits.max_order_notional:.2f}", limits.max_order_notional, round(notional, 2))
             if limits.max_position_notional and side == BUY:
                 held = float(position.get("market_value") or 0.0)
-                buying = sum((o["order_volume"] - o.get("traded_volume", 0)) * float(o.get("price") or 0.0)
-                             for o in open_here if o.get("order_type") == BUY)
+                buying = max(books["buying"].get(code, 0.0), 0.0)
                 total = held + buying + notional
                 if total > limits.max_position_notional:
                     raise Denial("position.max_notional", f"{code}: held {held:.2f} + open buys {buying:.2f} + "

@@ -27,6 +27,8 @@ class BooksView:
         target["orders"] = {o["order_id"]: o for o in books.get("orders", ())}
         target["open"] = {}
         target["open_by_code"] = {}
+        target["buying"] = {}  # code -> CNY still to be bought by working buy orders
+        target["buy_value"] = {}  # order id -> its part of that
         for order in target["orders"].values():
             _index_open(target, order)
         target["trades"] = {t["traded_id"]: t for t in books.get("trades", ())}
@@ -47,7 +49,8 @@ class BooksView:
 
     def books(self, account_id: str) -> dict[str, Any]:
         """The account's books as kept (orders and trades by id, positions by code, and
-        ``open``: the working orders by id, ``open_by_code``: the same by code); read only."""
+        ``open``: the working orders by id, ``open_by_code``: the same by code, ``buying``: the
+        value working buy orders still have to buy, by code); read only."""
         return self._books.setdefault(account_id, _empty())
 
     def snapshot(self, account_id: str) -> dict[str, Any]:
@@ -62,12 +65,21 @@ class BooksView:
 
 
 def _empty() -> dict[str, Any]:
-    return {"asset": None, "positions": {}, "orders": {}, "trades": {}, "open": {}, "open_by_code": {}}
+    return {"asset": None, "positions": {}, "orders": {}, "trades": {}, "open": {}, "open_by_code": {},
+            "buying": {}, "buy_value": {}}
 
 
 def _index_open(books: dict[str, Any], order: dict[str, Any]) -> None:
     order_id, code = order["order_id"], order.get("stock_code")
-    if order.get("order_status") in OPEN_STATUSES:
+    old_value = books["buy_value"].pop(order_id, 0.0)
+    if old_value:
+        books["buying"][code] = books["buying"].get(code, 0.0) - old_value
+    working = order.get("order_status") in OPEN_STATUSES
+    if working and order.get("order_type") == 23:
+        value = (order["order_volume"] - (order.get("traded_volume") or 0)) * float(order.get("price") or 0.0)
+        books["buy_value"][order_id] = value
+        books["buying"][code] = books["buying"].get(code, 0.0) + value
+    if working:
         books["open"][order_id] = order
         books["open_by_code"].setdefault(code, {})[order_id] = order
     elif books["open"].pop(order_id, None) is not None:

@@ -34,6 +34,7 @@ again and queries to learn what happened meanwhile.
 from __future__ import annotations
 
 import collections
+import copy
 import concurrent.futures
 import functools
 import heapq
@@ -693,8 +694,9 @@ class SimCounter:
 
         def work() -> None:
             account = self._accounts[account_id]
+            asset = self._xt_asset(account)  # valued once: the load is the push path, not the valuation
             for _ in range(count):
-                self._push(account, CB_ASSET, self._xt_asset(account))
+                self._push(account, CB_ASSET, copy.copy(asset))
 
         self._call(work, timeout=60.0)
 

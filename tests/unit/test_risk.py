@@ -215,3 +215,20 @@ def test_account_and_key_levels() -> None:
 def test_bad_risk_settings_are_named(bad: dict[str, Any]) -> None:
     with pytest.raises(RiskConfigError):
         parse_risk(bad)
+
+
+def test_the_views_working_order_indexes_follow_each_order() -> None:
+    view = BooksView([ACCOUNT])
+    buy = {"order_id": 1, "stock_code": "600000.SH", "order_type": 23, "order_volume": 300, "traded_volume": 0,
+           "price": 10.0, "order_status": 50}
+    sell = {**buy, "order_id": 2, "order_type": 24}
+    view.apply("order", ACCOUNT, buy)
+    view.apply("order", ACCOUNT, sell)
+    books = view.books(ACCOUNT)
+    assert set(books["open"]) == {1, 2} and set(books["open_by_code"]["600000.SH"]) == {1, 2}
+    assert books["buying"]["600000.SH"] == 3000.0  # sells do not count
+    view.apply("order", ACCOUNT, {**buy, "traded_volume": 100, "order_status": 55})
+    assert books["buying"]["600000.SH"] == 2000.0
+    view.apply("order", ACCOUNT, {**buy, "traded_volume": 300, "order_status": 56})
+    view.apply("order", ACCOUNT, {**sell, "order_status": 54})
+    assert books["open"] == {} and books["open_by_code"] == {} and books["buying"]["600000.SH"] == 0.0
