@@ -57,15 +57,16 @@ def _serve(args: argparse.Namespace) -> int:
             curve=True if args.curve else None,
             keys_dir=args.keys_dir,
             insecure=True if args.insecure else None,
+            log_json=True if args.log_json else None,
+            metrics_port=args.metrics_port,
             log_level=args.log_level,
         )
     except ConfigError as exc:
         print(f"qmt-adapter: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=config.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    from .logs import configure
+
+    configure(config.log_level, config.log_json)
     log.info("qmt-adapter %s starting (backend %s)", __version__, config.backend)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -496,6 +497,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--curve", action="store_true",
                        help="encrypt both sockets and admit only the client keys in --keys-dir")
     serve.add_argument("--keys-dir", metavar="DIR", help=f"server and client keys (default ./{DEFAULT_KEYS_DIR})")
+    serve.add_argument("--log-json", action="store_true", help="log JSON lines instead of text")
+    serve.add_argument("--metrics-port", type=int, metavar="PORT",
+                       help="serve Prometheus metrics on http://127.0.0.1:PORT/metrics (default: off)")
     serve.add_argument("--insecure", action="store_true",
                        help="allow non-loopback endpoints without CURVE (only on a network you trust)")
 

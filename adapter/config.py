@@ -79,6 +79,8 @@ class Config:
     router_hwm: int = 10_000  # replies queued per client before ROUTER drops them (a client not reading)
     curve: bool = False  # CURVE encryption and per-key access on both sockets (keys in keys_dir)
     keys_dir: str = DEFAULT_KEYS_DIR  # server.key_secret and clients/NAME.key (qmt-adapter keys new)
+    metrics_port: int = 0  # Prometheus metrics on http://127.0.0.1:PORT/metrics; 0: off
+    log_json: bool = False  # log JSON lines instead of text
     insecure: bool = False  # allow binding non-loopback addresses without CURVE
     log_level: str = "INFO"
     sim: SimConfig = field(default_factory=SimConfig)
@@ -106,6 +108,8 @@ class Config:
             raise ConfigError("broker_timeout must be > 0")
         if self.journal_sync not in ("normal", "full"):
             raise ConfigError(f"journal_sync must be 'normal' or 'full', got {self.journal_sync!r}")
+        if not 0 <= self.metrics_port <= 65535:
+            raise ConfigError("metrics_port must be 0 (off) or a TCP port")
         if min(self.pub_hwm, self.max_inflight_per_client, self.max_inflight, self.router_hwm) < 1:
             raise ConfigError("pub_hwm, max_inflight_per_client, max_inflight and router_hwm must be >= 1")
         if self.retention_days < 0 or self.retention_bytes < 0 or self.heartbeat_interval < 0:

@@ -10,8 +10,9 @@ from __future__ import annotations
 import os
 import runpy
 import sys
+import threading
 import types
-from typing import Sequence
+from typing import Any, Sequence
 
 from . import trader
 
@@ -38,12 +39,47 @@ def install() -> types.ModuleType:
     return module
 
 
+class WholeLines:
+    """A text stream that writes each thread's output a whole line at a time.
+
+    Strategies print from the main thread and from the callback thread; ``print`` writes the
+    text and the newline separately, so two threads can splice their lines together. This
+    keeps every line whole (partial lines wait for their newline, or for ``flush``)."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self._lock = threading.Lock()
+        self._pending = threading.local()
+
+    def write(self, text: str) -> int:
+        buffered = getattr(self._pending, "text", "") + text
+        head, newline, tail = buffered.rpartition("\n")
+        self._pending.text = tail
+        if newline:
+            with self._lock:
+                self._stream.write(head + newline)
+                self._stream.flush()
+        return len(text)
+
+    def flush(self) -> None:
+        text = getattr(self._pending, "text", "")
+        self._pending.text = ""
+        with self._lock:
+            if text:
+                self._stream.write(text)
+            self._stream.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
 def run(script: str, args: Sequence[str], router: str | None = None, pub: str | None = None) -> int:
     if router:
         os.environ[trader.ROUTER_ENV] = router
     if pub:
         os.environ[trader.PUB_ENV] = pub
     install()
+    sys.stdout = WholeLines(sys.stdout)  # type: ignore[assignment]
     sys.argv = [script, *args]
     sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
     try:

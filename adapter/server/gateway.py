@@ -45,6 +45,7 @@ from . import access
 from .access import Access
 from .inbox import Inbox
 from .killswitch import KillSwitch
+from .metrics import Metrics
 from .pending import Pending, PendingTable
 from .view import BooksView
 
@@ -78,6 +79,11 @@ class Gateway:
         self.access = Access(config)
         self.risk = RiskEngine(config.risk_config(), reference_for(config))
         self.killswitch = KillSwitch(config.data_dir)
+        self.metrics: Metrics | None = Metrics() if config.metrics_port else None
+        self.metrics_port = 0
+        self._asked: dict[tuple[bytes, Any], tuple[str, float]] = {}  # (client, request id) -> (op, read at)
+        self._monitors: list[tuple[zmq.Socket, str]] = []
+        self._peers = {"router": 0, "pub": 0}
         self.journal: Journal | None = None
         self.ledger: Ledger | None = None
         self._view = BooksView(config.accounts)
@@ -136,6 +142,11 @@ class Gateway:
             pub.bind(self.config.pub)
             self.router_endpoint = router.getsockopt_string(zmq.LAST_ENDPOINT)
             self.pub_endpoint = pub.getsockopt_string(zmq.LAST_ENDPOINT)
+            if self.metrics is not None:
+                events_mask = zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
+                self._monitors = [(router.get_monitor_socket(events_mask), "router"),
+                                  (pub.get_monitor_socket(events_mask), "pub")]
+                self.metrics_port = self.metrics.serve(self.config.metrics_port)
             self.journal = Journal(
                 self.config.data_dir,
                 sync=self.config.journal_sync,
@@ -148,8 +159,12 @@ class Gateway:
             self.killswitch.load()
             self.broker.start()
         except BaseException:
+            for monitor, _ in self._monitors:
+                monitor.close(0)
             router.close()
             pub.close()
+            if self.metrics is not None:
+                self.metrics.close()
             self.access.stop()
             context.term()
             for store in (self.journal, self.ledger):
@@ -189,6 +204,8 @@ class Gateway:
         self._thread.join(timeout)
         self._thread = None
         self.access.stop()
+        if self.metrics is not None:
+            self.metrics.close()
         if self._context is not None:
             self._context.term()
             self._context = None
@@ -222,6 +239,8 @@ class Gateway:
         poller = zmq.Poller()
         poller.register(router, zmq.POLLIN)
         poller.register(pub, zmq.POLLIN)
+        for monitor, _ in self._monitors:
+            poller.register(monitor, zmq.POLLIN)
         inbox_fd = self._inbox.fileno()
         poller.register(inbox_fd, zmq.POLLIN)
         try:
@@ -234,6 +253,9 @@ class Gateway:
                     self._flush()  # events commands made (denials, kill switch), journaled then sent
                 if pub in ready:
                     self._read_subscriptions(pub)
+                for monitor, name in self._monitors:
+                    if monitor in ready:
+                        self._count_peers(monitor, name)
                 if inbox_fd in ready:
                     with self._batched():
                         running = self._handle_inbox()
@@ -264,6 +286,8 @@ class Gateway:
                     f"{pending.spec.name}: the gateway stopped before the counter answered{_unknown(pending)}",
                 )
             self._pending.clear()
+            for monitor, _ in self._monitors:
+                monitor.close(0)
             router.close(linger=500)  # let those last replies leave
             if self._pub is not None:
                 self._pub.close()
@@ -279,8 +303,31 @@ class Gateway:
             wake = min(wake, self._drop_at)
         return max(0, int((wake - time.monotonic()) * 1000) + 1)
 
+    def _count_peers(self, monitor: zmq.Socket, name: str) -> None:
+        from zmq.utils.monitor import recv_monitor_message
+
+        while monitor.poll(0):
+            event = recv_monitor_message(monitor)["event"]
+            self._peers[name] += 1 if event == zmq.EVENT_HANDSHAKE_SUCCEEDED else -1
+            self._peers[name] = max(self._peers[name], 0)
+        assert self.metrics is not None
+        self.metrics.clients.labels(name).set(self._peers[name])
+
+    def _refresh_metrics(self) -> None:
+        """Gauges that read the journal and the ledger: refreshed here, on the I/O thread."""
+        metrics = self.metrics
+        if metrics is None or self.journal is None or self.ledger is None:
+            return
+        metrics.journal_bytes.set(self.journal.info()["size_bytes"])
+        metrics.last_seq.set(self._event_seq)
+        metrics.connected.set(1 if self._connected else 0)
+        metrics.unknown_orders.set(self.ledger.count(UNKNOWN))
+        for state in (NORMAL, HALTED, REDUCE_ONLY):
+            metrics.trading_halted.labels(state).set(1 if self.killswitch.state == state else 0)
+
     def _heartbeat(self, now: float) -> None:
         self._next_heartbeat = now + self.config.heartbeat_interval
+        self._refresh_metrics()
         self._apply_retention()
         data = {"last_seq": self._event_seq, "connected": self._connected, "interval": self.config.heartbeat_interval}
         self._publish_control(events.HEARTBEAT, data)
@@ -363,6 +410,12 @@ class Gateway:
         except RequestError as exc:
             self._reply_error(envelope, exc.request_id, exc.code, exc.message)
             return
+        if self.metrics is not None:
+            # Only known op names become labels: a client cannot grow the label set.
+            op = request.op if isinstance(request.op, str) and request.op in ops.OPS else "unknown"
+            if len(self._asked) > 100_000:
+                self._asked.clear()
+            self._asked[(envelope[0], request.id)] = (op, time.perf_counter())
         try:
             spec = ops.lookup(request.op)
             args = ops.validate_args(spec, request.args)
@@ -430,10 +483,13 @@ class Gateway:
         log.warning(
             "%s id=%r account=%s client_order_id=%s denied by %s: %s", spec.name, request_id, args["account_id"],
             args.get("client_order_id"), denial.rule, denial.message,
+            extra={**_order_fields(args, request_id), "rule": denial.rule},
         )
         data = {name: args.get(name) for name in events.RISK_DENIED_FIELDS}
         data.update(rule=denial.rule, message=denial.message, limit=denial.limit, value=denial.value, op=spec.name)
         self._publish(events.RISK_DENIED, args["account_id"], data, time.time_ns())
+        if self.metrics is not None:
+            self.metrics.denials.labels(denial.rule).inc()
         self._reply_error(envelope, request_id, errors.RISK_DENIED, f"{denial.rule}: {denial.message}",
                           denial.details())
 
@@ -941,6 +997,7 @@ class Gateway:
                 _describe_command(args),
                 _describe_result(result),
                 (time.monotonic() - pending.started) * 1000,
+                extra=_order_fields(pending.args, pending.request_id),
             )
         self._reply_ok(pending.envelope, pending.request_id, result)
 
@@ -951,8 +1008,9 @@ class Gateway:
             if pending is None:
                 continue
             log.warning(
-                "%s id=%r client_order_id=%s timed out (seq %s)",
-                pending.spec.name, pending.request_id, pending.args.get("client_order_id"), pending.seq,
+                "%s id=%r account=%s client_order_id=%s timed out (seq %s)", pending.spec.name, pending.request_id,
+                pending.args.get("account_id"), pending.args.get("client_order_id"), pending.seq,
+                extra=_order_fields(pending.args, pending.request_id),
             )
             record = pending.record
             if record is not None:
@@ -1015,6 +1073,8 @@ class Gateway:
             self._send(reply[1], reply[2])
             reply = next(pending, None)
         self.stats["events"] += len(batch)
+        if self.metrics is not None:
+            self.metrics.events.inc(len(batch))
         self._apply_retention()
 
     def _apply_retention(self) -> None:
@@ -1034,13 +1094,27 @@ class Gateway:
         return self.journal.epoch if self.journal is not None else ""
 
     def _reply_ok(self, envelope: list[bytes], request_id: Any, result: Any) -> None:
+        self._observe(envelope, request_id, "ok")
         self._send(envelope, encode_ok(request_id, result))
 
     def _reply_error(
         self, envelope: list[bytes], request_id: Any, code: str, message: str, details: dict[str, Any] | None = None
     ) -> None:
         self.stats["errors"] += 1
+        self._observe(envelope, request_id, code)
         self._send(envelope, encode_error(request_id, code, message, details))
+
+    def _observe(self, envelope: list[bytes], request_id: Any, outcome: str) -> None:
+        if self.metrics is None:
+            return
+        try:
+            asked = self._asked.pop((envelope[0], request_id), None)
+        except TypeError:  # an unhashable id never made it into the table
+            asked = None
+        op = asked[0] if asked else "invalid"
+        self.metrics.commands.labels(op, outcome).inc()
+        if asked:
+            self.metrics.latency.labels(op).observe(time.perf_counter() - asked[1])
 
     def _send(self, envelope: list[bytes], payload: bytes) -> None:
         assert self._router is not None
@@ -1054,6 +1128,12 @@ class Gateway:
         except zmq.ZMQError:
             # The client is gone or its queue is full; ROUTER cannot deliver, nothing to do.
             self.stats["replies_dropped"] += 1
+
+
+def _order_fields(args: dict[str, Any], request_id: Any) -> dict[str, Any]:
+    """Structured fields of an order-related log line (JSON logs carry them as keys)."""
+    return {"account_id": args.get("account_id"), "client_order_id": args.get("client_order_id"),
+            "request_id": request_id}
 
 
 def _user_id(frame: zmq.Frame) -> str | None:

@@ -73,3 +73,19 @@ def test_the_readme_lists_every_setting(tmp_path: Path) -> None:
     example = tmp_path / "readme-config.toml"  # the block is a working config file
     example.write_text(block, encoding="utf-8")
     assert load_config(example).risk_config().keys == {"strategy-1": {"orders_per_second": 5.0}}
+    # The block is the configuration reference: every value in it is the definition's default
+    # (the [risk.accounts] / [risk.keys] / [sim.positions] tables are examples, not defaults).
+    from dataclasses import asdict
+
+    listed_config = load_config(example)
+    defaults = asdict(Config())
+    for name, value in asdict(listed_config).items():
+        if name == "sim":
+            for sim_name, sim_value in value.items():
+                if sim_name != "positions":
+                    assert sim_value == defaults["sim"][sim_name], f"README sim.{sim_name}"
+        elif name == "risk":
+            limits = listed_config.risk_config().base
+            assert limits == Limits(), "README [risk] differs from adapter/risk.py Limits defaults"
+        else:
+            assert value == defaults[name], f"README {name} = {value!r}, the default is {defaults[name]!r}"
