@@ -866,7 +866,10 @@ class Gateway:
         state = REJECTED if data.get("order_status") == 57 else ACKNOWLEDGED
         self.ledger.settle(record, state, order_id=data["order_id"], error_msg=data.get("status_msg") or "",
                            response=_response_from_order(data))
-        log.info("order %s resolved from the counter's push: %s, order_id %s", record.client_order_id, state, record.order_id)
+        log.info("order account=%s client_order_id=%s resolved from the counter's push: %s, order_id %s",
+                 record.account_id, record.client_order_id, state, record.order_id,
+                 extra={"account_id": record.account_id, "client_order_id": record.client_order_id,
+                        "request_id": None})
 
     def _on_connection(self, connected: bool, reason: str, ts: int) -> None:
         self._connected = connected
@@ -949,7 +952,10 @@ class Gateway:
                 self.ledger.settle(record, state, order_id=order["order_id"], response=_response_from_order(order))
             else:
                 self.ledger.settle(record, NOT_PLACED, error_msg="not in the counter's orders of the day")
-            log.info("reconciled order %s: %s (order_id %s)", record.client_order_id, record.state, record.order_id)
+            log.info("reconciled order account=%s client_order_id=%s: %s (order_id %s)", record.account_id,
+                     record.client_order_id, record.state, record.order_id,
+                     extra={"account_id": record.account_id, "client_order_id": record.client_order_id,
+                            "request_id": None})
         self._view.load(account_id, {"asset": asset, "positions": books.get("positions", ()),
                                      "orders": orders, "trades": trades})  # the counter's books are the truth
         log.info("reconciled account %s: %d events published from the counter's books", account_id, published)
