@@ -63,7 +63,7 @@ class Config:
     pub: str = DEFAULT_PUB  # PUB endpoint for events
     backend: str = "sim"  # "sim" (simulated counter) or "qmt" (a real QMT terminal, Windows)
     qmt_path: str = ""  # QMT's userdata_mini folder (backend qmt)
-    session_id: int = 0  # xtquant session id; 0 picks one from the time and pid
+    session_id: int = 0  # xtquant session id; 0 picks a random one at each start (reconnects always do)
     accounts: tuple[str, ...] = (DEFAULT_ACCOUNT,)  # fund accounts to subscribe and serve
     max_message_size: int = 64 * 1024  # bytes; larger command frames drop the sender's connection
     broker_timeout: float = 10.0  # seconds to wait for the counter before answering broker_timeout
@@ -172,7 +172,7 @@ def _build(cls: type, data: dict[str, Any], owner: str) -> Any:
 
 def _read_toml(path: str | Path) -> dict[str, Any]:
     try:
-        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        return tomllib.loads(Path(path).read_text(encoding="utf-8-sig"))  # a BOM from Windows editors is fine
     except OSError as exc:
         raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:

@@ -89,3 +89,9 @@ def test_the_readme_lists_every_setting(tmp_path: Path) -> None:
             assert limits == Limits(), "README [risk] differs from adapter/risk.py Limits defaults"
         else:
             assert value == defaults[name], f"README {name} = {value!r}, the default is {defaults[name]!r}"
+
+
+def test_a_config_file_with_a_byte_order_mark_loads(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.toml"
+    path.write_bytes("\ufeffaccounts = [\"1000000365\"]\n".encode("utf-8"))  # as Windows PowerShell 5.1 writes it
+    assert load_config(path).accounts == ("1000000365",)
