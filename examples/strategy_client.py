@@ -31,11 +31,9 @@ def main() -> int:
                 return 1
             asset = client.query_stock_asset(args.account)
             print(f"cash before: {asset.cash:.2f}")
-            price = client.query_stock_position(args.account, args.code)
-            last = price.last_price if price is not None else None
             buy = client.order_stock(args.account, args.code, "buy", args.volume, "latest", 0.0, "example",
                                      "entry", client_order_id=f"ex-buy-{run_id}")
-            print(f"buy order {buy.order_id} (client_order_id {buy.client_order_id}), last price {last}")
+            print(f"buy order {buy.order_id} (client_order_id {buy.client_order_id})")
             for trade in trades:  # ends after 10 s without an event
                 if trade.data.order_id == buy.order_id:
                     print(f"bought {trade.data.traded_volume} @ {trade.data.traded_price}")
