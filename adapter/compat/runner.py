@@ -56,18 +56,25 @@ class WholeLines:
         head, newline, tail = buffered.rpartition("\n")
         self._pending.text = tail
         if newline:
-            with self._lock:
-                self._stream.write(head + newline)
-                self._stream.flush()
+            self._locked_write(head + newline)
         return len(text)
 
     def flush(self) -> None:
         text = getattr(self._pending, "text", "")
         self._pending.text = ""
-        with self._lock:
+        self._locked_write(text)
+
+    def _locked_write(self, text: str) -> None:
+        # Bounded wait: at interpreter exit a daemon callback thread may be frozen holding
+        # the lock, and the final flush must not wait for it forever.
+        locked = self._lock.acquire(timeout=1.0)
+        try:
             if text:
                 self._stream.write(text)
             self._stream.flush()
+        finally:
+            if locked:
+                self._lock.release()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)

@@ -12,14 +12,14 @@ gateway's risk checks apply (a denied order returns -1, as a counter refusal wou
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import os
 import queue
 import threading
 import time
-from collections import deque
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from ..client import Client, GatewayError
 from ..client._ops import new_client_order_id
@@ -30,7 +30,6 @@ from . import xttypes
 log = logging.getLogger("adapter.compat")
 
 ROUTER_ENV, PUB_ENV = "QMT_ADAPTER_ROUTER", "QMT_ADAPTER_PUB"
-HELD_LIMIT = 1000  # unmatched cancel responses / errors kept while their own reply is on its way
 _ENDPOINT_SCHEMES = ("tcp://", "ipc://", "inproc://")
 _path_logged = False
 
@@ -96,11 +95,10 @@ class XtQuantTrader:
         self._seqs = itertools.count(1)  # local seqs of the *_async queries
         # What this trader sent, so that session-specific callbacks reach only it (as in xtquant).
         self._async_orders: set[str] = set()  # client order ids awaiting their order_response
-        self._in_flight_orders: set[str] = set()  # client order ids whose reply has not come back
-        self._held_order_errors: dict[str, Any] = {}
-        self._cancel_seqs: set[int] = set()
+        self._cancel_seqs: set[int] = set()  # seqs of this trader's async cancels
         self._cancelled: set[int] = set()  # order ids this trader cancelled (its cancel errors are its)
-        self._held: deque[tuple[float, str, dict[str, Any]]] = deque(maxlen=HELD_LIMIT)
+        self._gated = 0  # this trader's orders and cancels awaiting their reply
+        self._held: list[tuple[str, dict[str, Any]]] = []  # events held meanwhile, in order
         self._work: queue.Queue[Callable[[], None] | None] = queue.Queue()
         self._worker: threading.Thread | None = None
         self._stopped = threading.Event()
@@ -188,56 +186,65 @@ class XtQuantTrader:
         return 0
 
     # -- orders ------------------------------------------------------------------------
+    # While one of this trader's orders or cancels awaits its reply, events are held in order
+    # (the gate): only the reply tells which async responses and cancel errors are this
+    # session's, and holding everything keeps the callbacks in the counter's order, as xtquant
+    # delivers them.
 
     def order_stock(self, account: Any, stock_code: str, order_type: int, order_volume: int, price_type: int,
                     price: float, strategy_name: str = "", order_remark: str = "") -> int:
         coid = new_client_order_id()
-        self._in_flight_orders.add(coid)
-        try:
+        with self._gate():
             response = self._do("order_stock", lambda c: c.order_stock(
                 account.account_id, stock_code, order_type, int(order_volume), price_type, price, strategy_name,
                 order_remark, client_order_id=coid, account_type=account.account_type))
-            return -1 if response is None else int(response.order_id)
-        finally:
-            self._release_order_errors(coid)
+        return -1 if response is None else int(response.order_id)
 
     def order_stock_async(self, account: Any, stock_code: str, order_type: int, order_volume: int, price_type: int,
                           price: float, strategy_name: str = "", order_remark: str = "") -> int:
         coid = new_client_order_id()
-        self._in_flight_orders.add(coid)
-        with self._lock:
-            self._async_orders.add(coid)
-        result = self._do("order_stock_async", lambda c: c.order_stock_async(
-            account.account_id, stock_code, order_type, int(order_volume), price_type, price, strategy_name,
-            order_remark, client_order_id=coid, account_type=account.account_type))
-        if result is None:
-            self._async_orders.discard(coid)
-            self._in_flight_orders.discard(coid)
-            return -1
-        return int(result.seq) if result.seq is not None else -1
+        with self._gate():
+            with self._lock:
+                self._async_orders.add(coid)
+            result = self._do("order_stock_async", lambda c: c.order_stock_async(
+                account.account_id, stock_code, order_type, int(order_volume), price_type, price, strategy_name,
+                order_remark, client_order_id=coid, account_type=account.account_type))
+            if result is None or result.seq is None:
+                with self._lock:
+                    self._async_orders.discard(coid)
+                return -1
+        return int(result.seq)
 
     def cancel_order_stock(self, account: Any, order_id: int) -> int:
-        self._cancelled.add(order_id)
-        response = self._do("cancel_order_stock",
-                            lambda c: c.cancel_order_stock(account.account_id, order_id, account_type=account.account_type))
-        self._replay_held()
+        with self._gate():
+            with self._lock:
+                self._cancelled.add(order_id)
+            response = self._do("cancel_order_stock", lambda c: c.cancel_order_stock(
+                account.account_id, order_id, account_type=account.account_type))
         return -1 if response is None else int(response.cancel_result)
 
     def cancel_order_stock_async(self, account: Any, order_id: int) -> int:
-        self._cancelled.add(order_id)
-        result = self._do("cancel_order_stock_async", lambda c: c.cancel_order_stock_async(
-            account.account_id, order_id, account_type=account.account_type))
-        return self._cancel_seq(result)
+        with self._gate():
+            with self._lock:
+                self._cancelled.add(order_id)
+            result = self._do("cancel_order_stock_async", lambda c: c.cancel_order_stock_async(
+                account.account_id, order_id, account_type=account.account_type))
+            return self._cancel_seq(result)
 
     def cancel_order_stock_sysid(self, account: Any, market: Any, sysid: str) -> int:
-        response = self._do("cancel_order_stock_sysid", lambda c: c.cancel_order_stock_sysid(
-            account.account_id, market, sysid, account_type=account.account_type))
+        with self._gate():
+            response = self._do("cancel_order_stock_sysid", lambda c: c.cancel_order_stock_sysid(
+                account.account_id, market, sysid, account_type=account.account_type))
+            if response is not None:
+                with self._lock:
+                    self._cancelled.add(response.order_id)
         return -1 if response is None else int(response.cancel_result)
 
     def cancel_order_stock_sysid_async(self, account: Any, market: Any, sysid: str) -> int:
-        result = self._do("cancel_order_stock_sysid_async", lambda c: c.cancel_order_stock_sysid_async(
-            account.account_id, market, sysid, account_type=account.account_type))
-        return self._cancel_seq(result)
+        with self._gate():
+            result = self._do("cancel_order_stock_sysid_async", lambda c: c.cancel_order_stock_sysid_async(
+                account.account_id, market, sysid, account_type=account.account_type))
+            return self._cancel_seq(result)
 
     def _cancel_seq(self, result: Any) -> int:
         if result is None or result.seq is None:
@@ -245,8 +252,22 @@ class XtQuantTrader:
         seq = int(result.seq)
         with self._lock:
             self._cancel_seqs.add(seq)
-        self._replay_held()
         return seq
+
+    @contextlib.contextmanager
+    def _gate(self) -> Iterator[None]:
+        with self._lock:
+            self._gated += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._gated -= 1
+                released = list(self._held) if not self._gated else []
+                if released:
+                    self._held.clear()
+            for data in released:
+                self._dispatch(*data)
 
     # -- queries -----------------------------------------------------------------------
 
@@ -437,58 +458,36 @@ class XtQuantTrader:
             return
         if etype not in _CALLBACKS or event.account_id not in self._accounts:
             return
-        data = event.data.to_dict()
+        item = (etype, event.data.to_dict())
+        with self._lock:
+            if self._gated or self._held:
+                self._held.append(item)  # in order, until this trader's reply is in
+                return
+        self._dispatch(*item)
+
+    def _dispatch(self, etype: str, data: dict[str, Any]) -> None:
+        """Session-specific callbacks reach only this session, as xtquant gives them."""
         if etype == "order_response":
-            coid = data.get("client_order_id")
-            if coid not in self._async_orders:
-                return  # another session's: xtquant gives a session only its own responses
             with self._lock:
-                self._async_orders.discard(coid)
-            self._call_back("on_order_stock_async_response", xttypes.make("XtOrderResponse", data))
-            self._release_order_errors(coid)
+                ours = data.get("client_order_id") in self._async_orders
+                self._async_orders.discard(data.get("client_order_id"))
+            if ours:
+                self._call_back("on_order_stock_async_response", xttypes.make("XtOrderResponse", data))
             return
-        if etype == "order_error":
-            coid = data.get("client_order_id")
+        if etype == "cancel_response":
             with self._lock:
-                if coid in self._in_flight_orders:
-                    self._held_order_errors[coid] = data  # after the order's own answer, as xtquant does
-                    return
-            self._call_back("on_order_error", xttypes.make("XtOrderError", data))
+                ours = data.get("seq") in self._cancel_seqs
+                self._cancel_seqs.discard(data.get("seq"))
+            if ours:
+                self._call_back("on_cancel_order_stock_async_response", xttypes.make("XtCancelOrderResponse", data))
             return
-        if etype in ("cancel_response", "cancel_error"):
+        if etype == "cancel_error":
             with self._lock:
-                self._held.append((time.monotonic(), etype, data))
-                self._replay_held_locked()
+                ours = data.get("order_id") in self._cancelled
+            if ours:  # xtquant never delivers another session's cancel errors
+                self._call_back("on_cancel_error", xttypes.make("XtCancelError", data))
             return
         self._call_back(_CALLBACKS[etype], xttypes.make(xttypes.EVENT_KINDS[etype], data))
-
-    def _release_order_errors(self, coid: str) -> None:
-        with self._lock:
-            if coid in self._async_orders:
-                return  # an async order's errors follow its response
-            self._in_flight_orders.discard(coid)
-            data = self._held_order_errors.pop(coid, None)
-        if data is not None:
-            self._call_back("on_order_error", xttypes.make("XtOrderError", data))
-
-    def _replay_held(self) -> None:
-        """Deliver held cancel responses / errors that are now known to be this trader's."""
-        with self._lock:
-            self._replay_held_locked()
-
-    def _replay_held_locked(self) -> None:
-        keep: list[tuple[float, str, dict[str, Any]]] = []
-        cutoff = time.monotonic() - 60.0
-        while self._held:
-            stamp, etype, data = self._held.popleft()
-            if etype == "cancel_response" and data.get("seq") in self._cancel_seqs:
-                self._cancel_seqs.discard(data["seq"])
-                self._call_back("on_cancel_order_stock_async_response", xttypes.make("XtCancelOrderResponse", data))
-            elif etype == "cancel_error" and data.get("order_id") in self._cancelled:
-                self._call_back("on_cancel_error", xttypes.make("XtCancelError", data))
-            elif stamp > cutoff:
-                keep.append((stamp, etype, data))
-        self._held.extend(keep)
 
     def __getattr__(self, name: str) -> Any:
         if name in xttypes.UNSUPPORTED_METHODS:
