@@ -100,19 +100,35 @@ def raw_dealer(endpoint: str) -> Iterator[Any]:
         context.term()
 
 
+def free_port() -> int:
+    """A TCP port on loopback that was free a moment ago (for settings that need a number)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextlib.contextmanager
+def subscribed_log(client: Any) -> Iterator[EventLog]:
+    """An EventLog of everything ``client`` receives, its subscription proven live."""
+    log = EventLog()
+    handle = client.subscribe(log)
+    try:
+        prove_live(client, log)
+        yield log
+    finally:
+        handle.close()
+
+
 @contextlib.contextmanager
 def trading_session(gateway: Any, timeout: float = 5.0) -> Iterator[tuple[Any, EventLog]]:
     """A Client on ``gateway`` and an EventLog of everything it publishes, proven live."""
     from adapter.client import Client
 
-    with Client(gateway.router_endpoint, gateway.pub_endpoint, timeout=timeout) as client:
-        log = EventLog()
-        handle = client.subscribe(log)
-        try:
-            prove_live(client, log)
-            yield client, log
-        finally:
-            handle.close()
+    with Client(gateway.router_endpoint, gateway.pub_endpoint, timeout=timeout) as client, \
+            subscribed_log(client) as log:
+        yield client, log
 
 
 @pytest.fixture

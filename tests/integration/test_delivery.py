@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -18,7 +17,7 @@ import pytest
 from adapter.client import AsyncClient, Client, GatewayError
 from adapter.config import SimConfig
 
-from ..conftest import ACCOUNT, wait_for
+from ..conftest import ACCOUNT, free_port, wait_for
 
 RICH = SimConfig(cash=1e10)
 
@@ -151,11 +150,6 @@ def test_iterator_from_seq_replays_then_follows(client: Any) -> None:
         live = stream.receive(5.0)
         assert live is not None and live.type == "order" and live.data.order_id == live_id
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class GatewayProcess:

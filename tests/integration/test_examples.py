@@ -13,7 +13,7 @@ import pytest
 from adapter.client import Client
 from adapter.config import SimConfig
 
-from ..conftest import ACCOUNT
+from ..conftest import ACCOUNT, free_port
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -61,11 +61,7 @@ def test_the_event_recorder_resumes_where_it_stopped(sim_gateway: Any, tmp_path:
 
 
 def test_the_monitor(gateway_factory: Any) -> None:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     gateway = gateway_factory(metrics_port=port)
     result = run("monitor.py", gateway, "--metrics-port", str(port))
     assert result.returncode == 0, result.stdout + result.stderr

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import urllib.request
@@ -15,14 +14,8 @@ import pytest
 
 from adapter.client import Client, GatewayError
 
-from ..conftest import ACCOUNT, wait_for
+from ..conftest import ACCOUNT, free_port, wait_for
 from .test_cli import Server
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def scrape(port: int) -> dict[str, float]:

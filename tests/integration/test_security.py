@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -20,7 +19,7 @@ from adapter.keys import (
 )
 from adapter.protocol import encode_request
 
-from ..conftest import ACCOUNT, EventLog, prove_live, wait_for
+from ..conftest import ACCOUNT, subscribed_log, wait_for
 
 OTHER = "1000000366"
 KEYS = {  # name -> (accounts, permissions)
@@ -63,17 +62,6 @@ def connect(secure: Any, keys_dir: Path) -> Iterator[Callable[[str], Client]]:
     yield make
     for client in clients:
         client.close()
-
-
-@contextlib.contextmanager
-def subscribed(client: Client) -> Iterator[EventLog]:
-    log = EventLog()
-    handle = client.subscribe(log)
-    try:
-        prove_live(client, log)
-        yield log
-    finally:
-        handle.close()
 
 
 def buy(client: Client, account: str, volume: int = 200, client_order_id: str | None = None) -> Any:
@@ -128,7 +116,7 @@ def test_a_subscriber_without_an_authorised_key_receives_no_events(secure: Any, 
     sub.subscribe(b"")
     try:
         desk = connect("desk")
-        with subscribed(desk) as log:
+        with subscribed_log(desk) as log:
             response = buy(desk, ACCOUNT)
             log.wait("trade", order_id=response.order_id)  # events really flowed, with heartbeats
             wait_for(lambda: desk.ping(publish=True) and len(log.of("gateway.pong")) >= 3, what="more pongs")
@@ -199,7 +187,7 @@ def test_a_key_for_one_account_cannot_touch_another(connect: Any) -> None:
 
 def test_events_reach_only_keys_for_their_account(connect: Any, secure: Any, keys_dir: Path) -> None:
     trader_a, trader_b, desk = connect("trader-a"), connect("trader-b"), connect("desk")
-    with subscribed(trader_a) as log_a, subscribed(trader_b) as log_b, subscribed(desk) as log_desk:
+    with subscribed_log(trader_a) as log_a, subscribed_log(trader_b) as log_b, subscribed_log(desk) as log_desk:
         # A raw SUB with trader-a's key asking for B's topics, and for everything.
         raw = raw_socket(
             zmq.SUB, secure.pub_endpoint,
@@ -242,7 +230,7 @@ def test_events_reach_only_keys_for_their_account(connect: Any, secure: Any, key
 
 def test_revoking_a_key_drops_its_live_connections(connect: Any, keys_dir: Path) -> None:
     trader_a, trader_b, desk = connect("trader-a"), connect("trader-b", timeout=1.0), connect("desk")
-    with subscribed(trader_b) as log_b, subscribed(desk) as log_desk:
+    with subscribed_log(trader_b) as log_b, subscribed_log(desk) as log_desk:
         assert buy(trader_b, OTHER).order_id > 0
         log_b.wait("trade")
         revoke_client_key(keys_dir, "trader-b")
@@ -280,9 +268,7 @@ def _answers(call: Callable[[], Any]) -> Any:
 
 def test_a_reload_that_takes_nothing_away_keeps_connections(connect: Any, keys_dir: Path, secure: Any) -> None:
     desk = connect("desk")
-    log = EventLog()
-    with desk.subscribe(log):
-        prove_live(desk, log)
+    with subscribed_log(desk) as log:
         new_client_key(keys_dir, "late", parse_accounts(ACCOUNT), parse_permissions("read"))
         result = desk.reload()
         assert "late" in result.admitted and result.revoked == [] and not result.dropping_connections
