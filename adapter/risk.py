@@ -116,6 +116,13 @@ class RiskConfig:
     base: Limits = field(default_factory=Limits)
     accounts: dict[str, Limits] = field(default_factory=dict)  # full limits per account
     keys: dict[str, dict[str, Any]] = field(default_factory=dict)  # only the settings a key sets
+    key_limits: dict[str, Limits] = field(init=False)  # the same as Limits, every other check off
+
+    def __post_init__(self) -> None:
+        off = {name: (() if isinstance(f.default, tuple) else False if isinstance(f.default, bool) else 0)
+               for name, f in _LIMIT_FIELDS.items() if name != "sessions"}
+        object.__setattr__(self, "key_limits",
+                           {name: replace(Limits(), **{**off, **level}) for name, level in self.keys.items()})
 
     def for_account(self, account_id: str) -> Limits:
         return self.accounts.get(account_id, self.base)
@@ -209,11 +216,9 @@ class RiskEngine:
 
     def _levels(self, account_id: str, key_name: str | None) -> list[tuple[str, Limits]]:
         levels = [(f"account:{account_id}", self.config.for_account(account_id))]
-        if key_name is not None and key_name in self.config.keys:
-            # A key level: only what the key sets is checked; everything else is off.
-            off = {name: (() if isinstance(f.default, tuple) else False if isinstance(f.default, bool) else 0)
-                   for name, f in _LIMIT_FIELDS.items() if name != "sessions"}
-            levels.append((f"key:{key_name}:{account_id}", replace(Limits(), **{**off, **self.config.keys[key_name]})))
+        key_limits = self.config.key_limits.get(key_name) if key_name is not None else None
+        if key_limits is not None:  # a key level: only what the key sets is checked
+            levels.append((f"key:{key_name}:{account_id}", key_limits))
         return levels
 
     def _check_order(
