@@ -68,7 +68,8 @@ class Limits:
     max_open_orders: int = 500  # working orders per account
     orders_per_second: float = 50.0  # orders + cancels per account (token bucket, burst of one second)
     orders_per_day: int = 10_000  # orders + cancels per account per day (China time)
-    duplicate_window: float = 2.0  # seconds: same account/code/side/volume/price again is denied
+    # Opt-in (0: off): slicing and grid strategies, and xtquant's own manual, repeat orders on purpose.
+    duplicate_window: float = 0.0  # seconds: same account/code/side/volume/price again is denied
     allow_codes: tuple[str, ...] = ()  # if set, only these codes
     block_codes: tuple[str, ...] = ()  # never these codes
     check_instrument: bool = True  # code format, known code, lot, tick, daily price limits

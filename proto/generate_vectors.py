@@ -43,10 +43,10 @@ POSITION = dict(
     )
 )
 ORDER_ERROR = dict(
-    zip(events.ORDER_ERROR_FIELDS, [2, ACCOUNT, 1082130434, -61, "[COUNTER] [120147][资金可用金额不足]", "cli", "", "c0ffee02"])
+    zip(events.ORDER_ERROR_FIELDS, [2, ACCOUNT, 1082130434, -61, "[COUNTER] [120147][资金可用金额不足]", "cli", "", 9, "c0ffee02"])
 )
 CANCEL_ERROR = dict(
-    zip(events.CANCEL_ERROR_FIELDS, [2, ACCOUNT, 1082130433, 0, "1000001", -62, "[COUNTER] [110003][该委托已成交或已撤单，不能撤单]"])
+    zip(events.CANCEL_ERROR_FIELDS, [2, ACCOUNT, 1082130433, 0, "1000001", -62, "[COUNTER] [110003][该委托已成交或已撤单，不能撤单]", 10])
 )
 ORDER_RESPONSE = dict(zip(events.ORDER_RESPONSE_FIELDS, [2, ACCOUNT, 1082130433, "demo", "first", "", 7, "c0ffee01"]))
 CANCEL_RESPONSE = dict(zip(events.CANCEL_RESPONSE_FIELDS, [2, ACCOUNT, 0, 1082130433, "", 8, ""]))

@@ -62,7 +62,9 @@ class ClientBase:
     context (None: the process-wide instance, which the client never terminates).
     ``client_key`` (this client's ``NAME.key_secret`` file) and ``server_key`` (the gateway's
     ``server.key`` file or its Z85 public key) turn on CURVE; when both are None they come from
-    ``QMT_ADAPTER_CLIENT_KEY`` and ``QMT_ADAPTER_SERVER_KEY`` if set. A driver
+    ``QMT_ADAPTER_CLIENT_KEY`` and ``QMT_ADAPTER_SERVER_KEY`` if set. ``liveness_timeout``:
+    seconds of silence on an event stream after which it reports the gateway gone (None:
+    three heartbeat intervals, at least 3 s; 0: never). A driver
     says how to adapt the context (:meth:`_adopt_context`) and adds its own state
     (:meth:`_init_driver`).
     """
@@ -76,8 +78,16 @@ class ClientBase:
         *,
         client_key: str | os.PathLike[str] | None = None,
         server_key: str | os.PathLike[str] | None = None,
+        liveness_timeout: float | None = None,
     ) -> None:
         self.router = router
+        # Seconds of silence on an event stream after which the gateway counts as gone (None:
+        # three heartbeat intervals, at least 3 s; 0: never); see StreamView.gateway_alive.
+        if liveness_timeout is not None and (
+                isinstance(liveness_timeout, bool) or not isinstance(liveness_timeout, (int, float))
+                or not liveness_timeout >= 0):
+            raise ValueError(f"liveness_timeout must be a number of seconds >= 0, got {liveness_timeout!r}")
+        self.liveness_timeout = liveness_timeout
         self.pub = pub
         self.timeout = check_timeout(timeout, timeout)
         if client_key is None and server_key is None:

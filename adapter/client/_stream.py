@@ -28,13 +28,17 @@ from adapter.protocol import events as event_types
 
 from ._wire import FIRST_PONG_WAIT, next_pong_wait
 from .errors import GatewayError
-from .recovery import EPOCH_EVENT, HOLD_LIMIT, PAGE_LIMIT, Recovery, Request, StreamStats
+from .recovery import EPOCH_EVENT, HOLD_LIMIT, PAGE_LIMIT, Recovery, Request, StreamStats, _notice
 from .records import Event, EventFormatError, Record, parse_event
 
 logger = logging.getLogger(__name__)
 
 StatePath = Union[str, "os.PathLike[str]"]
 STATE_SAVE_INTERVAL = 0.1  # seconds between state file writes while events stream (a write costs ~0.1 ms)
+# The client's liveness notice: the gateway fell silent ({"alive": false, ...}) or was heard again.
+LIVENESS_EVENT = "gateway.liveness"
+MISSED_HEARTBEATS = 3  # heartbeat intervals of silence before the gateway counts as gone
+MIN_SILENCE = 3.0  # seconds: never fewer, so a busy machine's late heartbeat is not a loss
 
 
 def text_prefixes(prefixes: Sequence[str | bytes]) -> tuple[str, ...]:
@@ -113,7 +117,13 @@ class StreamCore:
         hold_limit: int = HOLD_LIMIT,
         page_limit: int = PAGE_LIMIT,
         save_interval: float = STATE_SAVE_INTERVAL,
+        silence: float | None = None,
+        clock: Any = time.monotonic,
     ) -> None:
+        """``silence``: seconds without any message (event, heartbeat, pong) after which the
+        gateway counts as gone; None: ``MISSED_HEARTBEATS`` heartbeat intervals, at least
+        ``MIN_SILENCE``; 0: never. Liveness is watched only once a heartbeat has been seen (a
+        gateway with heartbeats off cannot be told apart from a quiet one)."""
         self.prefixes = text_prefixes(prefixes)
         self._state = None if state_file is None else StateFile(state_file)
         saved = None if self._state is None else self._state.load()
@@ -129,6 +139,11 @@ class StreamCore:
         self._saved = saved  # what the state file holds
         self._save_interval = save_interval
         self._next_save = 0.0  # monotonic time before which a streaming commit does not write
+        self._silence = silence
+        self._clock = clock
+        self._heartbeat_interval = 0.0  # from the gateway's heartbeats; 0: not watching
+        self._heard_at = clock()
+        self.alive: bool | None = None  # None until a heartbeat arms the watch
 
     @property
     def stats(self) -> StreamStats:
@@ -145,7 +160,55 @@ class StreamCore:
             return
         if event.type == event_types.PONG:
             self.subscribed = True
+        self._heard(event)
         self.recovery.on_event(event)
+
+    # -- liveness -------------------------------------------------------------------------
+
+    def silence_limit(self) -> float | None:
+        """Seconds of silence that mean the gateway is gone; None while not watching."""
+        if self._silence == 0 or (self._silence is None and self._heartbeat_interval <= 0):
+            return None
+        if self._silence is not None:
+            return float(self._silence)
+        return max(MISSED_HEARTBEATS * self._heartbeat_interval, MIN_SILENCE)
+
+    def next_check(self) -> float | None:
+        """Seconds until :meth:`check` may change its verdict (None: nothing to watch)."""
+        limit = self.silence_limit()
+        if limit is None or not self.alive:
+            return None
+        return max(0.0, self._heard_at + limit - self._clock())
+
+    def check(self) -> bool:
+        """Declare the gateway gone after the silence limit; True when a notice is now ready."""
+        limit = self.silence_limit()
+        if limit is None or not self.alive:
+            return False
+        silent_for = self._clock() - self._heard_at
+        if silent_for <= limit:
+            return False
+        self.alive = False
+        logger.warning("no message from the gateway for %.1f s: counting it as gone", silent_for)
+        self.recovery.ready.append(_notice(LIVENESS_EVENT, {
+            "alive": False, "silent_for": round(silent_for, 3), "last_seq": self.recovery.last_seq,
+        }, self.recovery.epoch))
+        return True
+
+    def _heard(self, event: Event) -> None:
+        self._heard_at = self._clock()
+        if event.type == event_types.HEARTBEAT:
+            interval = event.data.get("interval")
+            if isinstance(interval, (int, float)) and not isinstance(interval, bool) and interval > 0:
+                self._heartbeat_interval = float(interval)
+                if self.alive is None:
+                    self.alive = True
+        if self.alive is False:
+            self.alive = True
+            logger.warning("the gateway is heard again")
+            self.recovery.ready.append(_notice(LIVENESS_EVENT, {
+                "alive": True, "silent_for": 0.0, "last_seq": self.recovery.last_seq,
+            }, self.recovery.epoch))
 
     def next_request(self) -> Request | None:
         """The replay (or journal_info) call to make now, or None."""
@@ -238,6 +301,13 @@ class StreamView:
     def epoch(self) -> str | None:
         """The journal epoch of the stream (None until one is seen)."""
         return self._core.recovery.epoch
+
+    @property
+    def gateway_alive(self) -> bool | None:
+        """Whether the gateway is heard: False once it has been silent for the stream's
+        ``silence`` limit (a ``gateway.liveness`` notice says so), True again when a message
+        arrives; None until the first heartbeat (gateways with heartbeats off stay None)."""
+        return self._core.alive
 
 
 class PongSchedule:

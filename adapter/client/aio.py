@@ -168,7 +168,7 @@ class AsyncClient(
         The SUB socket connects now; :meth:`AsyncEventStream.wait_subscribed` tells when it is live.
         """
         self._check_open()
-        return AsyncEventStream(self, StreamCore(prefixes, from_seq=from_seq, state_file=state_file), timeout, rcvhwm)
+        return AsyncEventStream(self, self._core(prefixes, from_seq, state_file), timeout, rcvhwm)
 
     def subscribe(
         self,
@@ -185,10 +185,19 @@ class AsyncClient(
         on. ``await handle.close()`` stops it; closing the client closes it too.
         """
         self._check_open()
-        stream = AsyncEventStream(self, StreamCore(prefixes, from_seq=from_seq, state_file=state_file), None, rcvhwm)
+        stream = AsyncEventStream(self, self._core(prefixes, from_seq, state_file), None, rcvhwm)
         subscription = AsyncSubscription(stream, callback, self._subscriptions.discard)
         self._subscriptions.add(subscription)
         return subscription
+
+    def _core(self, prefixes: tuple[str | bytes, ...], from_seq: int | None, state_file: StatePath | None) -> StreamCore:
+        return StreamCore(prefixes, from_seq=from_seq, state_file=state_file, silence=self.liveness_timeout)
+
+    @property
+    def gateway_alive(self) -> bool | None:
+        """Whether this client's subscriptions hear the gateway (see :attr:`Client.gateway_alive`)."""
+        known = [v for v in (s.gateway_alive for s in self._subscriptions if not s.closed) if v is not None]
+        return None if not known else all(known)
 
     async def _publish_pong(self, timeout: float) -> None:
         """Ask the gateway for a ``gateway.pong``: the proof a stream waits for."""
@@ -320,19 +329,26 @@ class AsyncEventStream(StreamView, AsyncClosing):
 
     async def _feed_one(self, deadline: float | None) -> bool:
         """Wait for one SUB message until ``deadline`` and feed it to the core; False on time-out."""
+        core = self._core
         if not readable(self._sub):
-            self._core.idle()  # nothing to read now: save the position before waiting
-        if deadline is None:
-            frames = await self._sub.recv_multipart()
-        else:
-            remaining = deadline - asyncio.get_running_loop().time()
-            if remaining <= 0:
+            core.idle()  # nothing to read now: save the position before waiting
+        loop = asyncio.get_running_loop()
+        while True:
+            remaining = None if deadline is None else deadline - loop.time()
+            if remaining is not None and remaining <= 0:
                 return False
+            check = core.next_check()
+            wait = remaining if check is None else check if remaining is None else min(remaining, check)
+            if wait is None:
+                frames = await self._sub.recv_multipart()
+                break
             try:
-                frames = await asyncio.wait_for(self._sub.recv_multipart(), remaining)
+                frames = await asyncio.wait_for(self._sub.recv_multipart(), wait)
+                break
             except asyncio.TimeoutError:
-                return False
-        self._core.feed(frames)
+                if core.check():
+                    return True  # a liveness notice is ready
+        core.feed(frames)
         if self._core.subscribed:
             self._pong.set()
         return True

@@ -145,7 +145,7 @@ class Client(ClientBase, Closing, OpMethods[Record, Optional[Record], list[Recor
         Use the stream from one thread; ``close()`` (or ``with``, or dropping it) closes it.
         """
         self._check_open()
-        return EventStream(self, StreamCore(prefixes, from_seq=from_seq, state_file=state_file), timeout, rcvhwm)
+        return EventStream(self, self._core(prefixes, from_seq, state_file), timeout, rcvhwm)
 
     def subscribe(
         self,
@@ -165,11 +165,22 @@ class Client(ClientBase, Closing, OpMethods[Record, Optional[Record], list[Recor
         thread; closing the client closes its subscriptions too.
         """
         self._check_open()
-        core = StreamCore(prefixes, from_seq=from_seq, state_file=state_file)
-        subscription = Subscription(self, core, callback, rcvhwm)
+        subscription = Subscription(self, self._core(prefixes, from_seq, state_file), callback, rcvhwm)
         with self._subscriptions_lock:
             self._subscriptions.add(subscription)
         return subscription
+
+    def _core(self, prefixes: tuple[str | bytes, ...], from_seq: int | None, state_file: StatePath | None) -> StreamCore:
+        return StreamCore(prefixes, from_seq=from_seq, state_file=state_file, silence=self.liveness_timeout)
+
+    @property
+    def gateway_alive(self) -> bool | None:
+        """Whether this client's subscriptions hear the gateway: False when one has found it
+        silent (see ``StreamView.gateway_alive``), None with no subscription watching."""
+        with self._subscriptions_lock:
+            verdicts = [s.gateway_alive for s in self._subscriptions if not s.closed]
+        known = [v for v in verdicts if v is not None]
+        return None if not known else all(known)
 
     def _forget(self, subscription: Subscription) -> None:
         with self._subscriptions_lock:
@@ -303,18 +314,19 @@ class EventStream(StreamView, Closing):
 
     def _feed_one(self, deadline: float | None) -> bool:
         """Wait for one SUB message until ``deadline`` and feed it to the core; False on time-out."""
-        if deadline is None:
-            wait_ms = -1
-        else:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+        core = self._core
+        while not readable(self._sub):
+            core.idle()  # nothing to read now: save the position before waiting
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
                 return False
-            wait_ms = to_milliseconds(remaining)
-        if not readable(self._sub):
-            self._core.idle()  # nothing to read now: save the position before waiting
-            if not self._sub.poll(wait_ms, zmq.POLLIN):
-                return False
-        self._core.feed(self._sub.recv_multipart(zmq.NOBLOCK))
+            check = core.next_check()
+            wait = remaining if check is None else check if remaining is None else min(remaining, check)
+            if self._sub.poll(-1 if wait is None else to_milliseconds(wait), zmq.POLLIN):
+                break
+            if core.check():
+                return True  # a liveness notice is ready
+        core.feed(self._sub.recv_multipart(zmq.NOBLOCK))
         return True
 
     def close(self) -> None:
@@ -381,6 +393,7 @@ class Subscription(StreamView, Closing):
                     if not readable(sub):
                         core.idle()  # nothing to read now: save the position before waiting
                         if not sub.poll(self._POLL_MS, zmq.POLLIN):
+                            core.check()
                             continue
                     core.feed(sub.recv_multipart(zmq.NOBLOCK))
                     if core.subscribed:

@@ -24,11 +24,11 @@ POSITION_FIELDS: Final = (
     "profit_rate", "float_profit", "secu_account", "instrument_name",
 )
 ORDER_ERROR_FIELDS: Final = (
-    "account_type", "account_id", "order_id", "error_id", "error_msg", "strategy_name", "order_remark",
+    "account_type", "account_id", "order_id", "error_id", "error_msg", "strategy_name", "order_remark", "seq",
     "client_order_id",
 )
 CANCEL_ERROR_FIELDS: Final = (
-    "account_type", "account_id", "order_id", "market", "order_sysid", "error_id", "error_msg",
+    "account_type", "account_id", "order_id", "market", "order_sysid", "error_id", "error_msg", "seq",
 )
 ORDER_RESPONSE_FIELDS: Final = (
     "account_type", "account_id", "order_id", "strategy_name", "order_remark", "error_msg", "seq",

@@ -69,13 +69,18 @@ def as_positive_int(name: str, value: Any) -> int:
     return number
 
 
+MAX_PRICE = 1e9  # CNY per share: far above any listed price, small enough for exact decimal checks
+
+
 def as_price(name: str, value: Any) -> float:
+    """Any number: xtquant ignores the price of market and latest-price orders (public code sends
+    0 or -1 there), so the limit-order checks are made in ``validate_args``."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise _fail(name, f"expected a number, got {_describe(value)}")
-    price = float(value)
-    if not math.isfinite(price) or price < 0:
-        raise _fail(name, f"must be a finite number >= 0, got {_describe(value)}")
-    return price
+    try:
+        return float(value)
+    except OverflowError:
+        raise _fail(name, f"must be a finite number, got {_describe(value)}") from None
 
 
 def as_client_order_id(name: str, value: Any) -> str | None:
@@ -305,8 +310,14 @@ def validate_args(spec: OpSpec, raw: dict[str, Any]) -> dict[str, Any]:
             )
         else:
             args[param.name] = param.default
-    if spec.kind in (ORDER, ORDER_ASYNC) and args["price_type"] == mapping.FIX_PRICE and args["price"] <= 0:
-        raise _fail("price", "a limit order (price_type 11) needs a price > 0")
+    if spec.kind in (ORDER, ORDER_ASYNC):
+        price = args["price"]
+        if args["price_type"] == mapping.FIX_PRICE:
+            if not math.isfinite(price) or price <= 0 or price > MAX_PRICE:
+                raise _fail("price", f"a limit order (price_type 11) needs a price > 0 and <= {MAX_PRICE:g}, "
+                                     f"got {_describe(price)}")
+        elif not math.isfinite(price) or not -MAX_PRICE <= price <= MAX_PRICE:
+            args["price"] = 0.0  # ignored by the counter for this price type; keep it a plain number
     return args
 
 

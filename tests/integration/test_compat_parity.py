@@ -22,6 +22,10 @@ SIM = SimConfig(fill_volume=100, positions={ACCOUNT: {"000001.SZ": 500}})
 # Differ between two counters by nature: ids, times, the counter's sequence numbers.
 VOLATILE = {"order_id", "order_sysid", "traded_id", "order_time", "traded_time", "seq"}
 DEADLINE = 10.0
+# An account neither counter serves. The terminal refuses its requests itself, the gateway before
+# they reach the terminal: the same callbacks, each with its refuser's own error_id and text
+# (the gateway's are documented in PROTOCOL.md §15), so those two fields are compared by shape.
+STRANGER = "999999"
 
 
 class Recorder:
@@ -29,6 +33,8 @@ class Recorder:
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.threads: set[int] = set()
+        self.inside: Callable[[Any], None] | None = None  # called from the next on_stock_order
         self._lock = threading.Lock()
 
     def __getattr__(self, name: str) -> Callable[..., None]:
@@ -38,6 +44,10 @@ class Recorder:
         def record(*args: Any) -> None:
             with self._lock:
                 self.calls.append((name, dict(vars(args[0])) if args else {}))
+                self.threads.add(threading.get_ident())
+                inside, self.inside = (self.inside, None) if name == "on_stock_order" else (None, self.inside)
+            if inside is not None:
+                inside(args[0])
 
         return record
 
@@ -97,6 +107,37 @@ def scenario(trader: Any, step: Callable[[], None]) -> tuple[list[Any], Recorder
     async_cancel = trader.cancel_order_stock_async(acc, filled)
     recorder.wait("on_cancel_order_stock_async_response", seq=async_cancel)
     recorder.wait("on_cancel_error")
+    # Prices xtquant ignores: latest-price and market orders with 0 or -1, as public code sends them.
+    latest = trader.order_stock(acc, "600000.SH", 23, 100, 5, -1, "parity", "latest -1")
+    out.append(("latest", latest))
+    recorder.wait("on_stock_order", order_id=latest, order_status=56)
+    best5 = trader.order_stock_async(acc, "600000.SH", 23, 100, 42, 0, "parity", "best5 0")
+    recorder.wait("on_order_stock_async_response", seq=best5)
+    recorder.wait("on_stock_trade", order_remark="best5 0")
+    # Cancels by the counter's contract number, and of one it does not know.
+    resting3 = trader.order_stock(acc, "600000.SH", 23, 100, 11, 10.20, "parity", "rest3")
+    sysid = trader.query_stock_order(acc, resting3).order_sysid
+    out.append(("cancel sysid", trader.cancel_order_stock_sysid(acc, 0, sysid)))
+    recorder.wait("on_stock_order", order_id=resting3, order_status=54)
+    unknown_sysid = trader.cancel_order_stock_sysid_async(acc, 0, "no-such-sysid")
+    out.append(("unknown sysid async seq > 0", unknown_sysid > 0))
+    recorder.wait("on_cancel_order_stock_async_response", seq=unknown_sysid)
+    recorder.wait("on_cancel_error", order_sysid="no-such-sysid")
+    out.append(("unknown sysid", trader.cancel_order_stock_sysid(acc, 0, "no-such-sysid-2")))
+    recorder.wait("on_cancel_error", order_sysid="no-such-sysid-2")
+    # Refused before the counter: -1 and on_order_error (seq for async), -1 and on_cancel_error.
+    stranger = StockAccount(STRANGER)
+    out.append(("stranger order", trader.order_stock(stranger, "600000.SH", 23, 100, 11, 10.60, "parity", "x")))
+    recorder.wait("on_order_error", account_id=STRANGER)
+    stranger_seq = trader.order_stock_async(stranger, "600000.SH", 23, 100, 11, 10.60, "parity", "y")
+    out.append(("stranger async seq > 0", stranger_seq > 0))
+    recorder.wait("on_order_stock_async_response", seq=stranger_seq)
+    recorder.wait("on_order_error", seq=stranger_seq)
+    out.append(("stranger cancel", trader.cancel_order_stock(stranger, filled)))
+    recorder.wait("on_cancel_error", account_id=STRANGER)
+    stranger_cancel = trader.cancel_order_stock_async(stranger, filled)
+    recorder.wait("on_cancel_order_stock_async_response", seq=stranger_cancel)
+    recorder.wait("on_cancel_error", seq=stranger_cancel)
     # The books at the end.
     out.append(("order", trader.query_stock_order(acc, filled)))
     out.append(("no order", trader.query_stock_order(acc, 999_999_999)))
@@ -121,6 +162,37 @@ def scenario(trader: Any, step: Callable[[], None]) -> tuple[list[Any], Recorder
     trader.query_new_purchase_limit_async(acc, lambda limits: (answered.append(limits), done.set()))
     assert done.wait(DEADLINE)
     out.append(("purchase limit async", answered[1]))
+    # *_async queries answer on the callback thread, in call order.
+    order: list[tuple[str, bool]] = []
+    done.clear()
+
+    def note(label: str, last: bool = False) -> Callable[[Any], None]:
+        def answer(result: Any) -> None:
+            order.append((label, threading.get_ident() in recorder.threads and result is not None))
+            if last:
+                done.set()
+        return answer
+
+    trader.query_stock_orders_async(acc, note("orders"))
+    trader.query_stock_positions_async(acc, note("positions"))
+    trader.query_stock_trades_async(acc, note("trades"))
+    trader.query_account_status_async(note("status", last=True))
+    assert done.wait(DEADLINE)
+    out.append(("async queries", order))
+    # With relaxed response order, a synchronous query inside a callback answers.
+    trader.set_relaxed_response_order_enabled(True)
+    inside: list[Any] = []
+    recorder.inside = lambda _order: inside.append(trader.query_stock_asset(acc))
+    relaxed = trader.order_stock(acc, "600000.SH", 23, 100, 11, 10.30, "parity", "relaxed")
+    recorder.wait("on_stock_order", order_id=relaxed)
+    deadline = time.monotonic() + DEADLINE
+    while not inside:
+        assert time.monotonic() < deadline, "the query inside the callback never answered"
+        time.sleep(0.005)
+    out.append(("query inside a callback", inside[0]))
+    trader.set_relaxed_response_order_enabled(False)
+    out.append(("cancel relaxed", trader.cancel_order_stock(acc, relaxed)))
+    recorder.wait("on_stock_order", order_id=relaxed, order_status=54)
     settle = time.monotonic() + 0.5  # let late pushes arrive before comparing (bounded)
     while time.monotonic() < settle:
         time.sleep(0.05)
@@ -137,8 +209,12 @@ def normal(value: Any, ids: dict[Any, str]) -> Any:
         value = dict(vars(value))
     if isinstance(value, dict):
         out = {}
+        refused = value.get("account_id") == STRANGER
         for key, item in value.items():
             if key in GATEWAY_FIELDS or key in VOLATILE - {"order_id"}:
+                continue
+            if refused and key in ("error_id", "error_msg"):
+                out[key] = (type(item).__name__, bool(item))
                 continue
             out[key] = _id(item, ids) if key == "order_id" else normal(item, ids)
         return out

@@ -85,8 +85,9 @@ def test_order_arguments_are_normalised() -> None:
         ("order_volume", 0, errors.INVALID_ARGUMENT, "order_volume: must be > 0"),
         ("order_volume", 100.5, errors.INVALID_ARGUMENT, "order_volume: expected an integer"),
         ("order_volume", True, errors.INVALID_ARGUMENT, "order_volume: expected an integer"),
-        ("price", -1, errors.INVALID_ARGUMENT, "price: must be a finite number >= 0"),
-        ("price", float("nan"), errors.INVALID_ARGUMENT, "price: must be a finite number"),
+        ("price", -1, errors.INVALID_ARGUMENT, "price: a limit order (price_type 11) needs a price > 0"),
+        ("price", float("nan"), errors.INVALID_ARGUMENT, "price: a limit order (price_type 11) needs a price > 0"),
+        ("price", 1e308, errors.INVALID_ARGUMENT, "price: a limit order (price_type 11) needs a price > 0"),
         ("price", "10.5", errors.INVALID_ARGUMENT, "price: expected a number"),
         ("order_type", 99, errors.INVALID_ARGUMENT, "order_type: 99 is not a known stock order type"),
         ("price_type", 99, errors.INVALID_ARGUMENT, "price_type: 99 is not a known stock price type"),
@@ -106,6 +107,15 @@ def test_limit_order_needs_a_price() -> None:
     error = refused("order_stock", **{**ORDER, "price": 0})
     assert error.code == errors.INVALID_ARGUMENT and error.message.startswith("price:")
     assert validate("order_stock", **{**ORDER, "price_type": "latest", "price": 0})["price"] == 0.0
+
+
+@pytest.mark.parametrize("price_type", [5, 42, 44, 47])
+@pytest.mark.parametrize("price", [0, -1, 10.5, 1e308, float("inf"), float("nan")])
+def test_market_price_types_take_any_number_as_price(price_type: int, price: float) -> None:
+    """xtquant ignores the price of these types, and public code sends 0 or -1."""
+    args = validate("order_stock_async", **{**ORDER, "price_type": price_type, "price": price})
+    assert args["price_type"] == price_type
+    assert args["price"] == (price if price in (0, -1, 10.5) else 0.0)
 
 
 def test_missing_and_unknown_arguments() -> None:
