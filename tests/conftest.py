@@ -39,7 +39,9 @@ RISK_OFF = {
 
 def make_config(sim: SimConfig | None = None, **overrides: Any) -> Config:
     overrides.setdefault("risk", RISK_OFF)
-    config = load_config(None, router=LOOPBACK, pub=LOOPBACK, **overrides)
+    overrides.setdefault("router", LOOPBACK)  # a random port unless the test gives one
+    overrides.setdefault("pub", LOOPBACK)
+    config = load_config(None, **overrides)
     return replace(config, sim=sim) if sim is not None else config
 
 

@@ -16,9 +16,17 @@ replay pages) into the exact sequence of events, each once, in ``seq`` order:
   page by page. Replayed events are delivered in order, then the held ones that are still new.
   The cursor follows the gateway's ``next_seq``, so ranges in which nothing matched the
   prefixes are passed over without events;
-- another epoch means the journal was recreated: a ``gateway.epoch`` notice (seq None, data
-  ``old_epoch``, ``new_epoch``) is delivered and the cursor restarts at the new stream's
-  beginning. Re-snapshot on it;
+- another epoch means the gateway now serves another journal (recreated, or another data
+  dir): a ``gateway.epoch`` notice (seq None, data ``old_epoch``, ``new_epoch``) is delivered
+  and the cursor restarts at the new stream's beginning, or, for a journal this stream has
+  left before, where it left it (each seq of one epoch is delivered at most once, also across
+  A -> B -> A). Re-snapshot on it;
+- a live event or heartbeat of a journal the stream has left is either a late message of a
+  replaced journal or the sign that the gateway is back on that journal. It is dropped and
+  :meth:`next_request` asks ``journal_info``: the epoch the gateway answers with is the live
+  one, and the stream follows it (a reply, unlike a SUB message, cannot be late). If that
+  call fails other than by a time-out, the stream follows the SUB message's epoch. So the
+  stream always ends up on the live gateway's journal and never goes silent;
 - a range the journal no longer keeps (``seq_expired``), or one that cannot be replayed at all
   (a gateway without ``replay``), becomes a ``gateway.gap`` notice (seq None, data
   ``from_seq``, ``to_seq``, ``first_kept``) and delivery goes on after it. Re-snapshot on it.
@@ -92,6 +100,18 @@ class ReplayRequest:
 
 
 @dataclass(frozen=True)
+class EpochCheckRequest:
+    """``journal_info()``, asked after a message of a journal the stream has left: which one is live."""
+
+    op: ClassVar[str] = "journal_info"
+    suspect: str  # the left epoch a live event or heartbeat carried
+    generation: int = field(default=0, compare=False)
+
+    def args(self) -> dict[str, Any]:
+        return {}
+
+
+@dataclass(frozen=True)
 class JournalInfoRequest:
     """``journal_info()``, asked after ``expired`` failed with seq_expired: where the journal starts."""
 
@@ -102,7 +122,7 @@ class JournalInfoRequest:
         return {}
 
 
-Request = Union[ReplayRequest, JournalInfoRequest]
+Request = Union[ReplayRequest, JournalInfoRequest, EpochCheckRequest]
 
 
 def _notice(event_type: str, data: dict[str, Any], epoch: str | None) -> Event:
@@ -149,7 +169,8 @@ class Recovery:
         self._held: deque[tuple[int, Event | None]] = deque()  # live events after a gap; None: no match
         self._expired: ReplayRequest | None = None  # a replay refused with seq_expired, to resolve
         self._waiting = False  # a call failed for now: ask again only after new input
-        self._retired: set[str] = set()  # epochs of journals that were replaced
+        self._left: dict[str, int] = {}  # epochs of journals the stream left -> its last there
+        self._suspect: str | None = None  # a left epoch seen on the SUB: ask which journal is live
         self._generation = 0  # counts epoch changes: a reply asked for an older stream is stale
 
     # -- state ----------------------------------------------------------------------------
@@ -185,7 +206,7 @@ class Recovery:
         control = event.seq is None or event.type in event_types.CONTROL_EVENTS
         if not self._same_stream(event.epoch):
             if not control:
-                self.stats.duplicates += 1  # from a journal already replaced: stale
+                self.stats.duplicates += 1  # of a journal left: late, or back (then replayed)
             return
         self._waiting = False  # new input: a call that failed for now may be tried again
         if control:
@@ -239,6 +260,8 @@ class Recovery:
         """The call to make now to fill a gap, or None (nothing missing, or waiting for input)."""
         if self._last is None or self._waiting:
             return None
+        if self._suspect is not None:
+            return EpochCheckRequest(self._suspect, self._generation)
         if self._expired is not None:
             return JournalInfoRequest(self._expired)
         if self._held:
@@ -253,7 +276,9 @@ class Recovery:
 
     def on_result(self, request: Request, result: Record | Mapping[str, Any]) -> None:
         """Take the result of a call made for :meth:`next_request`."""
-        if isinstance(request, JournalInfoRequest):
+        if isinstance(request, EpochCheckRequest):
+            self._on_epoch_check(request, result)
+        elif isinstance(request, JournalInfoRequest):
             self._on_journal_info(request, result)
         else:
             self._on_page(request, result)
@@ -265,6 +290,11 @@ class Recovery:
         if code == CLIENT_TIMEOUT:  # the gateway may be restarting: try again on the next input
             self._waiting = True
             return
+        if isinstance(request, EpochCheckRequest):
+            # No answer to go by: follow the SUB, which carried the left epoch (never go silent).
+            logger.warning("event stream: cannot ask which journal is live: %s: %s", code, message)
+            self._switch(request.suspect)
+            return
         if code == SEQ_EXPIRED and isinstance(request, ReplayRequest):
             self._expired = request  # ask journal_info where the journal starts now
             return
@@ -275,15 +305,16 @@ class Recovery:
 
     def _current(self, request: Request) -> bool:
         """Whether a result still fits the state (same stream, the cursor did not move since)."""
+        if isinstance(request, EpochCheckRequest):
+            return request.generation == self._generation and self._suspect is not None
         replay = request.expired if isinstance(request, JournalInfoRequest) else request
         return replay.generation == self._generation and self._last is not None and replay.from_seq == self._last + 1
 
     def _on_page(self, request: ReplayRequest, result: Record | Mapping[str, Any]) -> None:
         if not self._current(request):
             return
-        epoch = result.get("epoch")
-        if not self._same_stream(epoch if isinstance(epoch, str) else None) or not self._current(request):
-            return  # another journal (the cursor was reset) or a stale reply
+        if not self._follow(result.get("epoch")):
+            return  # another journal: the cursor was reset
         next_seq, more = _as_seq(result.get("next_seq")), result.get("more")
         try:
             page = replayed_events(result)
@@ -319,14 +350,20 @@ class Recovery:
     def _on_journal_info(self, request: JournalInfoRequest, result: Record | Mapping[str, Any]) -> None:
         if not self._current(request):
             return
-        epoch = result.get("epoch")
-        if not self._same_stream(epoch if isinstance(epoch, str) else None) or not self._current(request):
+        if not self._follow(result.get("epoch")):
             return
         self._expired = None
         first, newest = _as_seq(result.get("first_seq")), _as_seq(result.get("last_seq"))
         if first is None or first <= 0:  # an empty journal keeps nothing: everything so far is gone
             first = (newest or 0) + 1
         self._give_up(request.expired, first)
+
+    def _on_epoch_check(self, request: EpochCheckRequest, result: Record | Mapping[str, Any]) -> None:
+        if not self._current(request):
+            return
+        self._suspect = None
+        if self._follow(result.get("epoch")):
+            logger.info("event stream: a message of journal %s was late; staying on %s", request.suspect, self.epoch)
 
     def _give_up(self, request: ReplayRequest, first_kept: int | None) -> None:
         """Pass over what cannot be replayed, with a gateway.gap notice.
@@ -384,22 +421,47 @@ class Recovery:
     # -- epochs ---------------------------------------------------------------------------
 
     def _same_stream(self, epoch: str | None) -> bool:
-        """False for an event of a replaced journal. A new epoch restarts the stream (True)."""
+        """For a SUB message: whether it belongs to the stream's journal. A new epoch switches
+        to it (True); one the stream has left is only suspected to be live again (False: dropped,
+        :meth:`next_request` asks ``journal_info`` which journal the gateway serves)."""
         if not epoch or epoch == self.epoch:
             return True
-        if epoch in self._retired:
-            return False
         if self.epoch is None:
             self.epoch = epoch
             return True
-        old, self.epoch = self.epoch, epoch
-        self._retired.add(old)
+        if epoch in self._left:
+            self._suspect, self._waiting = epoch, False  # new input: (again) ask which is live
+            return False
+        self._switch(epoch)
+        return True
+
+    def _follow(self, epoch: Any) -> bool:
+        """For a reply (replay page, ``journal_info``): its epoch is the live gateway's, even one
+        the stream has left; switch to it. Whether the reply belongs to the stream's journal."""
+        if not isinstance(epoch, str) or not epoch or epoch == self.epoch:
+            return True
+        if self.epoch is None:
+            self.epoch = epoch
+            return True
+        self._switch(epoch)
+        return False
+
+    def _switch(self, epoch: str) -> None:
+        """The gateway serves journal ``epoch`` now: a notice, and the cursor at that journal's
+        start, or where this stream left it."""
+        old = self.epoch
+        if old is not None:
+            self._left[old] = self._last or 0
+        resume = self._left.pop(epoch, None)
+        self.epoch = epoch
         self._generation += 1
         self.stats.epoch_changes += 1
-        logger.warning("event stream: new journal (epoch %s, was %s); restarting from its first event", epoch, old)
+        if resume is None:
+            logger.warning("event stream: new journal (epoch %s, was %s); restarting from its first event", epoch, old)
+        else:
+            logger.warning("event stream: back on journal %s (was %s); resuming after seq %d", epoch, old, resume)
         self.ready.append(_notice(EPOCH_EVENT, {"old_epoch": old, "new_epoch": epoch}, epoch))
-        # What is held belongs to the old journal, which cannot fill its gaps any more.
+        # What is held belongs to the old journal: replayed from there if the stream comes back.
         self._held.clear()
-        self._last, self._catch_up, self._gap_end = 0, True, 0
-        self._expired, self._waiting = None, False
-        return True
+        self._last, self._catch_up, self._gap_end = resume or 0, True, 0
+        self._expired, self._waiting, self._suspect = None, False, None

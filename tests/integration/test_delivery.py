@@ -221,6 +221,63 @@ def test_gateway_killed_mid_burst_restarts_with_seq_continuing_and_nothing_lost(
         GatewayProcess.stop_all(first, second)
 
 
+def test_a_stream_follows_the_gateway_to_another_journal_and_back(
+    gateway_factory: Any, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Client.events() left running while the gateway restarts on the same ports with journal
+    B, then with journal A again: each journal change gives a gateway.epoch notice, the stream
+    never goes silent, and each seq of one journal comes once, in order."""
+    router, pub = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
+    dir_a, dir_b = str(tmp_path_factory.mktemp("journal-a")), str(tmp_path_factory.mktemp("journal-b"))
+    seen: list[Any] = []
+
+    def start(data_dir: str) -> Any:
+        return gateway_factory(router=router, pub=pub, data_dir=data_dir, heartbeat_interval=0.2)
+
+    def order_events(client: Client, stream: Any, epoch: str) -> int:
+        """Place an order on the gateway of ``epoch`` and read the stream until its fill arrives."""
+        order_id = client.order_stock(ACCOUNT, "600000.SH", 23, 100, 11, 10.70).order_id
+        for _ in range(10_000):
+            event = stream.receive(10.0)
+            assert event is not None, f"the stream went silent; seen: {[(e.type, e.seq) for e in seen[-5:]]}"
+            seen.append(event)
+            if event.epoch == epoch and event.type == "order" and event.data.order_id == order_id \
+                    and event.data.order_status == 56:
+                return order_id
+        pytest.fail("no fill of the order in 10,000 events")
+
+    gateway = start(dir_a)
+    with Client(router, pub, timeout=5.0) as client, client.events(from_seq=1) as stream:
+        assert stream.wait_subscribed(10.0)
+        epoch_a = client.ping().epoch
+        order_events(client, stream, epoch_a)
+        for data_dir in (dir_b, dir_a):
+            gateway.stop()
+            gateway = start(data_dir)
+            epoch = wait_for(lambda: _epoch(client), timeout=30.0, interval=0.05, what="the restarted gateway")
+            third_order = order_events(client, stream, epoch)
+        assert epoch == epoch_a  # the third gateway is back on journal A
+
+    notices = [e.data.to_dict() for e in seen if e.type == "gateway.epoch"]
+    epoch_b = notices[0]["new_epoch"]
+    assert notices == [{"old_epoch": epoch_a, "new_epoch": epoch_b}, {"old_epoch": epoch_b, "new_epoch": epoch_a}]
+    for epoch in (epoch_a, epoch_b):  # within one journal: every seq once, in order
+        seqs = [e.seq for e in seen if e.epoch == epoch and e.seq is not None]
+        assert seqs == list(range(1, len(seqs) + 1)), (epoch, seqs)
+    back = next(i for i, e in enumerate(seen) if e.type == "gateway.epoch" and e.data.new_epoch == epoch_a)
+    third = [e for e in seen[back:] if e.epoch == epoch_a and e.seq is not None]
+    assert any(e.type == "trade" and e.data.order_id == third_order for e in third)  # from the third gateway
+    assert third[0].seq == max(e.seq for e in seen[:back] if e.epoch == epoch_a and e.seq is not None) + 1
+
+
+def _epoch(client: Client) -> str | None:
+    try:
+        info = client.ping(timeout=0.5)
+    except GatewayError:
+        return None
+    return str(info.epoch) if info.connected else None
+
+
 def _pings(client: Client) -> bool:
     try:
         return bool(client.ping(timeout=0.5).connected)

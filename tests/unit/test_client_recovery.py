@@ -144,6 +144,24 @@ def test_a_recreated_journal_gives_an_epoch_notice(gateway: FakeGateway, client:
         assert stream.epoch == "epoch-2" and stream.stats.epoch_changes == 1
 
 
+def test_a_stream_follows_the_gateway_back_to_a_journal_it_left(gateway: FakeGateway, client: Client) -> None:
+    """A -> B -> A: the stream never goes silent, and no seq of A comes twice."""
+    journal_a = gateway.journal
+    with client.events() as stream:
+        assert stream.wait_subscribed(WAIT)
+        publish_orders(gateway, [1, 2])
+        assert receive_seqs(stream, 2) == [1, 2]
+        gateway.run(lambda fake: setattr(fake, "journal", JournalModel("epoch-2")))
+        publish_orders(gateway, [1])
+        assert receive_seqs(stream, 2) == [EPOCH_EVENT, 1] and stream.epoch == "epoch-2"
+        gateway.run(lambda fake: setattr(fake, "journal", journal_a))  # back on the first journal
+        publish_orders(gateway, [3], live=False)
+        publish_orders(gateway, [4])
+        assert receive_seqs(stream, 3) == [EPOCH_EVENT, 3, 4] and stream.epoch == "epoch-1"
+        publish_orders(gateway, [5])
+        assert receive_seqs(stream, 1) == [5] and stream.stats.epoch_changes == 2
+
+
 def test_expired_history_gives_a_gap_notice(gateway: FakeGateway, client: Client) -> None:
     publish_orders(gateway, range(1, 8), live=False)
     gateway.run(lambda fake: setattr(fake.journal, "first_kept", 5))

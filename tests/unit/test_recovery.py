@@ -19,6 +19,7 @@ from adapter.client.recovery import (
     EPOCH_EVENT,
     GAP_EVENT,
     PAGE_LIMIT,
+    EpochCheckRequest,
     JournalInfoRequest,
     Recovery,
     ReplayRequest,
@@ -356,8 +357,10 @@ def test_a_new_epoch_gives_a_notice_and_restarts_at_the_new_journals_start() -> 
     assert delivered(recovery) == [1, 2, EPOCH_EVENT, 1, 2, 3]
     notice = events[2]
     assert notice.data.to_dict() == {"old_epoch": "epoch-1", "new_epoch": "epoch-2"} and notice.epoch == "epoch-2"
-    recovery.on_event(old.event(2))  # late from the old journal: stale, dropped
+    recovery.on_event(old.event(2))  # late from the old journal: dropped, and checked
     assert delivered(recovery) == [] and recovery.epoch == "epoch-2"
+    assert serve(recovery, new) == [EpochCheckRequest("epoch-1")]  # the gateway serves epoch-2: stale
+    assert delivered(recovery) == [] and recovery.epoch == "epoch-2" and recovery.next_request() is None
     assert recovery.stats == stats(live=3, recovered=2, duplicates=1, epoch_changes=1)
 
 
@@ -374,6 +377,115 @@ def test_a_new_epoch_seen_in_a_heartbeat_or_a_replay_page() -> None:
     calls = serve(resumed, new)
     assert calls[0] == ReplayRequest(40, None, (), PAGE_LIMIT) and calls[1].from_seq == 1  # type: ignore[union-attr]
     assert delivered(resumed) == [EPOCH_EVENT, 1] and resumed.stats.epoch_changes == 1
+
+
+def notices(events: list[Event]) -> list[dict[str, Any]]:
+    return [event.data.to_dict() for event in events if event.type == EPOCH_EVENT]
+
+
+def test_back_on_a_journal_it_left_the_stream_resumes_where_it_left_it() -> None:
+    """A -> B -> A (the gateway restarted with another data dir, then with the first one):
+    the stream follows each journal, and no seq of A is delivered twice."""
+    recovery, a = Recovery(), JournalModel("epoch-a")
+    live(recovery, a, 1, 2)
+    b = JournalModel("epoch-b")
+    live(recovery, b, 1, 2)
+    assert delivered(recovery) == [1, 2, EPOCH_EVENT, 1, 2] and recovery.epoch == "epoch-b"
+
+    a.append(3)  # the gateway is back on A: its start events, and one more published live
+    live(recovery, a, 4)
+    assert delivered(recovery) == [] and recovery.epoch == "epoch-b"  # not trusted yet: it may be late
+    calls = serve(recovery, a)
+    assert calls == [EpochCheckRequest("epoch-a"), ReplayRequest(3, None, (), PAGE_LIMIT)]
+    events = list(recovery.ready)
+    assert delivered(recovery) == [EPOCH_EVENT, 3, 4] and recovery.epoch == "epoch-a"
+    assert notices(events) == [{"old_epoch": "epoch-b", "new_epoch": "epoch-a"}]
+    live(recovery, a, 5)
+    assert delivered(recovery) == [5] and recovery.last_seq == 5 and recovery.next_request() is None
+
+    b.append(3)  # and to B again: B resumes after its seq 2
+    live(recovery, b, 4)
+    serve(recovery, b)
+    assert delivered(recovery) == [EPOCH_EVENT, 3, 4] and recovery.epoch == "epoch-b"
+    assert recovery.stats == stats(live=5, recovered=4, duplicates=2, epoch_changes=3)  # 4 came late live: replayed
+
+
+def test_a_heartbeat_of_a_journal_it_left_brings_an_idle_stream_back() -> None:
+    recovery, a = Recovery(), JournalModel("epoch-a")
+    live(recovery, a, 1)
+    b = JournalModel("epoch-b")
+    recovery.on_event(heartbeat(0, "epoch-b"))  # B's gateway is idle: only heartbeats
+    assert serve(recovery, b) == [ReplayRequest(1, None, (), PAGE_LIMIT)]
+    recovery.on_event(heartbeat(1, "epoch-a"))  # back on A, idle too
+    assert serve(recovery, a) == [EpochCheckRequest("epoch-a"), ReplayRequest(2, None, (), PAGE_LIMIT)]
+    live(recovery, a, 2)
+    assert delivered(recovery) == [1, EPOCH_EVENT, EPOCH_EVENT, 2] and recovery.epoch == "epoch-a"
+
+
+def test_a_reply_from_a_journal_it_left_is_followed_at_once() -> None:
+    """A reply cannot be late: the gateway that made it serves that journal now."""
+    recovery, a = Recovery(), JournalModel("epoch-a")
+    live(recovery, a, 1, 2)
+    b = JournalModel("epoch-b")
+    b.append(1)
+    live(recovery, b, 2)  # B's seq 1 was lost: a replay is due
+    request = recovery.next_request()
+    assert request == ReplayRequest(1, 1, (), PAGE_LIMIT)
+    a.append(3)
+    recovery.on_result(request, a.replay(**request.args()))  # answered by the gateway, back on A
+    assert recovery.epoch == "epoch-a"
+    assert serve(recovery, a) == [ReplayRequest(3, None, (), PAGE_LIMIT)]
+    assert delivered(recovery) == [1, 2, EPOCH_EVENT, EPOCH_EVENT, 3]
+
+
+def test_checking_which_journal_is_live_survives_time_outs_and_failures() -> None:
+    recovery, a = Recovery(), JournalModel("epoch-a")
+    live(recovery, a, 1)
+    b = JournalModel("epoch-b")
+    live(recovery, b, 1)
+    live(recovery, a, 2)
+    check = recovery.next_request()
+    assert check == EpochCheckRequest("epoch-a")
+    recovery.on_error(check, "client_timeout", "no reply")
+    assert recovery.next_request() is None  # no busy retry while the gateway is away
+    recovery.on_event(heartbeat(2, "epoch-a"))
+    check = recovery.next_request()
+    assert check == EpochCheckRequest("epoch-a")
+    recovery.on_error(check, "unknown_op", "unknown op 'journal_info'")  # no answer: follow the SUB
+    serve(recovery, a)
+    assert delivered(recovery) == [1, EPOCH_EVENT, 1, EPOCH_EVENT, 2] and recovery.epoch == "epoch-a"
+
+
+def test_a_check_answered_after_another_journal_change_is_ignored() -> None:
+    recovery, a = Recovery(), JournalModel("epoch-a")
+    live(recovery, a, 1)
+    b = JournalModel("epoch-b")
+    live(recovery, b, 1)
+    live(recovery, a, 2)
+    check = recovery.next_request()
+    assert check == EpochCheckRequest("epoch-a")
+    c = JournalModel("epoch-c")
+    live(recovery, c, 1)  # meanwhile a third journal: the stream is on C now
+    recovery.on_result(check, a.journal_info())
+    assert recovery.epoch == "epoch-c" and serve(recovery, c) == []
+    assert delivered(recovery) == [1, EPOCH_EVENT, 1, EPOCH_EVENT, 1]
+
+
+def test_the_state_file_follows_the_stream_back_to_a_journal(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    a, b = JournalModel("epoch-a"), JournalModel("epoch-b")
+    core = StreamCore([], state_file=path)
+    feed_live(core, a, 1, 2)
+    feed_live(core, b, 1)
+    feed_live(core, a, 3)
+    serve(core.recovery, a)
+    for _ in range(5):  # 1, 2, the notice, B's 1, the notice
+        assert core.pop() is not None
+        core.commit()
+    event = core.pop()
+    assert event is not None and (event.epoch, event.seq) == ("epoch-a", 3) and core.pop() is None
+    core.close()
+    assert json.loads(path.read_text()) == {"epoch": "epoch-a", "last_seq": 3}
 
 
 # -- what cannot be recovered ---------------------------------------------------------------
