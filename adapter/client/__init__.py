@@ -20,11 +20,14 @@ Event streams (``events()``, ``subscribe()``) recover: every event once, in ``se
 gaps filled from the gateway's journal (``replay``), with ``from_seq=`` for history and
 ``state_file=`` to resume after a restart. ``gateway.epoch`` and ``gateway.gap`` notices
 (``EPOCH_EVENT``, ``GAP_EVENT``; seq None) say when to re-snapshot. See
-:mod:`adapter.client.recovery`.
+:mod:`adapter.client.recovery`. A ``gateway.liveness`` notice (``LIVENESS_EVENT``) says when the
+gateway fell silent (missed heartbeats) and when it is heard again; ``gateway_alive`` on a
+stream or client says the same.
 """
 
 from .aio import AsyncClient, AsyncEventStream, AsyncSubscription
 from .errors import CLIENT_CLOSED, CLIENT_TIMEOUT, INVALID_REPLY, GatewayError, GatewayTimeout
+from ._stream import LIVENESS_EVENT
 from .records import Event, Record, replayed_events
 from .recovery import EPOCH_EVENT, GAP_EVENT, StreamStats
 from .sync import Client, EventStream, Subscription
@@ -35,6 +38,7 @@ __all__ = [
     "EPOCH_EVENT",
     "GAP_EVENT",
     "INVALID_REPLY",
+    "LIVENESS_EVENT",
     "AsyncClient",
     "AsyncEventStream",
     "AsyncSubscription",

@@ -122,8 +122,9 @@ class StreamCore:
     ) -> None:
         """``silence``: seconds without any message (event, heartbeat, pong) after which the
         gateway counts as gone; None: ``MISSED_HEARTBEATS`` heartbeat intervals, at least
-        ``MIN_SILENCE``; 0: never. Liveness is watched only once a heartbeat has been seen (a
-        gateway with heartbeats off cannot be told apart from a quiet one)."""
+        ``MIN_SILENCE``; 0: never. Without an explicit limit, liveness is watched only once a
+        heartbeat has been seen (a gateway with heartbeats off cannot be told apart from a quiet
+        one); with one, from the first message."""
         self.prefixes = text_prefixes(prefixes)
         self._state = None if state_file is None else StateFile(state_file)
         saved = None if self._state is None else self._state.load()
@@ -203,6 +204,8 @@ class StreamCore:
                 self._heartbeat_interval = float(interval)
                 if self.alive is None:
                     self.alive = True
+        if self.alive is None and self._silence:
+            self.alive = True  # an explicit limit: watch from the first message on
         if self.alive is False:
             self.alive = True
             logger.warning("the gateway is heard again")
