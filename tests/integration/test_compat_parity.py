@@ -107,6 +107,8 @@ def scenario(trader: Any, step: Callable[[], None]) -> tuple[list[Any], Recorder
     async_cancel = trader.cancel_order_stock_async(acc, filled)
     recorder.wait("on_cancel_order_stock_async_response", seq=async_cancel)
     recorder.wait("on_cancel_error")
+    out.append(("cancel unknown id", trader.cancel_order_stock(acc, 999_999_999)))
+    recorder.wait("on_cancel_error", order_id=999_999_999)
     # Prices xtquant ignores: latest-price and market orders with 0 or -1, as public code sends them.
     latest = trader.order_stock(acc, "600000.SH", 23, 100, 5, -1, "parity", "latest -1")
     out.append(("latest", latest))
