@@ -47,3 +47,23 @@ def test_without_xtquant_a_stock_account_and_look_alikes_are_provided(monkeypatc
     order = xttypes.make("XtOrder", {"order_id": 1})
     assert type(order).__module__ == "adapter.compat.xttypes" and order.order_id == 1
     importlib.reload(xttypes)
+
+
+def test_every_gateway_refusal_has_a_documented_error_id() -> None:
+    from pathlib import Path
+
+    from adapter.client import GatewayError, GatewayTimeout
+    from adapter.protocol import errors
+
+    protocol = (Path(__file__).resolve().parents[2] / "proto" / "PROTOCOL.md").read_text(encoding="utf-8")
+    section = protocol.split("## 15.", 1)[1]
+    for code in errors.ALL_CODES:
+        error_id, message = trader.refusal(GatewayError(code, "why"))
+        assert error_id < 0 and message == f"[{code}] why"
+        if code in trader.GATEWAY_ERROR_IDS:
+            assert f"| {error_id} | " in section and f"`{code}`" in section, code
+    denied = GatewayError("risk_denied", "too big", details={"rule": "order.max_volume"})
+    assert trader.refusal(denied) == (-1004, "[risk_denied: order.max_volume] too big")
+    assert trader.refusal(GatewayTimeout("no connection", sent=False))[0] == trader.UNREACHABLE
+    assert trader.refusal(GatewayTimeout("no reply", sent=True))[0] == -1007
+    assert trader.refusal(GatewayError("broker_error", "x"))[0] == trader.OTHER_GATEWAY_ERROR
