@@ -38,8 +38,9 @@ TRADE = dict(
 POSITION = dict(
     zip(
         events.POSITION_FIELDS,
-        [2, ACCOUNT, "600000.SH", 200, 0, 10.625, 2120.0, 0, 0, 0, 10.625, 48, 10.6, -0.0024, -5.0,
+        [2, ACCOUNT, "600000.SH", 200, 0, 10.625, 2120.0, 0, 0, 0, 10.625, 48, 10.6, -0.0024, -5.0, "", 0.0,
          "A123456789", "浦发银行"],
+        strict=True,
     )
 )
 ORDER_ERROR = dict(

@@ -21,8 +21,9 @@ TRADE_FIELDS: Final = (
 POSITION_FIELDS: Final = (
     "account_type", "account_id", "stock_code", "volume", "can_use_volume", "open_price", "market_value",
     "frozen_volume", "on_road_volume", "yesterday_volume", "avg_price", "direction", "last_price",
-    "profit_rate", "float_profit", "secu_account", "instrument_name",
+    "profit_rate", "float_profit", "open_date", "position_profit", "secu_account", "instrument_name",
 )
+# xttrader matches error pushes to its requests by their ``seq``: xtquant's error objects carry it.
 ORDER_ERROR_FIELDS: Final = (
     "account_type", "account_id", "order_id", "error_id", "error_msg", "strategy_name", "order_remark", "seq",
     "client_order_id",

@@ -1281,7 +1281,10 @@ class SimCounter:
             _secu_account(account.account_id, market),
             quote.instrument.name,
         )
-        xt.float_profit = float(float_profit)  # type: ignore[attr-defined]  # the manual lists it; xttype does not
+        # Fields the manual's XtPosition table lists and xttype's class lacks (the native object has them).
+        xt.float_profit = float(float_profit)  # type: ignore[attr-defined]
+        xt.open_date = ""  # type: ignore[attr-defined]  # "开仓日期，股票不需要": not kept for stocks
+        xt.position_profit = 0.0  # type: ignore[attr-defined]  # "持仓盈亏，股票不需要"
         return xt
 
     def _xt_asset(self, account: _Account) -> xttype.XtAsset:
