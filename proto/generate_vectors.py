@@ -24,15 +24,17 @@ ASSET = dict(zip(events.ASSET_FIELDS, [2, ACCOUNT, 997864.47, 0.0, 2120.0, 99998
 ORDER = dict(
     zip(
         events.ORDER_FIELDS,
-        [2, ACCOUNT, "600000.SH", 1082130433, "1000001", 1763884800, 23, 200, 11, 10.7, 200, 10.6, 56, "",
+        [2, ACCOUNT, "600000.SH", 1082130433, "1000001", 1763884800, 23, 200, 50, 10.7, 200, 10.6, 56, "",
          "cli", "demo", 48, 48, "A123456789", "浦发银行", "c0ffee01"],
+        strict=True,
     )
 )
 TRADE = dict(
     zip(
         events.TRADE_FIELDS,
-        [2, ACCOUNT, "600000.SH", 23, "T000001", 1763884800, 10.6, 200, 2120.0, 1082130433, "1000001", "cli",
-         "demo", 48, 48, 5.0, "A123456789", "浦发银行", "c0ffee01"],
+        [2, ACCOUNT, "600000.SH", 23, "0000000020000001", 1763884800, 10.6, 200, 2120.0, 1082130433, "1000001",
+         "cli", "demo", 48, 48, 5.0, "A123456789", "浦发银行", "c0ffee01"],
+        strict=True,
     )
 )
 POSITION = dict(
@@ -44,10 +46,19 @@ POSITION = dict(
     )
 )
 ORDER_ERROR = dict(
-    zip(events.ORDER_ERROR_FIELDS, [2, ACCOUNT, 1082130434, -61, "[COUNTER] [120147][资金可用金额不足]", "cli", "", 9, "c0ffee02"])
+    zip(
+        events.ORDER_ERROR_FIELDS,
+        [2, ACCOUNT, 1082130434, -61, "限价买入 [SH600000] [COUNTER] [120147][资金可用金额不足]", "cli", "", 9,
+         "c0ffee02"],
+        strict=True,
+    )
 )
 CANCEL_ERROR = dict(
-    zip(events.CANCEL_ERROR_FIELDS, [2, ACCOUNT, 1082130433, 0, "1000001", -62, "[COUNTER] [110003][该委托已成交或已撤单，不能撤单]", 10])
+    zip(
+        events.CANCEL_ERROR_FIELDS,
+        [2, ACCOUNT, 1082130433, 0, "1000001", -62, "[COUNTER] [110003][该委托已成交或已撤单，不能撤单]", 10],
+        strict=True,
+    )
 )
 ORDER_RESPONSE = dict(zip(events.ORDER_RESPONSE_FIELDS, [2, ACCOUNT, 1082130433, "demo", "first", "", 7, "c0ffee01"]))
 CANCEL_RESPONSE = dict(zip(events.CANCEL_RESPONSE_FIELDS, [2, ACCOUNT, 0, 1082130433, "", 8, ""]))

@@ -29,6 +29,19 @@ PRICE_TYPE_NAMES: Final[dict[int, str]] = {
     48: "sz_fok",  # MARKET_SZ_FULL_OR_CANCEL
 }
 
+# Price types in order records: the counter's own codes (QMT's EBrokerPriceType), not the
+# request's xtconstant (PROTOCOL §3.5; adapter.sim.rules has the sources and the mapping).
+BROKER_PRICE_TYPE_NAMES: Final[dict[int, str]] = {
+    49: "market",  # 市价
+    50: "limit",  # 限价: sent as FIX_PRICE or LATEST_PRICE
+    84: "peer_best",  # 对手方最优价格
+    85: "best5_limit",  # 最优五档即时成交剩余转限价
+    86: "own_best",  # 本方最优价格
+    87: "ioc",  # 即时成交剩余撤销
+    88: "best5_cancel",  # 最优五档即时成交剩余撤销
+    89: "fok",  # 全额成交并撤单
+}
+
 ORDER_STATUS_NAMES: Final[dict[int, str]] = {
     48: "unreported",
     49: "wait_reporting",

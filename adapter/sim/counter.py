@@ -104,7 +104,13 @@ FIRST_ORDER_ID = 1082130433  # real QMT order ids are large ints of this shape
 FIRST_SYSID = 100001
 FIRST_TRADE_ID = 20000001
 
-# Counter error ids and texts, in the style of a real counter's "[COUNTER] [id][text]".
+# Counter error ids and texts. A real counter's text reads "[COUNTER] [id][text]", followed by
+# the values it checked as "[key=value,...]": "[COUNTER][260200][可用资金不足][fund_account=...,
+# money_type=0,p_occur_balance=7180.50,v_enable_balance_t=360.82]" as a junk order's 废单原因
+# (status_msg) in QMT's own order export (https://github.com/liqimore/quant-qmt-proxy/issues/21),
+# "[COUNTER][251005][证券可用数量不足][v_stock_code=000506,v_occur_amount=100.00,p_enable_amount=0.00,
+# ...]" (https://github.com/litaolemo/xtquant_big_convert/issues/60). The ids, texts and keys below
+# are the sim's own: each broker's counter has its own.
 ERR_UNKNOWN_CODE = (120100, "证券代码不存在或不允许交易")
 ERR_ORDER_TYPE = (120120, "不支持的委托类型")
 ERR_CASH = (120147, "资金可用金额不足")
@@ -119,9 +125,27 @@ ERR_CANCEL_UNKNOWN = (110002, "未找到该委托，不能撤单")
 ERR_CANCEL_FINAL = (110003, "该委托已成交或已撤单，不能撤单")
 
 
-def counter_message(error: tuple[int, str], detail: str = "") -> str:
+def counter_message(error: tuple[int, str], **checked: object) -> str:
+    """The counter's text for a refusal: ``[COUNTER] [id][text][key=value,...]``."""
     text = f"[COUNTER] [{error[0]}][{error[1]}]"
-    return f"{text} {detail}" if detail else text
+    if checked:
+        text += "[" + ",".join(f"{key}={value}" for key, value in checked.items()) + "]"
+    return text
+
+
+def order_error_message(order_type: int, price_type: int, code: str, status_msg: str) -> str:
+    """``XtOrderError.error_msg`` of a refused order: the counter's price-type name and side, the
+    market and code, then the counter's text -- "限价买入 [SZ162411] [COUNTER] [12313][当前时间不允许此类
+    证券交易]" (error_id -61) in shidenggui/easytrader docs/miniqmt.md, "最优五档即时成交剩余撤销卖出
+    [SH688121] [COUNTER] [251005][证券可用数量不足]" (error_id -61) in a live log quoted in
+    mlhjyx/quantmind-v2's docs. The order's own ``status_msg`` carries the counter's text alone
+    (QMT's 废单原因 column, see above). Real terminals report such errors with error_id -61; the sim
+    still reports the counter's own code as error_id (the integration tests expect it)."""
+    side = {BUY: "买入", SELL: "卖出"}.get(order_type, "")
+    label = rules.BROKER_PRICE_TYPE_NAMES.get(rules.broker_price_type(price_type), "") + side
+    digits, _, suffix = code.rpartition(".")
+    where = f"[{suffix}{digits}]" if digits else f"[{code}]"
+    return f"{label} {where} {status_msg}" if label else f"{where} {status_msg}"
 
 
 _Outbox = collections.deque[tuple[XtQuantAsyncClient, str, tuple[Any, ...]]]
@@ -899,12 +923,14 @@ class SimCounter:
         code = str(fields.get("m_strStockCode", "")).strip()
         quote = self._quotes.get(code)
         market = rules.MARKET_ENUM_BY_SUFFIX.get(code.rpartition(".")[2], -1)
-        order_id, sysid = self._next_order_id, self._next_sysid
+        order_id = self._next_order_id
         self._next_order_id += 1
-        self._next_sysid += 1
         order = _Order(
             order_id=order_id,
-            sysid=str(sysid),
+            # The contract number comes with the counter's answer (status 50 or 57); until then it is
+            # empty (https://github.com/litaolemo/xtquant_big_convert/issues/152: "order_sys_id is
+            # briefly empty" while the order is live).
+            sysid="",
             account_id=account.account_id,
             code=code,
             name=quote.instrument.name if quote else "",
@@ -925,10 +951,19 @@ class SimCounter:
         session.deliver(CB_ORDER_RESP, seq, response)
         if refusal is not None:
             error_id, message = refusal
+            # A junk order never got a contract number: QMT shows "xt" + the order id in its place
+            # (合同编号 xt1090533590 for 订单编号 1090533590 in liqimore/quant-qmt-proxy issue #21).
+            order.sysid = f"xt{order.order_id}"
             order.status, order.status_msg = JUNK, message
             self._push(account, CB_ORDER, self._xt_order(order))
             error = make_order_error(
-                seq, account.account_id, order.order_id, error_id, message, order.strategy_name, order.order_remark
+                seq,
+                account.account_id,
+                order.order_id,
+                error_id,
+                order_error_message(order.order_type, order.price_type, order.code, message),
+                order.strategy_name,
+                order.order_remark,
             )
             session.deliver(CB_ORDER_ERROR, error)  # errors go to the requester only: seqs are per client
             return
@@ -941,6 +976,8 @@ class SimCounter:
             position = account.positions[order.code]
             position.can_use -= order.volume
             position.frozen += order.volume
+        order.sysid = str(self._next_sysid)  # digits, as counters number contracts ('635093411' in #152)
+        self._next_sysid += 1
         order.status = REPORTED
         self._push(account, CB_ORDER, self._xt_order(order))  # 50 reported
         if order.order_type == SELL:
@@ -961,44 +998,47 @@ class SimCounter:
             except ValueError:
                 pass
         if quote is None:
-            return ERR_UNKNOWN_CODE[0], counter_message(ERR_UNKNOWN_CODE, order.code)
+            return ERR_UNKNOWN_CODE[0], counter_message(ERR_UNKNOWN_CODE, stock_code=order.code)
         code = order.code
         if order.order_type not in (BUY, SELL):
-            return ERR_ORDER_TYPE[0], counter_message(ERR_ORDER_TYPE, str(order.order_type))
+            return ERR_ORDER_TYPE[0], counter_message(ERR_ORDER_TYPE, order_type=order.order_type)
         if not rules.is_supported_price_type(order.price_type):
-            return ERR_PRICE_TYPE[0], counter_message(ERR_PRICE_TYPE, str(order.price_type))
+            return ERR_PRICE_TYPE[0], counter_message(ERR_PRICE_TYPE, price_type=order.price_type)
         if not rules.price_type_allowed(order.price_type, code):
-            return ERR_PRICE_TYPE_MARKET[0], counter_message(ERR_PRICE_TYPE_MARKET, f"{order.price_type} on {code}")
+            message = counter_message(ERR_PRICE_TYPE_MARKET, price_type=order.price_type, stock_code=code)
+            return ERR_PRICE_TYPE_MARKET[0], message
         if order.order_type == BUY and not rules.is_valid_buy_volume(code, order.volume):
-            return ERR_LOT[0], counter_message(ERR_LOT, f"buy {order.volume}")
+            return ERR_LOT[0], counter_message(ERR_LOT, entrust_amount=order.volume)
         if order.volume <= 0:
-            return ERR_LOT[0], counter_message(ERR_LOT, f"sell {order.volume}")
+            return ERR_LOT[0], counter_message(ERR_LOT, entrust_amount=order.volume)
         if order.price_type == rules.FIX_PRICE:
             try:
                 price = rules.to_decimal(raw_price)
             except ValueError:
-                return ERR_TICK[0], counter_message(ERR_TICK, repr(raw_price))
+                return ERR_TICK[0], counter_message(ERR_TICK, entrust_price=raw_price)
             if not rules.is_on_tick(price, code):
-                return ERR_TICK[0], counter_message(ERR_TICK, f"{price} (tick {quote.tick})")
+                return ERR_TICK[0], counter_message(ERR_TICK, entrust_price=price, price_step=quote.tick)
             if not quote.down <= price <= quote.up:
-                return ERR_LIMIT[0], counter_message(ERR_LIMIT, f"{price} not in [{quote.down}, {quote.up}]")
+                return ERR_LIMIT[0], counter_message(
+                    ERR_LIMIT, entrust_price=price, down_price=quote.down, up_price=quote.up
+                )
             order.price = price.quantize(quote.tick)
         else:
             order.price = quote.last  # latest-price and market orders are priced at the last price
         if order.order_type == BUY:
             need = self._buy_freeze(order.price, order.volume)
             if need > account.cash:
-                return ERR_CASH[0], counter_message(ERR_CASH, f"need {need}, available {account.cash}")
+                return ERR_CASH[0], counter_message(ERR_CASH, occur_balance=need, enable_balance=account.cash)
         else:
             position = account.positions.get(code)
             sellable = position.can_use if position else 0
             if order.volume > sellable:
-                return ERR_SHARES[0], counter_message(ERR_SHARES, f"sell {order.volume}, sellable {sellable}")
+                return ERR_SHARES[0], counter_message(ERR_SHARES, occur_amount=order.volume, enable_amount=sellable)
             if not rules.is_valid_sell_volume(code, order.volume, sellable):
-                return ERR_LOT[0], counter_message(ERR_LOT, f"sell {order.volume} of sellable {sellable}")
+                return ERR_LOT[0], counter_message(ERR_LOT, entrust_amount=order.volume, enable_amount=sellable)
         cap = self.config.fill_volume
         if order.price_type == rules.MARKET_SZ_FULL_OR_CANCEL and 0 < cap < order.volume:
-            return ERR_FOK[0], counter_message(ERR_FOK, f"{order.volume} > {cap} available")
+            return ERR_FOK[0], counter_message(ERR_FOK, entrust_amount=order.volume, match_amount=cap)
         return None
 
     def _buy_freeze(self, price: Decimal, volume: int) -> Decimal:
@@ -1072,7 +1112,8 @@ class SimCounter:
             order.account_id,
             order.code,
             order.order_type,
-            str(self._take_trade_id()),
+            # A digit string of fixed width, e.g. '0303222200422222' in shidenggui/easytrader docs/miniqmt.md.
+            f"{self._take_trade_id():016d}",
             int(self._clock()),
             float(price),
             volume,
@@ -1132,7 +1173,11 @@ class SimCounter:
             requested_id = _int(fields.get("m_nOrderID", -1))
             order = account.orders.get(requested_id)
         if order is None:
-            message = counter_message(ERR_CANCEL_UNKNOWN, f"order_id {requested_id}" if not sysid else f"sysid {sysid}")
+            message = (
+                counter_message(ERR_CANCEL_UNKNOWN, entrust_no=sysid)
+                if sysid
+                else counter_message(ERR_CANCEL_UNKNOWN, order_id=requested_id)
+            )
             session.deliver(
                 CB_CANCEL_RESP, seq, CancelOrderStockResp(account.account_id, -1, requested_id, sysid, message)
             )
@@ -1144,7 +1189,9 @@ class SimCounter:
         # The response echoes how the cancel was addressed (xttrader matches errors that way).
         session.deliver(CB_CANCEL_RESP, seq, CancelOrderStockResp(account.account_id, 0, order.order_id, sysid, ""))
         if not order.is_open:
-            message = counter_message(ERR_CANCEL_FINAL, f"order_id {order.order_id} status {order.status}")
+            message = counter_message(
+                ERR_CANCEL_FINAL, entrust_no=order.sysid, order_status=order.status
+            )
             error = make_cancel_error(
                 seq, account.account_id, order.order_id, order.market, order.sysid, ERR_CANCEL_FINAL[0], message
             )
@@ -1244,7 +1291,7 @@ class SimCounter:
             order.order_time,
             order.order_type,
             order.volume,
-            order.price_type,
+            rules.broker_price_type(order.price_type),  # the counter's code, not the request's (rules)
             float(order.price),
             order.traded_volume,
             float(average.quantize(Decimal("0.0001"))),

@@ -204,6 +204,58 @@ CANCEL_REST_PRICE_TYPES: Final = frozenset(
 )
 
 
+# What a counter reports as ``XtOrder.price_type``: its own price-type code (QMT's
+# EBrokerPriceType, https://dict.thinktrader.net/innerApi/enum_constants.html#enum-ebrokerpricetype),
+# not the xtconstant the request carried. Observed: a limit order (FIX_PRICE) comes back as 50 and
+# the best-5-then-cancel market orders (42 on SH, 47 on SZ) as 88 -- vnpy/vnpy_xt
+# vnpy_xt/xt_gateway.py ("限价返回50，市价返回88", ORDERTYPE_XT2VT {50: LIMIT, 88: MARKET} in
+# commit 39bc5be); shidenggui/easytrader docs/miniqmt.md shows a limit order's 'price_type': 50
+# ('限价'). The other market types follow the same enum by name, as shidenggui/easytrader
+# easytrader/miniqmt/miniqmt_trader.py (BROKER_PRICE_TYPE_MAP) decodes them; broker page
+# https://qmt.hxquant.com/?id=48 lists XtOrder's price types as enum_EBrokerPriceType.
+# LATEST_PRICE is priced by the terminal (at the last price) and reaches the counter as a limit
+# order (no public example; the sim prices it the same way).
+BROKER_PRICE_ANY: Final = 49  # 市价
+BROKER_PRICE_LIMIT: Final = 50  # 限价
+BROKER_PRICE_PEER_PRICE_FIRST: Final = 84  # 对手方最优价格
+BROKER_PRICE_L5_FIRST_LIMITPX: Final = 85  # 最优五档即时成交剩余转限价
+BROKER_PRICE_MINE_PRICE_FIRST: Final = 86  # 本方最优价格
+BROKER_PRICE_INSTBUSI_RESTCANCEL: Final = 87  # 即时成交剩余撤销
+BROKER_PRICE_L5_FIRST_CANCEL: Final = 88  # 最优五档即时成交剩余撤销
+BROKER_PRICE_FULL_REAL_CANCEL: Final = 89  # 全额成交并撤单
+BROKER_PRICE_TYPES: Final[dict[int, int]] = {
+    LATEST_PRICE: BROKER_PRICE_LIMIT,
+    FIX_PRICE: BROKER_PRICE_LIMIT,
+    MARKET_SH_CONVERT_5_CANCEL: BROKER_PRICE_L5_FIRST_CANCEL,
+    MARKET_SH_CONVERT_5_LIMIT: BROKER_PRICE_L5_FIRST_LIMITPX,
+    MARKET_PEER_PRICE_FIRST: BROKER_PRICE_PEER_PRICE_FIRST,
+    MARKET_MINE_PRICE_FIRST: BROKER_PRICE_MINE_PRICE_FIRST,
+    MARKET_SZ_INSTBUSI_RESTCANCEL: BROKER_PRICE_INSTBUSI_RESTCANCEL,
+    MARKET_SZ_CONVERT_5_CANCEL: BROKER_PRICE_L5_FIRST_CANCEL,
+    MARKET_SZ_FULL_OR_CANCEL: BROKER_PRICE_FULL_REAL_CANCEL,
+}
+# The counter's names of its price types, as its texts use them ("限价买入", "最优五档即时成交剩余撤销卖出").
+BROKER_PRICE_TYPE_NAMES: Final[dict[int, str]] = {
+    BROKER_PRICE_ANY: "市价",
+    BROKER_PRICE_LIMIT: "限价",
+    BROKER_PRICE_PEER_PRICE_FIRST: "对手方最优价格",
+    BROKER_PRICE_L5_FIRST_LIMITPX: "最优五档即时成交剩余转限价",
+    BROKER_PRICE_MINE_PRICE_FIRST: "本方最优价格",
+    BROKER_PRICE_INSTBUSI_RESTCANCEL: "即时成交剩余撤销",
+    BROKER_PRICE_L5_FIRST_CANCEL: "最优五档即时成交剩余撤销",
+    BROKER_PRICE_FULL_REAL_CANCEL: "全额成交并撤单",
+}
+
+
+def broker_price_type(price_type: int) -> int:
+    """The counter's code for an order sent with xtconstant ``price_type``.
+
+    A type the counter does not support has no code of its own (the order is junked); the
+    value sent is kept, which no broker code collides with for the stock types.
+    """
+    return BROKER_PRICE_TYPES.get(price_type, price_type)
+
+
 def is_supported_price_type(price_type: int) -> bool:
     return price_type in SUPPORTED_PRICE_TYPES
 

@@ -167,3 +167,11 @@ def test_constant_tables_agree_with_xtquant() -> None:
     for code in mapping.ORDER_STATUS_NAMES:
         assert code in statuses
     assert (xc.SH_MARKET, xc.SZ_MARKET, xc.MARKET_ENUM_BEIJING) == (0, 1, 70)
+
+
+def test_record_price_types_are_the_counters() -> None:
+    from adapter.sim import rules
+
+    assert set(mapping.BROKER_PRICE_TYPE_NAMES) == set(rules.BROKER_PRICE_TYPE_NAMES)
+    for sent, reported in rules.BROKER_PRICE_TYPES.items():  # every request type reads back as a counter code
+        assert sent in mapping.PRICE_TYPE_NAMES and reported in mapping.BROKER_PRICE_TYPE_NAMES

@@ -291,10 +291,11 @@ def test_limit_buy_below_last_rests_and_freezes_cash(desk: Desk) -> None:
     order = events[2][1]
     assert order.order_id == response.order_id
     assert (order.stock_code, order.order_volume, order.price) == ("600000.SH", 100, 10.5)
-    assert order.price_type == C.FIX_PRICE
+    assert order.price_type == rules.BROKER_PRICE_LIMIT  # the counter's code for a limit order, not FIX_PRICE
+    assert events[1][1].order_sysid == ""  # unreported: no contract number yet
     assert (order.order_type, order.direction, order.offset_flag) == (C.STOCK_BUY, 48, 48)
     assert (order.strategy_name, order.order_remark, order.instrument_name) == ("grid", "seed", "浦发银行")
-    assert order.order_time == int(NOW) and order.order_sysid and order.secu_account.startswith("A")
+    assert order.order_time == int(NOW) and order.order_sysid.isdigit() and order.secu_account.startswith("A")
     asset = events[3][1]
     assert asset.frozen_cash == 1055.0  # 1050 + minimum commission 5
     assert asset.cash == CASH - 1055.0
@@ -321,7 +322,9 @@ def test_marketable_buy_fills_at_last_with_exact_push_order(desk: Desk) -> None:
         1060.0,
         5.0,
     )
-    assert trade.traded_time == int(NOW) and isinstance(trade.traded_id, str) and trade.offset_flag == 48
+    assert trade.traded_time == int(NOW) and trade.offset_flag == 48
+    assert len(trade.traded_id) == 16 and trade.traded_id.isdigit()
+    assert trade.order_sysid == events[5][1].order_sysid and trade.order_sysid.isdigit()
     filled = events[5][1]
     assert (filled.order_status, filled.traded_volume, filled.traded_price) == (C.ORDER_SUCCEEDED, 100, 10.6)
     position = events[6][1]
@@ -449,14 +452,18 @@ def test_counter_refusals_junk_the_order(
     assert junk.order_id == response.order_id
     if price_type == C.FIX_PRICE:
         assert junk.price == price
-    assert junk.status_msg.startswith(f"[COUNTER] [{error_id}]")
+    assert junk.status_msg.startswith(f"[COUNTER] [{error_id}][")
+    assert junk.order_sysid == f"xt{junk.order_id}"  # never got a contract number
+    assert junk.price_type == rules.broker_price_type(price_type)
     assert (error.order_id, error.error_id, error.strategy_name, error.order_remark) == (
         response.order_id,
         error_id,
         "s",
         "r",
     )
-    assert error.error_msg.startswith(f"[COUNTER] [{error_id}][") and error.seq == seq
+    # "<price type><side> [<market><code>] <the counter's text>", as xtquant's on_order_error shows it
+    digits, _, market = code.partition(".")
+    assert error.error_msg.endswith(f" [{market}{digits}] {junk.status_msg}") and error.seq == seq
     assert asset_tuple(trader.query_stock_asset(ACC)) == before
     assert [vars(p) for p in trader.query_stock_positions(ACC)] == positions_before
     assert trader.query_stock_order(ACC, response.order_id).order_status == C.ORDER_JUNK
@@ -673,13 +680,17 @@ def test_latest_price_and_market_orders(make_desk: Callable[..., Desk]) -> None:
     desk = make_desk(fill_volume=100)
     trader, recorder = desk.trader(ACCOUNT)
 
+    sent: dict[int, int] = {}  # order id -> the request's price type
+
     def place(code: str, side: int, volume: int, price_type: int) -> list[int]:
         order_id = trader.order_stock(ACC, code, side, volume, price_type, 0.0)
         desk.flush(trader)
         assert order_id > 0
+        sent[order_id] = price_type
         return [o.order_status for o in recorder.of("order") if o.order_id == order_id]
 
     latest = trader.order_stock(ACC, "600000.SH", C.STOCK_BUY, 100, C.LATEST_PRICE, 0.0)
+    sent[latest] = C.LATEST_PRICE
     desk.flush(trader)
     order = trader.query_stock_order(ACC, latest)
     assert (order.order_status, order.price, order.traded_price) == (C.ORDER_SUCCEEDED, 10.6, 10.6)
@@ -698,6 +709,11 @@ def test_latest_price_and_market_orders(make_desk: Callable[..., Desk]) -> None:
     assert trader.query_stock_order(ACC, rests).order_status == C.ORDER_SUCCEEDED
     assert place("600000.SH", C.STOCK_BUY, 100, C.MARKET_PEER_PRICE_FIRST) == [48, 50, 56]
     assert place("000001.SZ", C.STOCK_BUY, 100, C.MARKET_MINE_PRICE_FIRST) == [48, 50, 56]
+    # Records carry the counter's price-type codes; the matching above followed the request's types.
+    reported = {o.order_id: o.price_type for o in trader.query_stock_orders(ACC) if o.order_id in sent}
+    assert reported == {order_id: rules.BROKER_PRICE_TYPES[sent[order_id]] for order_id in sent}
+    assert set(reported.values()) == {50, 84, 86, 87, 88, 89}
+    assert {o.price_type for o in recorder.of("order") if o.order_id in sent} == set(reported.values())
     books = desk.counter.books(ACCOUNT)
     assert books["frozen_cash"] == 0.0
     assert all(p["frozen_volume"] == 0 for p in books["positions"].values())

@@ -44,7 +44,7 @@ def ids_of(*books: dict[str, Any]) -> tuple[int, int, int]:
     trades = [t for b in books for t in b["trades"]]
     return (
         max(o["order_id"] for o in orders),
-        max(int(o["order_sysid"]) for o in orders),
+        max(int(o["order_sysid"]) for o in orders if o["order_sysid"].isdigit()),  # junk: "xt<order_id>"
         max(int(t["traded_id"]) for t in trades),
     )
 

@@ -168,6 +168,17 @@ def test_is_marketable_edges() -> None:
         rules.is_marketable(99, 1, 1)
 
 
+def test_broker_price_types() -> None:
+    """Order records carry the counter's price-type code (EBrokerPriceType), one per stock type."""
+    assert set(rules.BROKER_PRICE_TYPES) == rules.SUPPORTED_PRICE_TYPES
+    assert rules.broker_price_type(rules.FIX_PRICE) == rules.broker_price_type(rules.LATEST_PRICE) == 50
+    assert rules.broker_price_type(42) == rules.broker_price_type(47) == 88  # best 5, rest cancelled
+    assert [rules.broker_price_type(t) for t in (43, 44, 45, 46, 48)] == [85, 84, 86, 87, 89]
+    assert rules.broker_price_type(99) == 99  # unsupported: junked, the value sent is kept
+    assert not set(rules.BROKER_PRICE_TYPES.values()) & rules.SUPPORTED_PRICE_TYPES
+    assert set(rules.BROKER_PRICE_TYPES.values()) <= set(rules.BROKER_PRICE_TYPE_NAMES)
+
+
 def test_price_type_exchanges() -> None:
     assert rules.price_type_allowed(rules.FIX_PRICE, "600000.SH")
     assert rules.price_type_allowed(rules.LATEST_PRICE, "000001.SZ")
