@@ -17,6 +17,7 @@ refused: -1 (or a seq for ``*_async``) and an ``on_order_error`` / ``on_cancel_e
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import contextlib
 import inspect
 import itertools
@@ -124,7 +125,8 @@ class _Remembered(collections.OrderedDict):  # type: ignore[type-arg]
 
 
 class _Worker:
-    """One thread running posted work in order (xtquant's single-worker executors)."""
+    """One thread running posted work in order (xtquant's single-worker executors, and the one
+    connection its requests travel on in order)."""
 
     def __init__(self, name: str) -> None:
         self._queue: queue.Queue[Callable[[], None] | None] = queue.Queue()
@@ -139,6 +141,24 @@ class _Worker:
         done = threading.Event()
         self._queue.put(done.set)
         return done.wait(timeout)
+
+    def run(self, work: Callable[[], Any], limit: float) -> Any:
+        """Run ``work`` on this thread (at once when already on it) and return what it returns."""
+        if threading.current_thread() is self.thread:
+            return work()
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+
+        def job() -> None:
+            try:
+                future.set_result(work())
+            except BaseException as exc:  # handed to the caller
+                future.set_exception(exc)
+
+        self._queue.put(job)
+        try:
+            return future.result(limit)
+        except concurrent.futures.TimeoutError:
+            raise GatewayTimeout(f"the request thread did not answer within {limit:g}s", sent=False) from None
 
     def stop(self, timeout: float = 10.0) -> None:
         self._queue.put(None)
@@ -160,9 +180,10 @@ class XtQuantTrader:
     """``xtquant.xttrader.XtQuantTrader`` over a qmt-zmq-adapter gateway.
 
     ``client_options`` go to :class:`adapter.client.Client` (``timeout``, keys,
-    ``liveness_timeout``). Threads: calls are made on the caller's thread (``*_async`` queries
-    on one request thread, in call order); events arrive on the client's subscription thread,
-    which only converts them and posts them to the callback thread.
+    ``liveness_timeout``). Threads: every request goes to the gateway from one request thread,
+    in call order (xtquant's one connection); a synchronous call waits for its answer there,
+    an ``*_async`` one returns its seq at once. Events arrive on the client's subscription
+    thread, which only converts them and posts them to the callback thread.
     """
 
     def __init__(self, path: str, session: int, callback: Any = None, **client_options: Any) -> None:
@@ -185,7 +206,7 @@ class XtQuantTrader:
         self._held: list[tuple[str, dict[str, Any]]] = []  # events held meanwhile, in order
         self._callbacks: _Worker | None = None
         self._responses: _Worker | None = None  # relaxed response order: a thread of its own
-        self._requests: _Worker | None = None  # *_async queries, in call order
+        self._requests: _Worker | None = None  # every request to the gateway, in call order
         self._relaxed = False
         self._stopped = threading.Event()
         self._down = False  # the gateway fell silent: calls fail fast until connect() succeeds
@@ -221,7 +242,7 @@ class XtQuantTrader:
 
     def stop(self) -> None:
         if self._subscription is not None:
-            self._resume_from = _next_seq(self._subscription.last_seq)
+            self._resume_from = _next_seq(self._subscription.last_seq) or self._resume_from
             self._subscription.close()
             self._subscription = None
         if self._client is not None:
@@ -247,6 +268,8 @@ class XtQuantTrader:
         if not self.connected:
             log.error("connect: the gateway at %s is up but its counter is not connected", self._router)
             return -1
+        if self._resume_from is None and isinstance(info.get("last_seq"), int):
+            self._resume_from = info.last_seq + 1  # every event from now on, even one the SUB misses
         if not self._ensure_subscription():
             return -1
         self._down = False
@@ -307,27 +330,35 @@ class XtQuantTrader:
         seq = next(self._seqs)
         coid = new_client_order_id()
         op = "order_stock_async" if is_async else "order_stock"
-        with self._gate():
-            with self._lock:
-                self._orders[coid] = (seq, is_async)
-            try:
-                response = self._send_order(op, coid, lambda c: getattr(c, op)(
-                    account.account_id, stock_code, order_type, int(order_volume), price_type, price, strategy_name,
-                    order_remark, client_order_id=coid, account_type=account.account_type))
-            except GatewayError as exc:
-                error_id, message = refusal(exc)
-                log.warning("%s %s refused: %s", op, stock_code, message)
-                data = {"account_type": account.account_type, "account_id": account.account_id, "order_id": -1,
-                        "strategy_name": strategy_name, "order_remark": order_remark}
-                with self._deliver_lock:
-                    if is_async:
-                        self._respond_push("on_order_stock_async_response", "XtOrderResponse",
-                                           {**data, "error_msg": message, "seq": seq})
-                    self._call_back("on_order_error", xttypes.make("XtOrderError", {
-                        **data, "error_id": error_id, "error_msg": message, "seq": seq}))
-                return seq if is_async else -1
+        refused = {"account_type": account.account_type, "account_id": account.account_id, "order_id": -1,
+                   "strategy_name": strategy_name, "order_remark": order_remark}
+
+        def send() -> int:  # on the request thread
+            with self._gate():
+                with self._lock:
+                    self._orders[coid] = (seq, is_async)
+                try:
+                    response = self._send_order(op, coid, lambda c: getattr(c, op)(
+                        account.account_id, stock_code, order_type, int(order_volume), price_type, price,
+                        strategy_name, order_remark, client_order_id=coid, account_type=account.account_type))
+                except GatewayError as exc:
+                    error_id, message = refusal(exc)
+                    log.warning("%s %s refused: %s", op, stock_code, message)
+                    with self._deliver_lock:
+                        if is_async:
+                            self._respond_push("on_order_stock_async_response", "XtOrderResponse",
+                                               {**refused, "error_msg": message, "seq": seq})
+                        self._call_back("on_order_error", xttypes.make("XtOrderError", {
+                            **refused, "error_id": error_id, "error_msg": message, "seq": seq}))
+                    return -1
+            return 0 if is_async else int(response.order_id)  # an async order's id comes in its response
+
+        if is_async:  # as xtquant's: the seq now, everything else through callbacks
+            self._submit(send)
+            return seq
+        order_id = self._on_requests(send)
         self._settle()
-        return seq if is_async else int(response.order_id)
+        return int(order_id)
 
     def _send_order(self, op: str, coid: str, call: Callable[[Client], Any]) -> Any:
         """Send one order; while its outcome is unknown, send it again under the same client
@@ -362,29 +393,37 @@ class XtQuantTrader:
     def _cancel(self, account: Any, call: Callable[[Client], Any], order_id: int, market: Any, sysid: str,
                 is_async: bool) -> int:
         seq = next(self._seqs)
-        with self._gate():
-            try:
-                result = self._do(call)
-            except GatewayError as exc:
-                error_id, message = refusal(exc)
-                log.warning("cancel of %s refused: %s", sysid or order_id, message)
-                market_id = market if isinstance(market, int) else -1
-                with self._deliver_lock:
-                    if is_async:
-                        self._respond_push("on_cancel_order_stock_async_response", "XtCancelOrderResponse", {
+
+        def send() -> int:  # on the request thread
+            with self._gate():
+                try:
+                    result = self._do(call)
+                except GatewayError as exc:
+                    error_id, message = refusal(exc)
+                    log.warning("cancel of %s refused: %s", sysid or order_id, message)
+                    market_id = market if isinstance(market, int) else -1
+                    with self._deliver_lock:
+                        if is_async:
+                            self._respond_push("on_cancel_order_stock_async_response", "XtCancelOrderResponse", {
+                                "account_type": account.account_type, "account_id": account.account_id,
+                                "cancel_result": -1, "order_id": order_id, "order_sysid": sysid, "seq": seq,
+                                "error_msg": message})
+                        self._call_back("on_cancel_error", xttypes.make("XtCancelError", {
                             "account_type": account.account_type, "account_id": account.account_id,
-                            "cancel_result": -1, "order_id": order_id, "order_sysid": sysid, "seq": seq,
-                            "error_msg": message})
-                    self._call_back("on_cancel_error", xttypes.make("XtCancelError", {
-                        "account_type": account.account_type, "account_id": account.account_id,
-                        "order_id": order_id, "market": market_id, "order_sysid": sysid, "error_id": error_id,
-                        "error_msg": message, "seq": seq}))
-                return seq if is_async else -1
-            if result.get("seq") is not None:
-                with self._lock:
-                    self._cancels[int(result.seq)] = (seq, is_async)
+                            "order_id": order_id, "market": market_id, "order_sysid": sysid, "error_id": error_id,
+                            "error_msg": message, "seq": seq}))
+                    return -1
+                if result.get("seq") is not None:
+                    with self._lock:
+                        self._cancels[int(result.seq)] = (seq, is_async)
+            return 0 if is_async else int(result.cancel_result)
+
+        if is_async:
+            self._submit(send)
+            return seq
+        cancel_result = self._on_requests(send)
         self._settle()
-        return seq if is_async else int(result.cancel_result)
+        return int(cancel_result)
 
     @contextlib.contextmanager
     def _gate(self) -> Iterator[None]:
@@ -478,15 +517,12 @@ class XtQuantTrader:
     def _async_query(self, sync: Callable[..., Any], args: tuple[Any, ...], callback: Callable[[Any], None]) -> int:
         """Run ``sync`` on the request thread (in call order) and its callback as a response."""
         seq = next(self._seqs)
-        self.start()
-        requests = self._requests
-        assert requests is not None
 
         def run() -> None:
             result = sync(*args)
             self._respond(lambda: callback(result))
 
-        requests.post(run)
+        self._submit(run)
         return seq
 
     def query_stock_asset_async(self, account: Any, callback: Callable[[Any], None]) -> None:
@@ -557,13 +593,32 @@ class XtQuantTrader:
     # -- plumbing ----------------------------------------------------------------------
 
     def _do(self, call: Callable[[Client], Any]) -> Any:
-        """The gateway's answer; GatewayError when it refused, did not answer, or is gone."""
-        if self._down:
-            raise GatewayTimeout(f"the gateway at {self._router} fell silent; call connect() again", sent=False)
-        if self._client is None:
-            self.start()
-        assert self._client is not None
-        return call(self._client)
+        """The gateway's answer, asked on the request thread; GatewayError when it refused, did
+        not answer, or is gone."""
+        def ask() -> Any:
+            if self._down:
+                raise GatewayTimeout(f"the gateway at {self._router} fell silent; call connect() again", sent=False)
+            client = self._client
+            if client is None:
+                raise GatewayTimeout("the trader is stopped; call start()", sent=False)
+            return call(client)
+
+        return self._on_requests(ask)
+
+    def _on_requests(self, work: Callable[[], Any]) -> Any:
+        """Run ``work`` on the request thread, after the requests made before it."""
+        self.start()
+        requests = self._requests
+        assert requests is not None
+        # Each request there is bounded by the client's time-out (an order: a few sends).
+        return requests.run(work, float(self._client_options["timeout"]) * (4 * _ORDER_ATTEMPTS + 4))
+
+    def _submit(self, work: Callable[[], Any]) -> None:
+        """Queue ``work`` on the request thread and return at once (the ``*_async`` calls)."""
+        self.start()
+        requests = self._requests
+        assert requests is not None
+        requests.post(work)
 
     def _settle(self) -> None:
         """Return only after the callbacks of what arrived before the answer have run, as

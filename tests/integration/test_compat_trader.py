@@ -257,6 +257,38 @@ def test_callbacks_keep_the_counters_order_while_orders_overlap(gateway_factory:
         assert statuses[0] == 48 and statuses[-1] == 56 and traded == sorted(traded), (order_id, statuses)
 
 
+def test_async_calls_return_their_seq_before_any_of_their_callbacks(gateway_factory: Any, traders: list) -> None:
+    """As xtquant's: the seq comes back at once, the answers later, so a strategy can file the
+    seq before its response (vnpy's gateway does exactly that)."""
+    gateway = gateway_factory(sim=SimConfig(order_latency=0.3))
+    trader, callbacks = connected_trader(gateway)
+    traders.append(trader)
+    acc = StockAccount(ACCOUNT)
+    filed: set[int] = set()
+    early: list[tuple[str, int]] = []
+
+    def check(name: str) -> Callable[[Any], None]:
+        def callback(obj: Any) -> None:
+            if obj.seq not in filed:
+                early.append((name, obj.seq))
+        return callback
+
+    callbacks.on_order_stock_async_response = check("on_order_stock_async_response")  # type: ignore[method-assign]
+    callbacks.on_cancel_order_stock_async_response = check("on_cancel_order_stock_async_response")  # type: ignore
+    seqs = []
+    for price in (10.00, 10.10, 10.20):
+        seq = trader.order_stock_async(acc, "600000.SH", 23, 100, 11, price, "s", "rest")
+        filed.add(seq)
+        seqs.append(seq)
+    refused = trader.order_stock_async(acc, "600000.SH", 23, 100, 11, 0, "s", "no price")  # refused by the gateway
+    filed.add(refused)
+    orders = wait_for(lambda: (lambda o: o if len(o) == 3 else None)(trader.query_stock_orders(acc, True)), DEADLINE)
+    for order in orders:
+        filed.add(trader.cancel_order_stock_async(acc, order.order_id))
+    wait_for(lambda: trader.query_stock_orders(acc, True) == [], DEADLINE, what="the cancels")
+    assert early == [] and len(filed) == 7
+
+
 def test_every_method_has_xtquants_signature() -> None:
     from adapter.sim import install
 
