@@ -75,6 +75,18 @@ class EventLog:
         return [(e.type, getattr(e.data, "order_status", None)) for e in sorted(mine, key=lambda e: e.seq)]
 
 
+def wait_filled(log: EventLog, order_id: int, timeout: float = 10.0) -> int:
+    """Wait until the whole fill of ``order_id`` is published: the sim sends trade, order 56,
+    position, asset, in that order. Returns the seq of that asset event, the fill's last."""
+    filled = log.wait("order", timeout, order_id=order_id, order_status=56)[0]
+    after = wait_for(
+        lambda: [e for e in log.of("asset") if e.seq is not None and e.seq > filled.seq],
+        timeout,
+        what=f"the asset event after order {order_id}'s fill",
+    )
+    return int(after[0].seq)
+
+
 def prove_live(client: Any, log: EventLog, timeout: float = 5.0) -> None:
     """Ping with publish until a gateway.pong arrives: the subscription is then live."""
     wait_for(

@@ -17,7 +17,7 @@ import pytest
 from adapter.client import AsyncClient, Client, GatewayError
 from adapter.config import SimConfig
 
-from ..conftest import ACCOUNT, free_port, wait_for
+from ..conftest import ACCOUNT, EventLog, free_port, trading_session, wait_filled, wait_for
 
 RICH = SimConfig(cash=1e10)
 
@@ -46,20 +46,20 @@ def burst(router: str, pub: str, orders: int, window: int = 200, price: float = 
     return asyncio.run(run())
 
 
-class Collector:
+class Collector(EventLog):
     """A recovering subscription's deliveries, with a slow handler on request."""
 
     def __init__(self, slow_every: int = 0) -> None:
-        self.events: list[Any] = []
+        super().__init__()
         self.slow_every = slow_every
-        self.lock = threading.Lock()
+        self.lock = self._lock
 
     def __call__(self, event: Any) -> None:
         with self.lock:
             self.events.append(event)
             n = len(self.events)
         if self.slow_every and n % self.slow_every == 0:
-            time.sleep(0.002)  # a handler that cannot keep up with the burst
+            time.sleep(0.002)  # a handler that cannot keep up with the burst (not a wait)
 
     def seqs(self) -> list[int]:
         with self.lock:
@@ -68,6 +68,22 @@ class Collector:
     def last(self) -> int:
         seqs = self.seqs()
         return seqs[-1] if seqs else 0
+
+
+def wait_burst_filled(log: EventLog, order_ids: Any = None, count: int = 0, timeout: float = 60.0) -> int:
+    """Wait until the fills of ``order_ids`` (or of ``count`` orders) are published completely:
+    every one's order 56, then the asset event after the last of them (the sim sends trade,
+    order 56, position, asset). Returns that asset's seq: nothing else is on its way then."""
+    wanted = None if order_ids is None else set(order_ids)
+
+    def fills() -> list[Any] | None:
+        done = [e for e in log.of("order", order_status=56) if wanted is None or e.data.order_id in wanted]
+        return done if len(done) >= (count if wanted is None else len(wanted)) else None
+
+    newest = max(e.seq for e in wait_for(fills, timeout, interval=0.02, what="the fills"))
+    after = wait_for(lambda: [e for e in log.of("asset") if e.seq is not None and e.seq > newest], timeout,
+                     what="the asset event after the last fill")
+    return int(after[0].seq)
 
 
 def journal_frames(client: Client, from_seq: int = 1) -> list[tuple[str, bytes]]:
@@ -90,9 +106,8 @@ def test_tiny_hwm_slow_subscriber_gets_every_seq_once_in_order(gateway_factory: 
         assert subscription.wait_subscribed(5.0)
         answered = burst(gateway.router_endpoint, gateway.pub_endpoint, 3000)
         assert answered == 3000
-        last = client.ping().last_seq
-        assert last >= 20_000
-        wait_for(lambda: collector.last() >= last, timeout=60.0, what=f"seq {last} delivered")
+        last = wait_burst_filled(collector, count=3000)  # the replies come before the fills' events
+        assert last >= 20_000 and client.ping().last_seq == last
         seqs = collector.seqs()
         assert seqs == list(range(1, last + 1))  # every seq, exactly once, in order
         assert stat(subscription.stats, "recovered") > 0  # the PUB really dropped, replay filled in
@@ -116,7 +131,7 @@ def test_subscriber_that_was_away_recovers_what_it_missed(gateway: Any, tmp_path
         subscription = client.subscribe(first, state_file=str(state))
         assert subscription.wait_subscribed(5.0)
         order_id = client.order_stock(ACCOUNT, "600000.SH", 23, 100, 11, 10.70).order_id
-        wait_for(lambda: any(e.type == "asset" and e.seq > 0 for e in first.events[-1:]), what="the fill's asset")
+        wait_filled(first, order_id)
         wait_for(lambda: first.last() == client.ping().last_seq, what="caught up")
         subscription.close()  # away: events flow without it
         away_from = first.last() + 1
@@ -135,13 +150,12 @@ def test_subscriber_that_was_away_recovers_what_it_missed(gateway: Any, tmp_path
 
 def test_iterator_from_seq_replays_then_follows(client: Any) -> None:
     for _ in range(3):
-        client.order_stock(ACCOUNT, "600000.SH", 23, 100, 11, 10.40)
-    last = client.ping().last_seq
+        client.order_stock(ACCOUNT, "600000.SH", 23, 100, 11, 10.40)  # rest: 48, 50 each
     with client.events("order.", from_seq=1, timeout=5.0) as stream:
         seen = []
-        for event in stream:
+        for event in stream:  # replayed, or live if the reply came before they were published
             seen.append(event)
-            if event.seq >= last - 1:
+            if len(seen) == 6:
                 break
         assert all(e.type == "order" for e in seen)
         assert [e.data.order_status for e in seen] == [48, 50] * 3
@@ -204,10 +218,9 @@ def test_gateway_killed_mid_burst_restarts_with_seq_continuing_and_nothing_lost(
             wait_for(lambda: _pings(client), timeout=30.0, interval=0.1, what="the gateway to restart")
             info = client.ping()
             assert info.epoch == epoch  # same journal, same stream
-            for _ in range(3):
-                client.order_stock(ACCOUNT, "600000.SH", 23, 100, 11, 10.70)
-            last = client.ping().last_seq
-            wait_for(lambda: collector.last() >= last, timeout=60.0, what=f"seq {last} after the restart")
+            placed = [client.order_stock(ACCOUNT, "600000.SH", 23, 100, 11, 10.70).order_id for _ in range(3)]
+            last = wait_burst_filled(collector, placed)
+            assert client.ping().last_seq == last
             seqs = collector.seqs()
             assert seqs == list(range(1, last + 1))  # no seq reused, none missing, none doubled
             journal = journal_frames(client)
@@ -310,8 +323,9 @@ def books_of(snapshot: Any) -> dict[str, Any]:
 def test_late_joiner_snapshot_plus_events_equals_an_early_subscriber(gateway_factory: Any) -> None:
     gateway = gateway_factory(sim=SimConfig(positions={ACCOUNT: {"000001.SZ": 1000}}, fill_volume=100))
     with Client(gateway.router_endpoint, gateway.pub_endpoint, timeout=10.0) as client:
-        early_books = books_of(client.snapshot(ACCOUNT))
-        early = client.events("", from_seq=client.snapshot(ACCOUNT).seq + 1)
+        start = client.snapshot(ACCOUNT)
+        early_books = books_of(start)
+        early = client.events("", from_seq=start.seq + 1)
         assert early.wait_subscribed(5.0)
         client.order_stock(ACCOUNT, "600000.SH", 23, 300, 11, 10.70)  # fills in three parts
         client.order_stock(ACCOUNT, "000001.SZ", 24, 200, 11, 11.00)
@@ -326,15 +340,22 @@ def test_late_joiner_snapshot_plus_events_equals_an_early_subscriber(gateway_fac
         client.cancel_order_stock(ACCOUNT, resting)
         client.order_stock(ACCOUNT, "000001.SZ", 24, 100, 11, 11.00)
         gateway.broker.counter.step()
-        last = wait_for(lambda: (lambda p: p.last_seq if p.pending == 0 else None)(client.ping()), what="quiet")
+        # The cancel's and the fills' events come after the replies: wait until the gateway's
+        # books show them. A snapshot's books are those of the events up to its seq.
+        final_snapshot = wait_for(
+            lambda: (lambda s: s if {o.order_id: o.order_status for o in s.orders}.get(resting) == 54
+                     and len(s.trades) >= 4 else None)(client.snapshot(ACCOUNT)),
+            what="the cancel and the fills in the snapshot",
+        )
         for stream, books in ((early, early_books), (late, late_books)):
             for _ in range(10_000):
                 event = stream.receive(5.0)
                 assert event is not None, "stream ended early"
+                assert event.seq is None or event.seq <= final_snapshot.seq
                 apply(books, event)
-                if event.seq == last:
+                if event.seq == final_snapshot.seq:
                     break
-        final = books_of(client.snapshot(ACCOUNT))
+        final = books_of(final_snapshot)
         assert late_books == early_books == final
         assert final["orders"][resting]["order_status"] == 54 and len(final["trades"]) >= 4
         early.close()
@@ -344,7 +365,7 @@ def test_late_joiner_snapshot_plus_events_equals_an_early_subscriber(gateway_fac
 def test_heartbeats_tell_a_quiet_subscriber_the_stream_is_alive(gateway_factory: Any) -> None:
     gateway = gateway_factory(heartbeat_interval=0.1)
     with Client(gateway.router_endpoint, gateway.pub_endpoint, timeout=5.0) as client:
-        info = client.ping()
+        info = client.ping()  # (start-up events may still be on their way: last_seq can only grow)
         import zmq
         import msgpack
 
@@ -360,16 +381,19 @@ def test_heartbeats_tell_a_quiet_subscriber_the_stream_is_alive(gateway_factory:
                 beats.append(msgpack.unpackb(sub.recv_multipart()[1]))
         sub.close()
         assert len(beats) == 3
+        newest = client.ping().last_seq
         for beat in beats:
             assert beat["seq"] is None and beat["epoch"] == info.epoch
-            assert beat["data"] == {"last_seq": info.last_seq, "connected": True, "interval": 0.1}
+            assert info.last_seq <= beat["data"].pop("last_seq") <= newest
+            assert beat["data"] == {"connected": True, "interval": 0.1}
 
 
 def test_replay_older_than_retention_says_so(gateway_factory: Any) -> None:
     gateway = gateway_factory(retention_bytes=4000)
-    with Client(gateway.router_endpoint, gateway.pub_endpoint, timeout=5.0) as client:
+    with trading_session(gateway) as (client, log):
         for _ in range(10):
-            client.order_stock(ACCOUNT, "600000.SH", 23, 100, 11, 10.70)
+            order_id = client.order_stock(ACCOUNT, "600000.SH", 23, 100, 11, 10.70).order_id
+        wait_filled(log, order_id)  # the last fill published: the journal stays as it is now
         info = client.journal_info()
         assert info.first_seq > 1 and info.payload_bytes <= 4000
         with pytest.raises(GatewayError) as expired:
@@ -397,10 +421,9 @@ def test_cli_journal_and_tail_from(gateway: Any, client: Any) -> None:
 
 def test_an_idle_journal_still_ages_out(gateway_factory: Any) -> None:
     gateway = gateway_factory(retention_days=0.5 / 86400, heartbeat_interval=0.05)  # keep half a second
-    with Client(gateway.router_endpoint, gateway.pub_endpoint, timeout=5.0) as client:
-        client.order_stock(ACCOUNT, "600000.SH", 23, 100, 11, 10.70)
-        last = client.ping().last_seq
-        assert client.journal_info().count > 0
+    with trading_session(gateway) as (client, log):
+        last = wait_filled(log, client.order_stock(ACCOUNT, "600000.SH", 23, 100, 11, 10.70).order_id)
+        assert client.ping().last_seq == last
         wait_for(lambda: client.journal_info().count == 0, timeout=10.0, interval=0.1, what="the journal to age out")
         info = client.journal_info()
         assert info.last_seq == last and info.first_seq == 0  # seq still continues from where it was

@@ -13,7 +13,7 @@ import pytest
 from adapter.client import Client
 from adapter.config import SimConfig
 
-from ..conftest import ACCOUNT, free_port
+from ..conftest import ACCOUNT, free_port, trading_session, wait_filled
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -50,9 +50,12 @@ def test_the_event_recorder_resumes_where_it_stopped(sim_gateway: Any, tmp_path:
     path = tmp_path / "events.jsonl"
     first = run("event_recorder.py", sim_gateway, str(path), "--idle", "1")
     assert first.returncode == 0, first.stderr
-    with Client(sim_gateway.router_endpoint, sim_gateway.pub_endpoint) as client:
-        client.order_stock(ACCOUNT, "600000.SH", "buy", 100, "limit", 10.60, "rec", "")  # while it is down
-        last = client.ping().last_seq
+    with trading_session(sim_gateway) as (client, log):
+        order_id = client.order_stock(ACCOUNT, "600000.SH", "buy", 100, "limit", 10.60, "rec", "").order_id  # while it is down
+        # The reply comes before the fill is published: wait for the fill's last event (trade,
+        # order 56, position, asset), then nothing more is on its way.
+        last = wait_filled(log, order_id)
+        assert client.ping().last_seq == last
     second = run("event_recorder.py", sim_gateway, str(path), "--idle", "1")
     assert second.returncode == 0, second.stderr
     seqs = [json.loads(line)["seq"] for line in path.read_text(encoding="utf-8").splitlines()]

@@ -14,7 +14,7 @@ import pytest
 
 from adapter.client import Client, GatewayError
 
-from ..conftest import ACCOUNT, free_port, wait_for
+from ..conftest import ACCOUNT, free_port, trading_session, wait_filled, wait_for
 from .test_cli import Server
 
 
@@ -32,14 +32,15 @@ def scrape(port: int) -> dict[str, float]:
 def test_the_metrics_endpoint_reports_what_the_gateway_did(gateway_factory: Any) -> None:
     gateway = gateway_factory(metrics_port=free_port(), risk={"max_order_volume": 1000}, heartbeat_interval=0.1)
     assert gateway.metrics_port > 0
-    with Client(gateway.router_endpoint, gateway.pub_endpoint, timeout=5.0) as client:
-        assert client.order_stock(ACCOUNT, "600000.SH", "buy", 100, "limit", 10.60, "m", "").order_id > 0
+    with trading_session(gateway) as (client, log):
+        order_id = client.order_stock(ACCOUNT, "600000.SH", "buy", 100, "limit", 10.60, "m", "").order_id
         with pytest.raises(GatewayError):
             client.order_stock(ACCOUNT, "600000.SH", "buy", 2000, "limit", 10.60, "m", "")
         with pytest.raises(GatewayError):
             client.query_stock_asset("nobody")
-        client.ping()
-        last_seq = client.ping().last_seq
+        # The fill's events come after the reply, and may come after the denial's: wait for both.
+        last_seq = max(wait_filled(log, order_id), log.wait("risk_denied")[0].seq)
+        assert client.ping().last_seq == last_seq
         values = wait_for(lambda: (lambda v: v if v.get("qmt_adapter_last_seq") == last_seq
                                    and v.get('qmt_adapter_connected_clients{socket="router"}', 0) >= 1 else None)(
             scrape(gateway.metrics_port)), what="the gauges after a heartbeat")
