@@ -14,7 +14,7 @@ from typing import Iterator
 
 import pytest
 
-from ..conftest import ACCOUNT
+from ..conftest import ACCOUNT, wait_for
 
 SERVING = re.compile(r"serving: router (\S+), pub (\S+),")
 
@@ -237,9 +237,8 @@ def test_secure_deployment_as_the_readme_shows(tmp_path: "os.PathLike[str]") -> 
         revoke = run("keys", "revoke", "strategy-1", "--keys-dir", keys)
         assert revoke.returncode == 0 and "revoked strategy-1" in revoke.stdout
         server.proc.send_signal(signal.SIGHUP)
-        deadline = time.monotonic() + 15
-        while cli(server, "ping", "--timeout", "1", *as_client("strategy-1")).returncode == 0:
-            assert time.monotonic() < deadline, "the revoked key still answered after SIGHUP"
+        wait_for(lambda: cli(server, "ping", "--timeout", "1", *as_client("strategy-1")).returncode != 0,
+                 timeout=15.0, interval=0.05, what="the revoked key to get no answer after SIGHUP")
         reload = cli(server, "reload", *as_client("ops"))
         assert reload.returncode == 0 and "keys admitted: ops" in reload.stdout, reload.stderr
     finally:
@@ -264,9 +263,8 @@ def test_kill_switch_and_risk_from_the_cli(tmp_path: "os.PathLike[str]") -> None
         with open(config, "w", encoding="utf-8") as handle:
             handle.write("[risk]\nmax_order_volume = 5000\n")
         server.proc.send_signal(signal.SIGHUP)
-        deadline = time.monotonic() + 15
-        while cli(server, "buy", ACCOUNT, "600000.SH", "2000", "10.60").returncode != 0:
-            assert time.monotonic() < deadline, "the new limit was not picked up after SIGHUP"
+        wait_for(lambda: cli(server, "buy", ACCOUNT, "600000.SH", "2000", "10.60").returncode == 0,
+                 timeout=15.0, interval=0.05, what="the new limit to be picked up after SIGHUP")
         resting = cli(server, "buy", ACCOUNT, "600000.SH", "100", "10.00")
         assert resting.returncode == 0
         halt = cli(server, "halt", "--cancel-open", "--reason", "fat finger")
@@ -274,9 +272,8 @@ def test_kill_switch_and_risk_from_the_cli(tmp_path: "os.PathLike[str]") -> None
         refused = cli(server, "buy", ACCOUNT, "600000.SH", "100", "10.00", "--intentional")
         assert refused.returncode == 1 and "trading.halted" in refused.stderr
         assert "trading HALTED" in cli(server, "ping").stdout
-        deadline = time.monotonic() + 15
-        while "(none)" not in cli(server, "orders", ACCOUNT, "--cancelable").stdout:
-            assert time.monotonic() < deadline, "the open order was not cancelled"
+        wait_for(lambda: "(none)" in cli(server, "orders", ACCOUNT, "--cancelable").stdout,
+                 timeout=15.0, interval=0.05, what="the open order to be cancelled")
         report = cli(server, "risk")
         assert report.returncode == 0 and "trading: halted (fat finger)" in report.stdout
         assert re.search(r"max_order_volume\s+5000", report.stdout)

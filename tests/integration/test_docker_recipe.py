@@ -9,14 +9,13 @@ import os
 import re
 import subprocess
 import sys
-import time
 import venv
 from pathlib import Path
 
 import pytest
 import yaml
 
-from ..conftest import free_port
+from ..conftest import free_port, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "docker" / "Dockerfile"
@@ -84,14 +83,13 @@ def test_the_dockerfile_install_start_and_health_check_work(tmp_path: Path) -> N
     server = subprocess.Popen(start, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
     try:
         check = [str(bin_dir / health[0]), *health[1:], "--router", router, "--pub", pub]
-        deadline = time.monotonic() + 60
-        while True:  # the image's health check, until healthy or the deadline
+
+        def healthy() -> subprocess.CompletedProcess[str] | None:  # the image's health check
             result = subprocess.run(check, capture_output=True, text=True, timeout=30)
-            if result.returncode == 0:
-                break
             assert server.poll() is None, server.stderr.read() if server.stderr else "gateway exited"
-            assert time.monotonic() < deadline, result.stdout + result.stderr
-            time.sleep(0.5)
+            return result if result.returncode == 0 else None
+
+        result = wait_for(healthy, timeout=60.0, interval=0.5, what="the image's health check to pass")
         assert "counter connected" in result.stdout
     finally:
         server.terminate()
