@@ -83,6 +83,11 @@ from xtquant import xtconstant, xttype
 
 log = logging.getLogger(__name__)
 
+# XtOrderError.error_id of an order the counter refused: QMT reports -61 and puts the counter's
+# code in error_msg ("order_id=10231, error_id=-61, error_msg=限价买入 [SZ162411] [COUNTER]
+# [12313][...]", shidenggui/easytrader easytrader/miniqmt/miniqmt_trader.py docstrings).
+ORDER_REFUSED_ERROR_ID = -61
+
 T = TypeVar("T")
 
 STOCK_ACCOUNT = xtconstant.SECURITY_ACCOUNT
@@ -960,7 +965,7 @@ class SimCounter:
                 seq,
                 account.account_id,
                 order.order_id,
-                error_id,
+                ORDER_REFUSED_ERROR_ID,  # the counter's own code stays in the message
                 order_error_message(order.order_type, order.price_type, order.code, message),
                 order.strategy_name,
                 order.order_remark,

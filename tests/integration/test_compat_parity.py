@@ -4,6 +4,7 @@ must match, ids and times aside (they must differ between two counters)."""
 
 from __future__ import annotations
 
+import asyncio
 import difflib
 import threading
 import time
@@ -233,6 +234,10 @@ def run_genuine(tmp_path: Path) -> tuple[list[Any], Recorder]:
     sim.install()
     from xtquant.xttrader import XtQuantTrader
 
+    # xttrader reads the main thread's event loop, which a fresh interpreter has and an earlier
+    # asyncio.run() in the same process has cleared.
+    main_loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(main_loop)
     counter = sim.SimCounter(SIM, [ACCOUNT], state_path=tmp_path / "genuine.sqlite3")
     path = f"sim://{uuid.uuid4().hex}"
     sim.register_counter(path, counter)
@@ -243,6 +248,7 @@ def run_genuine(tmp_path: Path) -> tuple[list[Any], Recorder]:
         trader.stop()
         sim.unregister_counter(path)
         counter.close()
+        main_loop.close()
 
 
 def run_compat(gateway_factory: Any, monkeypatch: Any) -> tuple[list[Any], Recorder]:

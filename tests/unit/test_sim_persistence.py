@@ -63,7 +63,7 @@ def trade_day(desk: Desk) -> None:
     desk.counter.set_price("300750.SZ", 264.0)
     desk.flush(trader)
     assert trader.query_stock_order(ACC, sell).order_status == C.ORDER_PART_SUCC
-    assert [e.error_id for e in recorder.of("order_error")] == [130003]
+    assert [(e.error_id, "[130003]" in e.error_msg) for e in recorder.of("order_error")] == [(-61, True)]
 
 
 def test_books_survive_close_and_reopen(make_desk: Callable[..., Desk], tmp_path: Path) -> None:
