@@ -7,9 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.timeout(300)  # ~13 s idle; the bench subprocess may take up to 240 s
 def test_python_m_bench_quick_runs_and_loses_no_event(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "bench", "--quick", "--results", str(tmp_path)],

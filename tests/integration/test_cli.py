@@ -193,6 +193,7 @@ def test_serve_refuses_a_network_bind_without_insecure(tmp_path: "os.PathLike[st
     assert result.returncode == 2 and "without CURVE" in result.stderr and "--insecure" in result.stderr and "--curve" in result.stderr
 
 
+@pytest.mark.timeout(180)  # ~6 s idle: some 15 CLI processes
 def test_secure_deployment_as_the_readme_shows(tmp_path: "os.PathLike[str]") -> None:
     """keys new / list / revoke, serve --curve, client keys by flag and by env, SIGHUP."""
     keys = os.path.join(tmp_path, "keys")
@@ -252,6 +253,7 @@ def test_secure_deployment_as_the_readme_shows(tmp_path: "os.PathLike[str]") -> 
         assert secret and secret.group(1) not in log
 
 
+@pytest.mark.timeout(180)  # ~5 s idle: some 15 CLI processes
 def test_kill_switch_and_risk_from_the_cli(tmp_path: "os.PathLike[str]") -> None:
     config = os.path.join(tmp_path, "gateway.toml")
     with open(config, "w", encoding="utf-8") as handle:

@@ -15,6 +15,7 @@ from ..conftest import ACCOUNT, EventLog, trading_session, wait_for
 BUY, LIMIT = 23, 11
 
 
+@pytest.mark.timeout(120)  # ~2 s idle; a slow machine's second round holds the order 10 s
 def test_a_waiting_order_does_not_hold_up_other_clients(gateway: Any) -> None:
     """The counter holds an order for a while; another client's pings and queries are answered
     meanwhile. Whether they all came while the order was held is checked, not assumed: on a
@@ -47,6 +48,7 @@ def test_a_waiting_order_does_not_hold_up_other_clients(gateway: Any) -> None:
             pytest.fail("the order came back before the other client's calls were answered, even held for 10 s")
 
 
+@pytest.mark.timeout(120)  # ~2 s idle; a slow machine's second round holds the order 8 s
 def test_an_order_the_counter_does_not_answer_in_time_is_unknown_until_its_answer_comes(
     gateway_factory: Any,
 ) -> None:

@@ -98,6 +98,7 @@ def journal_frames(client: Client, from_seq: int = 1) -> list[tuple[str, bytes]]
     pytest.fail("the journal did not end")
 
 
+@pytest.mark.timeout(180)  # ~8 s idle: 3,000 orders, 21,000 events
 def test_tiny_hwm_slow_subscriber_gets_every_seq_once_in_order(gateway_factory: Any) -> None:
     gateway = gateway_factory(sim=RICH, pub_hwm=500)
     with Client(gateway.router_endpoint, gateway.pub_endpoint, timeout=10.0) as client:
@@ -195,6 +196,7 @@ def endpoints() -> Iterator[tuple[str, str]]:
     yield f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
 
 
+@pytest.mark.timeout(180)  # ~13 s idle: two gateway processes, a burst
 def test_gateway_killed_mid_burst_restarts_with_seq_continuing_and_nothing_lost(
     tmp_path: Path, endpoints: tuple[str, str]
 ) -> None:

@@ -93,6 +93,7 @@ def test_the_same_id_after_a_gateway_restart(gateway_factory: Any, tmp_path: Any
     assert len(counter_orders(second_gateway, "restart-1")) == 1
 
 
+@pytest.mark.timeout(150)  # ~5 s idle; a slow machine's second round holds the order 20 s
 def test_ping_and_cli_report_unknown_orders_and_outcomes(gateway_factory: Any) -> None:
     import subprocess
     import sys
@@ -126,6 +127,7 @@ def test_ping_and_cli_report_unknown_orders_and_outcomes(gateway_factory: Any) -
             pytest.fail("the order was settled before the CLI could show it, even 20 s late")
 
 
+@pytest.mark.timeout(120)  # ~7 s idle: two gateway processes
 def test_a_gateway_killed_before_the_acknowledgement_finds_the_order_after_restart(tmp_path: Any) -> None:
     import signal
 
@@ -189,6 +191,7 @@ def test_a_counter_refusal_after_numbering_is_rejected(gateway: Any, client: Cli
              what="the refusal to settle the order as rejected")
 
 
+@pytest.mark.timeout(120)  # the sweep is given up to 30 s
 def test_an_unknown_order_is_settled_from_the_counters_orders_without_a_reconnection(gateway_factory: Any) -> None:
     gateway = gateway_factory(broker_timeout=0.3, unknown_sweep_interval=0.1)
     counter = gateway.broker.counter
