@@ -168,7 +168,7 @@ EVENTS = {
                     "order_id": None},
     "gateway.connection": {"connected": True, "reason": "connected and subscribed"},
     "gateway.trading": {"state": "halted", "reason": "fat finger", "cancel_open": True},
-    "gateway.pong": {"id": 1},
+    "gateway.pong": {"id": 1, "last_seq": 42},
     "gateway.heartbeat": {"last_seq": 110, "connected": True, "interval": 1.0},
 }
 

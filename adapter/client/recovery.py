@@ -212,8 +212,11 @@ class Recovery:
         if control:
             if event.type == event_types.HEARTBEAT:
                 self._on_heartbeat(_as_seq(event.data.get("last_seq")))
-            elif event.type == event_types.PONG and self.matches(event.topic):
-                self.ready.append(event)
+            elif event.type == event_types.PONG:
+                if self._last is None:  # a live start from the subscription's proof, not later
+                    self._on_heartbeat(_as_seq(event.data.get("last_seq")))
+                if self.matches(event.topic):
+                    self.ready.append(event)
             return
         assert event.seq is not None
         if self._last is None:  # start live: the first event seen is the first delivered

@@ -74,7 +74,7 @@ RISK_DENIED_FIELDS: Final = (
 # Control events: not journaled, their envelope seq is nil.
 # PONG answers ping(publish=true): lets a subscriber prove its subscription is live.
 PONG: Final = "gateway.pong"
-PONG_FIELDS: Final = ("id",)
+PONG_FIELDS: Final = ("id", "last_seq")  # last_seq: lets a stream with no position start here
 # HEARTBEAT tells a quiet subscriber the stream is alive and how far it has got.
 HEARTBEAT: Final = "gateway.heartbeat"
 HEARTBEAT_FIELDS: Final = ("last_seq", "connected", "interval")

@@ -629,7 +629,7 @@ class Gateway:
         assert journal is not None
         if op == "ping":
             if args["publish"]:
-                self._publish_control(events.PONG, {"id": request_id})
+                self._publish_control(events.PONG, {"id": request_id, "last_seq": self._event_seq})
             result: Any = self._ping(key)
         elif op == "replay":
             try:

@@ -172,6 +172,23 @@ def test_a_first_heartbeat_sets_the_start_point() -> None:
     assert delivered(recovery) == [6] and recovery.stats == stats(live=1, duplicates=1)
 
 
+def test_a_first_pong_sets_the_start_point_so_a_late_sub_misses_nothing() -> None:
+    """The subscription was proven live at seq 5; the SUB then lost 6 and 7 (e.g. the gateway
+    restarted) before the next heartbeat: they are replayed, not skipped."""
+    recovery, journal = Recovery(), JournalModel()
+    for seq in range(1, 6):
+        journal.append(seq)
+    recovery.on_event(parse_event(list(encode_event(None, 1, "gateway.pong", None, {"id": 1, "last_seq": 5}, EPOCH))))
+    assert recovery.last_seq == 5 and delivered(recovery) == ["gateway.pong"]
+    journal.append(6)
+    journal.append(7)
+    recovery.on_event(heartbeat(7))
+    serve(recovery, journal)
+    assert delivered(recovery) == [6, 7]
+    recovery.on_event(parse_event(list(encode_event(None, 1, "gateway.pong", None, {"id": 2, "last_seq": 9}, EPOCH))))
+    assert recovery.last_seq == 7  # a later pong moves nothing: only heartbeats and events do
+
+
 # -- gaps ---------------------------------------------------------------------------------
 
 
