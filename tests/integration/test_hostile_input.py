@@ -89,10 +89,10 @@ inputs = st.one_of(
 )
 # Inputs go in batches, sent back to back before the replies are read (as a pipelining client
 # does): generating one batch costs hypothesis far less than as many single examples, and the
-# round trips overlap. 200 batches of 12 to 24 are about 3,300 inputs. Traced line by line, they
+# round trips overlap. 200 batches of 12 to 24 are about 3,000 inputs. Traced line by line, they
 # reach every line of adapter/ (client aside) that the 10,000 single random inputs this test used
 # to send reached, and about 600 more (the targeted envelopes get to the counter); 150 batches
-# were the least that still did.
+# missed a few replay lines.
 BATCH = 24
 BATCHES = 200
 
