@@ -248,7 +248,8 @@ class StreamCore:
         if event is not None and event.seq is not None:
             self._position = Position(event.epoch or self.recovery.epoch, event.seq)
         elif event is not None and event.type == EPOCH_EVENT:
-            self._position = Position(event.data.get("new_epoch"), 0)
+            resume = event.data.get("resume_after")
+            self._position = Position(event.data.get("new_epoch"), resume if isinstance(resume, int) else 0)
         last = self.recovery.last_seq
         if not self.recovery.ready and last is not None:
             self._position = Position(self.recovery.epoch, last)

@@ -463,7 +463,8 @@ class Recovery:
             logger.warning("event stream: new journal (epoch %s, was %s); restarting from its first event", epoch, old)
         else:
             logger.warning("event stream: back on journal %s (was %s); resuming after seq %d", epoch, old, resume)
-        self.ready.append(_notice(EPOCH_EVENT, {"old_epoch": old, "new_epoch": epoch}, epoch))
+        self.ready.append(_notice(EPOCH_EVENT, {"old_epoch": old, "new_epoch": epoch, "resume_after": resume or 0},
+                                  epoch))
         # What is held belongs to the old journal: replayed from there if the stream comes back.
         self._held.clear()
         self._last, self._catch_up, self._gap_end = resume or 0, True, 0

@@ -47,17 +47,39 @@ def server(tmp_path: Path) -> Iterator[Server]:
         srv.stop()
 
 
+_running: list[subprocess.Popen[str]] = []
+
+
+@pytest.fixture(autouse=True)
+def no_script_left() -> Iterator[None]:
+    """A script a failed test leaves running is ended (none outlives its test)."""
+    yield
+    while _running:
+        proc = _running.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
+def _default_sigint() -> None:
+    # A shell's background job starts with SIGINT ignored, and children inherit that; the
+    # manual quick-start is ended with SIGINT, as a person would with Ctrl-C.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Script:
     def __init__(self, server: Server, script: Path, module: bool = False) -> None:
         runner = ["-m", "adapter.compat"] if module else ["-m", "adapter", "run"]
         self.proc = subprocess.Popen(
             [sys.executable, *runner, "--router", server.router, "--pub", server.pub, str(script)],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=script.parent,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1"}, preexec_fn=_default_sigint,
         )
+        _running.append(self.proc)
         self.lines: queue.Queue[str] = queue.Queue()
         self.output: list[str] = []
-        threading.Thread(target=self._pump, daemon=True).start()
+        self._pump_thread = threading.Thread(target=self._pump, daemon=True)
+        self._pump_thread.start()
 
     def _pump(self) -> None:
         assert self.proc.stdout is not None
@@ -74,8 +96,13 @@ class Script:
             time.sleep(0.02)
 
     def finish(self, timeout: float = 30.0) -> int:
-        code = self.proc.wait(timeout)
-        time.sleep(0.05)
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+            raise AssertionError(f"the script did not end within {timeout} s:\n{self.text}") from None
+        self._pump_thread.join(10)  # the last lines are read
         return code
 
     @property

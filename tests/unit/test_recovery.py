@@ -373,7 +373,8 @@ def test_a_new_epoch_gives_a_notice_and_restarts_at_the_new_journals_start() -> 
     events = list(recovery.ready)
     assert delivered(recovery) == [1, 2, EPOCH_EVENT, 1, 2, 3]
     notice = events[2]
-    assert notice.data.to_dict() == {"old_epoch": "epoch-1", "new_epoch": "epoch-2"} and notice.epoch == "epoch-2"
+    assert notice.data.to_dict() == {"old_epoch": "epoch-1", "new_epoch": "epoch-2", "resume_after": 0}
+    assert notice.epoch == "epoch-2"
     recovery.on_event(old.event(2))  # late from the old journal: dropped, and checked
     assert delivered(recovery) == [] and recovery.epoch == "epoch-2"
     assert serve(recovery, new) == [EpochCheckRequest("epoch-1")]  # the gateway serves epoch-2: stale
@@ -416,7 +417,7 @@ def test_back_on_a_journal_it_left_the_stream_resumes_where_it_left_it() -> None
     assert calls == [EpochCheckRequest("epoch-a"), ReplayRequest(3, None, (), PAGE_LIMIT)]
     events = list(recovery.ready)
     assert delivered(recovery) == [EPOCH_EVENT, 3, 4] and recovery.epoch == "epoch-a"
-    assert notices(events) == [{"old_epoch": "epoch-b", "new_epoch": "epoch-a"}]
+    assert notices(events) == [{"old_epoch": "epoch-b", "new_epoch": "epoch-a", "resume_after": 2}]
     live(recovery, a, 5)
     assert delivered(recovery) == [5] and recovery.last_seq == 5 and recovery.next_request() is None
 
