@@ -80,7 +80,7 @@ HEARTBEAT: Final = "gateway.heartbeat"
 HEARTBEAT_FIELDS: Final = ("last_seq", "connected", "interval")
 CONTROL_EVENTS: Final = frozenset({PONG, HEARTBEAT})
 # Reserved: the client library's own notices (never published by the gateway).
-CLIENT_NOTICES: Final = frozenset({"gateway.epoch", "gateway.gap"})
+CLIENT_NOTICES: Final = frozenset({"gateway.epoch", "gateway.gap", "gateway.liveness"})
 
 EVENT_FIELDS: Final[dict[str, tuple[str, ...]]] = {
     **{etype: fields for etype, fields in CALLBACK_EVENTS.values()},
