@@ -456,14 +456,19 @@ def test_a_reply_from_a_journal_it_left_is_followed_at_once() -> None:
     assert delivered(recovery) == [1, 2, EPOCH_EVENT, EPOCH_EVENT, 3]
 
 
-def test_checking_which_journal_is_live_survives_time_outs_and_failures() -> None:
+def a_to_b_and_a_again() -> tuple[Recovery, JournalModel, Request | None]:
+    """A stream on A that switched to B and then saw A again: its check of which journal is live."""
     recovery, a = Recovery(), JournalModel("epoch-a")
     live(recovery, a, 1)
-    b = JournalModel("epoch-b")
-    live(recovery, b, 1)
+    live(recovery, JournalModel("epoch-b"), 1)
     live(recovery, a, 2)
     check = recovery.next_request()
     assert check == EpochCheckRequest("epoch-a")
+    return recovery, a, check
+
+
+def test_checking_which_journal_is_live_survives_time_outs_and_failures() -> None:
+    recovery, a, check = a_to_b_and_a_again()
     recovery.on_error(check, "client_timeout", "no reply")
     assert recovery.next_request() is None  # no busy retry while the gateway is away
     recovery.on_event(heartbeat(2, "epoch-a"))
@@ -475,13 +480,7 @@ def test_checking_which_journal_is_live_survives_time_outs_and_failures() -> Non
 
 
 def test_a_check_answered_after_another_journal_change_is_ignored() -> None:
-    recovery, a = Recovery(), JournalModel("epoch-a")
-    live(recovery, a, 1)
-    b = JournalModel("epoch-b")
-    live(recovery, b, 1)
-    live(recovery, a, 2)
-    check = recovery.next_request()
-    assert check == EpochCheckRequest("epoch-a")
+    recovery, a, check = a_to_b_and_a_again()
     c = JournalModel("epoch-c")
     live(recovery, c, 1)  # meanwhile a third journal: the stream is on C now
     recovery.on_result(check, a.journal_info())
