@@ -197,6 +197,7 @@ class XtQuantTrader:
         self._resume_from: int | None = None  # the stream position kept across stop() / start()
         self._accounts: set[str] = set()
         self._lock = threading.Lock()  # this trader's tables
+        self._life = threading.Lock()  # start() against itself
         self._deliver_lock = threading.RLock()  # one event (or held batch) handed on at a time, in order
         self._seqs = itertools.count(1)  # request seqs, one series per trader as in xtquant
         # What this trader sent, so that session-specific callbacks reach only it (as in xtquant):
@@ -232,13 +233,14 @@ class XtQuantTrader:
         self._relaxed = bool(enabled)
 
     def start(self) -> None:
-        self._stopped.clear()
-        if self._callbacks is None:
-            self._callbacks = _Worker("xtquant-compat-callbacks")
-            self._responses = _Worker("xtquant-compat-responses")
-            self._requests = _Worker("xtquant-compat-requests")
-        if self._client is None:
-            self._client = Client(self._router, self._pub, **self._client_options)
+        with self._life:  # called from the strategy's threads and the request thread alike
+            self._stopped.clear()
+            if self._callbacks is None:
+                self._callbacks = _Worker("xtquant-compat-callbacks")
+                self._responses = _Worker("xtquant-compat-responses")
+                self._requests = _Worker("xtquant-compat-requests")
+            if self._client is None:
+                self._client = Client(self._router, self._pub, **self._client_options)
 
     def stop(self) -> None:
         if self._subscription is not None:
