@@ -170,6 +170,7 @@ EVENTS = {
     "gateway.trading": {"state": "halted", "reason": "fat finger", "cancel_open": True},
     "gateway.pong": {"id": 1, "last_seq": 42},
     "gateway.heartbeat": {"last_seq": 110, "connected": True, "interval": 1.0},
+    "gateway.storage": {"ok": False, "store": "journal", "error": "database or disk is full"},
 }
 
 ERRORS = {
@@ -189,6 +190,9 @@ ERRORS = {
     "order_not_placed": (9, "order_not_placed",
                          "order 'c0ffee01' never reached the counter (reconciled: not in the counter's orders of the "
                          "day); send it again with a new client_order_id"),
+    "storage_failed": (12, "storage_failed",
+                       "order_stock: the order could not be recorded, so it was not sent; the same client_order_id "
+                       "may be sent again once storage works"),
     "seq_expired": (6, "seq_expired",
                     "seq 1 is no longer in the journal (first kept: 101); rebuild from the snapshot op"),
 }

@@ -217,6 +217,8 @@ class Recovery:
                     self._on_heartbeat(_as_seq(event.data.get("last_seq")))
                 if self.matches(event.topic):
                     self.ready.append(event)
+            elif event.type == event_types.STORAGE and self.matches(event.topic):
+                self.ready.append(event)  # an alarm: handed out as it comes, outside seq order
             return
         assert event.seq is not None
         if self._last is None:  # start live: the first event seen is the first delivered

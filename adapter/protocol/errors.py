@@ -22,6 +22,7 @@ OUTCOME_UNKNOWN: Final = "outcome_unknown"  # sent, then time-out or disconnect:
 ORDER_NOT_PLACED: Final = "order_not_placed"  # reconciliation found it never reached the counter
 TOO_MANY_REQUESTS: Final = "too_many_requests"  # in-flight limit reached; nothing was sent
 RISK_DENIED: Final = "risk_denied"  # a pre-trade risk rule or the kill switch refused the order
+STORAGE_FAILED: Final = "storage_failed"  # the ledger could not record it: not sent, or its outcome unrecorded
 INTERNAL_ERROR: Final = "internal_error"
 
 ALL_CODES: Final = (
@@ -43,6 +44,7 @@ ALL_CODES: Final = (
     ORDER_NOT_PLACED,
     TOO_MANY_REQUESTS,
     RISK_DENIED,
+    STORAGE_FAILED,
     INTERNAL_ERROR,
 )
 

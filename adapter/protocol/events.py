@@ -78,7 +78,10 @@ PONG_FIELDS: Final = ("id", "last_seq")  # last_seq: lets a stream with no posit
 # HEARTBEAT tells a quiet subscriber the stream is alive and how far it has got.
 HEARTBEAT: Final = "gateway.heartbeat"
 HEARTBEAT_FIELDS: Final = ("last_seq", "connected", "interval")
-CONTROL_EVENTS: Final = frozenset({PONG, HEARTBEAT})
+# STORAGE: a store (journal, ledger, trading-state) failed or recovered; order entry halts on failure.
+STORAGE: Final = "gateway.storage"
+STORAGE_FIELDS: Final = ("ok", "store", "error")
+CONTROL_EVENTS: Final = frozenset({PONG, HEARTBEAT, STORAGE})
 # Reserved: the client library's own notices (never published by the gateway).
 CLIENT_NOTICES: Final = frozenset({"gateway.epoch", "gateway.gap", "gateway.liveness"})
 
@@ -89,6 +92,7 @@ EVENT_FIELDS: Final[dict[str, tuple[str, ...]]] = {
     RISK_DENIED: RISK_DENIED_FIELDS,
     PONG: PONG_FIELDS,
     HEARTBEAT: HEARTBEAT_FIELDS,
+    STORAGE: STORAGE_FIELDS,
 }
 
 # Query op -> fields of each result record.

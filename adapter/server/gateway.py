@@ -8,10 +8,12 @@ events on this thread, which alone numbers the events.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import heapq
 import itertools
 import logging
+import sqlite3
 import threading
 import time
 from typing import Any, Iterator
@@ -59,6 +61,10 @@ _GATEWAY_CLIENT = b"\x00gateway"  # the routing id the gateway's own queries are
 _ORDER_RECORD_QUERIES = frozenset({"query_stock_orders", "query_stock_order", "query_stock_trades"})
 _ALL_ACCOUNT_QUERIES = frozenset({"query_account_infos", "query_account_status"})
 DROP_DELAY = 0.2  # seconds between a reload's reply and dropping connections, so the reply leaves
+# The stores whose failure halts order entry (ping's "storage", the gateway.storage event).
+JOURNAL_STORE, LEDGER_STORE, TRADING_STATE_STORE = "journal", "ledger", "trading-state"
+RISK_EVENTS_PER_SECOND = 10  # risk_denied events journaled per account; the rest only replied and counted
+MAX_UNJOURNALED = 100_000  # events held while the journal fails; beyond, dropped (never published)
 
 
 class Gateway:
@@ -79,6 +85,9 @@ class Gateway:
         self.access = Access(config)
         self.risk = RiskEngine(config.risk_config(), reference_for(config))
         self.killswitch = KillSwitch(config.data_dir)
+        self._storage_problems: dict[str, str] = {}  # store -> the error that stopped it
+        self._risk_events: dict[str, collections.deque[float]] = {}  # account -> times of journaled denials
+        self._backlog: list[tuple[int, int, bytes, bytes]] = []  # numbered, not yet journaled: not published
         self.metrics: Metrics | None = Metrics() if config.metrics_port else None
         self.metrics_port = 0
         self._asked: dict[tuple[bytes, Any], tuple[str, float]] = {}  # (client, request id) -> (op, read at)
@@ -115,6 +124,7 @@ class Gateway:
             "events": 0,
             "replies_dropped": 0,
             "journal_errors": 0,
+            "risk_events_dropped": 0,
         }
 
     # -- control (any thread) ----------------------------------------------------------
@@ -327,6 +337,8 @@ class Gateway:
 
     def _heartbeat(self, now: float) -> None:
         self._next_heartbeat = now + self.config.heartbeat_interval
+        if self._backlog and not self._batching:
+            self._flush()  # the journal may take the waiting events now
         self._refresh_metrics()
         self._apply_retention()
         data = {"last_seq": self._event_seq, "connected": self._connected, "interval": self.config.heartbeat_interval}
@@ -417,6 +429,18 @@ class Gateway:
                 self._asked.clear()
             self._asked[(envelope[0], request.id)] = (op, time.perf_counter())
         try:
+            self._on_request(envelope, request, key)
+        except (sqlite3.Error, OSError) as exc:  # the ledger: nothing was sent
+            log.exception("%r: a store failed", request.op)
+            self._storage_failed(LEDGER_STORE, str(exc))
+            self._reply_error(envelope, request.id, errors.STORAGE_FAILED,
+                              f"{request.op}: could not be recorded, so nothing was sent; retry once storage works")
+        except Exception:
+            log.exception("command handling failed: %r", request.op)
+            self._reply_error(envelope, request.id, errors.INTERNAL_ERROR, "internal error; see the gateway log")
+
+    def _on_request(self, envelope: list[bytes], request: Any, key: ClientKey | None) -> None:
+        try:
             spec = ops.lookup(request.op)
             args = ops.validate_args(spec, request.args)
             self._authorise(key, spec, args)
@@ -485,18 +509,36 @@ class Gateway:
             args.get("client_order_id"), denial.rule, denial.message,
             extra={**_order_fields(args, request_id), "rule": denial.rule},
         )
-        data = {name: args.get(name) for name in events.RISK_DENIED_FIELDS}
-        data.update(rule=denial.rule, message=denial.message, limit=denial.limit, value=denial.value, op=spec.name)
-        self._publish(events.RISK_DENIED, args["account_id"], data, time.time_ns())
+        if self._risk_event_allowed(args["account_id"]):
+            data = {name: args.get(name) for name in events.RISK_DENIED_FIELDS}
+            data.update(rule=denial.rule, message=denial.message, limit=denial.limit, value=denial.value,
+                        op=spec.name)
+            self._publish(events.RISK_DENIED, args["account_id"], data, time.time_ns())
+        else:
+            self.stats["risk_events_dropped"] += 1
         if self.metrics is not None:
             self.metrics.denials.labels(denial.rule).inc()
         self._reply_error(envelope, request_id, errors.RISK_DENIED, f"{denial.rule}: {denial.message}",
                           denial.details())
 
+    def _risk_event_allowed(self, account_id: str) -> bool:
+        """At most RISK_EVENTS_PER_SECOND journaled denials per account: a client hammering a
+        rule cannot push real history out of retention (its replies and the metrics count all)."""
+        now = time.monotonic()
+        window = self._risk_events.setdefault(account_id, collections.deque())
+        while window and now - window[0] >= 1.0:
+            window.popleft()
+        if len(window) >= RISK_EVENTS_PER_SECOND:
+            return False
+        window.append(now)
+        return True
+
     def _set_trading(self, state: str, reason: str, cancel_open: bool = False) -> dict[str, Any]:
-        """The kill switch: durable first, then announced; optionally cancel every open order."""
+        """The kill switch: in force at once, saved, then announced; optionally cancel every
+        open order. A state that cannot be saved stays in force and raises the storage alarm."""
         previous = self.killswitch.state
-        self.killswitch.set(state, reason)
+        if not self.killswitch.set(state, reason):
+            self._storage_failed(TRADING_STATE_STORE, self.killswitch.save_error)
         self._publish(events.TRADING, None, {"state": state, "reason": reason, "cancel_open": cancel_open},
                       time.time_ns())
         log.warning("trading state %s -> %s%s%s", previous, state.upper(), f": {reason}" if reason else "",
@@ -507,6 +549,28 @@ class Gateway:
                 self._internal(ops.OPS["query_stock_orders"], args,
                                lambda orders, a=account_id: self._cancel_all(a, orders))
         return {**self.killswitch.as_map(), "previous": previous, "cancel_open": cancel_open}
+
+    def _storage_failed(self, store: str, error: str) -> None:
+        """A store could not be written: order entry stops at once (the kill switch, in memory
+        first), and ping, metrics, the log and a ``gateway.storage`` event say so."""
+        first = store not in self._storage_problems
+        self._storage_problems[store] = error
+        if first:
+            log.critical("STORAGE FAILED: %s: %s; order entry is halted until 'qmt-adapter resume'", store, error)
+            self._publish_control(events.STORAGE, {"ok": False, "store": store, "error": error})
+        if self.killswitch.state != HALTED:
+            self._set_trading(HALTED, f"storage failed: {store}: {error}")
+        if self.metrics is not None:
+            self.metrics.storage_failed.labels(store).set(1)
+
+    def _storage_recovered(self, store: str) -> None:
+        if self._storage_problems.pop(store, None) is None:
+            return
+        log.warning("storage recovered: %s (trading stays %s until 'qmt-adapter resume')", store,
+                    self.killswitch.state.upper())
+        self._publish_control(events.STORAGE, {"ok": True, "store": store, "error": ""})
+        if self.metrics is not None:
+            self.metrics.storage_failed.labels(store).set(0)
 
     def _cancel_all(self, account_id: str, orders: list[dict[str, Any]] | None) -> None:
         spec = ops.OPS["cancel_order_stock_async"]
@@ -554,9 +618,13 @@ class Gateway:
             try:
                 ledger.commit()
                 committed = True
-            except Exception:
+                self._storage_recovered(LEDGER_STORE)
+            except Exception as exc:
                 log.exception("ledger commit failed: the batch's new orders are refused, not sent")
                 ledger.rollback([record for *_, record in submits if record is not None])
+                self._storage_failed(LEDGER_STORE, str(exc))
+                # Outcomes this batch recorded are not on disk: their replies say storage_failed.
+                replies = [(at, envelope, _unrecorded(payload)) for at, envelope, payload in replies]
             for token, spec, args, record in submits:
                 if committed or record is None:
                     self.broker.submit(token, spec, args)
@@ -564,9 +632,9 @@ class Gateway:
                 pending = self._pending.pop(token, None)
                 if pending is not None:
                     replies.append((len(self._batch), pending.envelope, encode_error(
-                        pending.request_id, errors.INTERNAL_ERROR,
+                        pending.request_id, errors.STORAGE_FAILED,
                         f"{spec.name}: the order could not be recorded, so it was not sent; "
-                        "the same client_order_id may be sent again")))
+                        "the same client_order_id may be sent again once storage works")))
             self._flush(replies)  # the batch's events and replies, in the order they were made
 
     def _wait(
@@ -738,6 +806,9 @@ class Gateway:
             "epoch": self.journal.epoch if self.journal else "",
             "pending": len(self._pending),
             "journal_errors": self.stats["journal_errors"],
+            "risk_events_dropped": self.stats["risk_events_dropped"],
+            "storage": {"ok": not self._storage_problems, "failed": dict(self._storage_problems),
+                        "unjournaled": len(self._backlog)},
             "unknown_orders": self.ledger.count(UNKNOWN) if self.ledger else 0,
             "trading_state": self.killswitch.state,
             "uptime": round(time.monotonic() - self._started_at, 3),
@@ -952,6 +1023,7 @@ class Gateway:
                 self.ledger.settle(record, state, order_id=order["order_id"], response=_response_from_order(order))
             else:
                 self.ledger.settle(record, NOT_PLACED, error_msg="not in the counter's orders of the day")
+                self._announce_not_placed(record, now)
             log.info("reconciled order account=%s client_order_id=%s: %s (order_id %s)", record.account_id,
                      record.client_order_id, record.state, record.order_id,
                      extra={"account_id": record.account_id, "client_order_id": record.client_order_id,
@@ -959,6 +1031,17 @@ class Gateway:
         self._view.load(account_id, {"asset": asset, "positions": books.get("positions", ()),
                                      "orders": orders, "trades": trades})  # the counter's books are the truth
         log.info("reconciled account %s: %d events published from the counter's books", account_id, published)
+
+    def _announce_not_placed(self, record: OrderRecord, ts: int) -> None:
+        """An accepted order found never placed reaches its final state in public: the
+        order_response (order_id -1) and order_error an async sender waits for (PROTOCOL §3.4)."""
+        message = f"order {record.client_order_id!r} was never placed: {record.error_msg}"
+        values = {"account_type": 2, "account_id": record.account_id, "order_id": -1, "error_id": -1,
+                  "error_msg": message, "strategy_name": record.strategy_name, "order_remark": record.order_remark,
+                  "seq": record.seq, "client_order_id": record.client_order_id}
+        for event_type in ("order_response", "order_error"):
+            fields = events.EVENT_FIELDS[event_type]
+            self._publish(event_type, record.account_id, {f: values[f] for f in fields}, ts, reconciled=True)
 
     def _sweep_unknown(self, now: float) -> None:
         """While an order's outcome is unknown, look at the counter's orders now and then.
@@ -1054,19 +1137,20 @@ class Gateway:
         if self._batching:
             return
         replies = replies or []
-        if not self._batch:
+        if not self._batch and not self._backlog:
             for _, envelope, payload in replies:
                 self._send(envelope, payload)
             return
         batch, self._batch = self._batch, []
         journal = self.journal
         assert journal is not None and self._pub is not None
-        try:
-            journal.append([(seq, ts, topic.decode(), payload) for seq, ts, topic, payload in batch])
-        except Exception:
-            # Live subscribers still get the events; replay will lack them. Counted, in ping.
-            self.stats["journal_errors"] += len(batch)
-            log.exception("journal append failed for seq %d..%d", batch[0][0], batch[-1][0])
+        if not self._journal_append(batch):
+            for _, envelope, payload in replies:  # answers still go; the events wait for the journal
+                self._send(envelope, payload)
+            return
+        if self._backlog:  # what waited for the journal goes first; the replies keep their place
+            replies = [(at + len(self._backlog), envelope, payload) for at, envelope, payload in replies]
+            batch, self._backlog = self._backlog + batch, []
         send = self._pub.send_multipart
         pending = iter(replies)
         reply = next(pending, None)
@@ -1082,6 +1166,32 @@ class Gateway:
         if self.metrics is not None:
             self.metrics.events.inc(len(batch))
         self._apply_retention()
+
+    def _journal_append(self, batch: list[tuple[int, int, bytes, bytes]]) -> bool:
+        """Journal the unjournaled backlog and ``batch``; False when the journal fails.
+
+        Nothing is published unjournaled: a failed batch waits in the backlog (in order, bounded)
+        and goes out once the journal takes it. A backlog over its bound is dropped and its seqs
+        given back (nobody saw them); the counter's books bring those changes back at the next
+        reconciliation."""
+        journal = self.journal
+        assert journal is not None
+        rows = self._backlog + batch
+        try:
+            journal.append([(seq, ts, topic.decode(), payload) for seq, ts, topic, payload in rows])
+        except Exception as exc:
+            self.stats["journal_errors"] += len(batch)
+            log.exception("journal append failed for seq %d..%d", rows[0][0], rows[-1][0])
+            self._backlog = rows
+            if len(rows) > MAX_UNJOURNALED:
+                log.critical("dropping %d unjournaled events (seq %d..%d): never published, seqs reused",
+                             len(rows), rows[0][0], rows[-1][0])
+                self._backlog = []
+                self._event_seq = journal.last_seq
+            self._storage_failed(JOURNAL_STORE, str(exc))
+            return False
+        self._storage_recovered(JOURNAL_STORE)
+        return True
 
     def _apply_retention(self) -> None:
         """Cheap unless a bound is passed; also runs on heartbeats so an idle journal ages out."""
@@ -1134,6 +1244,18 @@ class Gateway:
         except zmq.ZMQError:
             # The client is gone or its queue is full; ROUTER cannot deliver, nothing to do.
             self.stats["replies_dropped"] += 1
+
+
+def _unrecorded(payload: bytes) -> bytes:
+    """An ok reply whose outcome the ledger could not record becomes storage_failed, naming it."""
+    body = unpack(payload)
+    if not isinstance(body, dict) or not body.get("ok"):
+        return payload
+    result = body.get("result")
+    known = f" (the counter answered {_describe_result(result)})" if isinstance(result, dict) else ""
+    return encode_error(body.get("id"), errors.STORAGE_FAILED,
+                        f"the outcome could not be recorded{known}; it is settled from the counter's books "
+                        "when storage works: ask again with the same client_order_id", None)
 
 
 def _order_fields(args: dict[str, Any], request_id: Any) -> dict[str, Any]:

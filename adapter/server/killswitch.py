@@ -1,8 +1,10 @@
 """The kill switch's state, durable across restarts: ``data_dir/trading-state.json``.
 
-Written atomically (a temporary file, fsync, rename) before the change is announced, so a
-gateway that restarts comes back in the state it last reported. An unreadable file starts
-the gateway halted: failing closed is the only safe reading of a lost kill switch.
+A change takes effect in memory first, then is written atomically (a temporary file, fsync,
+rename) before it is announced, so a gateway that restarts comes back in the state it last
+reported. A write that fails leaves the new state in force and says so loudly (``persisted``
+false, a critical log line); an unreadable file starts the gateway halted: failing closed is
+the only safe reading of a lost kill switch.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ class KillSwitch:
         self.state = NORMAL
         self.reason = ""
         self.since_ns = 0
+        self.persisted = True  # False while the state in force is not on disk
+        self.save_error = ""
 
     def load(self) -> None:
         if not self.path.exists():
@@ -43,16 +47,30 @@ class KillSwitch:
         if self.state != NORMAL:
             log.warning("trading state %s since the last run: %s", self.state.upper(), self.reason or "no reason given")
 
-    def set(self, state: str, reason: str) -> None:
+    def set(self, state: str, reason: str) -> bool:
+        """Take effect at once, in memory, then save; False when it could not be saved (it stays
+        in force in this process, and ``persisted`` says so until a later save succeeds)."""
         since = time.time_ns()
-        body = json.dumps({"state": state, "reason": reason, "since_ns": since})
-        tmp = self.path.with_suffix(".tmp")
-        with open(tmp, "w", encoding="utf-8") as handle:
-            handle.write(body)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, self.path)
         self.state, self.reason, self.since_ns = state, reason, since
+        return self.save()
+
+    def save(self) -> bool:
+        body = json.dumps({"state": self.state, "reason": self.reason, "since_ns": self.since_ns})
+        tmp = self.path.with_suffix(".tmp")
+        try:
+            with open(tmp, "w", encoding="utf-8") as handle:
+                handle.write(body)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            self.persisted = False
+            self.save_error = str(exc)
+            log.critical("the trading state %s is in force but could not be saved to %s: %s",
+                         self.state.upper(), self.path, exc)
+            return False
+        self.persisted, self.save_error = True, ""
+        return True
 
     def as_map(self) -> dict[str, Any]:
-        return {"state": self.state, "reason": self.reason, "since_ns": self.since_ns}
+        return {"state": self.state, "reason": self.reason, "since_ns": self.since_ns, "persisted": self.persisted}

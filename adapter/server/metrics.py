@@ -34,6 +34,8 @@ class Metrics:
         self.clients = Gauge("qmt_adapter_connected_clients", "Open connections, by socket", ["socket"], registry=r)
         self.trading_halted = Gauge("qmt_adapter_trading_state", "Kill switch: 1 for the current state",
                                     ["state"], registry=r)
+        self.storage_failed = Gauge("qmt_adapter_storage_failed", "1 while a store cannot be written, by store",
+                                    ["store"], registry=r)
         self._server: Any = None
 
     def serve(self, port: int, host: str = "127.0.0.1") -> int:
