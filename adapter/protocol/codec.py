@@ -106,6 +106,12 @@ def encode_ok(request_id: Any, result: Any) -> bytes:
     return pack({"v": PROTOCOL_VERSION, "id": request_id, "ok": True, "result": result})
 
 
+def encode_ok_packed(request_id: Any, packed_result: bytes) -> bytes:
+    """``encode_ok`` with a result packed already (elsewhere, e.g. off the I/O thread): the same bytes."""
+    head = b"\x84" + pack("v") + pack(PROTOCOL_VERSION) + pack("id") + pack(request_id) + pack("ok") + pack(True)
+    return head + pack("result") + packed_result
+
+
 def encode_error(request_id: Any, code: str, message: str, details: dict[str, Any] | None = None) -> bytes:
     """``details``: extra fields of the error map (``risk_denied`` carries rule, limit, value)."""
     return pack(

@@ -9,6 +9,7 @@ events on this thread, which alone numbers the events.
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import contextlib
 import heapq
 import itertools
@@ -37,10 +38,12 @@ from ..protocol import (
     encode_error,
     encode_event,
     encode_ok,
+    encode_ok_packed,
     errors,
     events,
     mapping,
     ops,
+    pack,
     unpack,
 )
 from . import access
@@ -64,7 +67,11 @@ DROP_DELAY = 0.2  # seconds between a reload's reply and dropping connections, s
 # The stores whose failure halts order entry (ping's "storage", the gateway.storage event).
 JOURNAL_STORE, LEDGER_STORE, TRADING_STATE_STORE = "journal", "ledger", "trading-state"
 RISK_EVENTS_PER_SECOND = 10  # risk_denied events journaled per account; the rest only replied and counted
-MAX_UNJOURNALED = 100_000  # events held while the journal fails; beyond, dropped (never published)
+MAX_UNJOURNALED = 100_000
+# A query answer this long (records) is linked and encoded on the encoder thread, not the I/O
+# thread, so a day's orders do not stall everyone else; at most MAX_ENCODING wait there.
+LARGE_RESULT = 500
+MAX_ENCODING = 8  # events held while the journal fails; beyond, dropped (never published)
 
 
 class Gateway:
@@ -86,6 +93,8 @@ class Gateway:
         self.risk = RiskEngine(config.risk_config(), reference_for(config))
         self.killswitch = KillSwitch(config.data_dir)
         self._storage_problems: dict[str, str] = {}  # store -> the error that stopped it
+        self._encoder = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="qmt-gateway-encode")
+        self._encoding = 0  # large answers handed to the encoder, not yet sent
         self._risk_events: dict[str, collections.deque[float]] = {}  # account -> times of journaled denials
         self._backlog: list[tuple[int, int, bytes, bytes]] = []  # numbered, not yet journaled: not published
         self.metrics: Metrics | None = Metrics() if config.metrics_port else None
@@ -164,10 +173,17 @@ class Gateway:
                 retention_bytes=self.config.retention_bytes,
             )
             self._event_seq = self.journal.last_seq  # seq continues over the gateway's whole life
-            self.ledger = Ledger(self.config.data_dir)
+            self.ledger = Ledger(self.config.data_dir, sync=self.config.ledger_sync)
             self._rebuild_view()
             self.killswitch.load()
             self.broker.start()
+            from .stores import check_stores  # the ledger against the journal and the counter (PROTOCOL §9.6)
+
+            try:
+                check_stores(self.journal, self.ledger, self.broker.view)
+            except BaseException:
+                self.broker.stop()
+                raise
         except BaseException:
             for monitor, _ in self._monitors:
                 monitor.close(0)
@@ -213,6 +229,7 @@ class Gateway:
         self._inbox.post(("stop",))
         self._thread.join(timeout)
         self._thread = None
+        self._encoder.shutdown(wait=True)
         self.access.stop()
         if self.metrics is not None:
             self.metrics.close()
@@ -858,6 +875,15 @@ class Gateway:
                         self._reply_error(waiter.envelope, waiter.request_id, errors.OUTCOME_UNKNOWN,
                                           _unknown_message(record))
                 record.waiters.clear()
+            elif tag == "encoded":
+                _, pending, packed = item
+                self._encoding -= 1
+                if packed is None:
+                    self._reply_error(pending.envelope, pending.request_id, errors.INTERNAL_ERROR,
+                                      "internal error; see the gateway log")
+                else:
+                    self._observe(pending.envelope, pending.request_id, "ok")
+                    self._send(pending.envelope, encode_ok_packed(pending.request_id, packed))
             elif tag == "reconcile":
                 _, account_id, books = item
                 self._reconcile(account_id, books)
@@ -1073,6 +1099,11 @@ class Gateway:
             return
         if pending.spec.name in _ALL_ACCOUNT_QUERIES and isinstance(result, list) and pending.key is not None:
             result = access.filter_accounts(result, pending.key)
+        if (pending.spec.kind == ops.QUERY and isinstance(result, list) and len(result) >= LARGE_RESULT
+                and self._encoding < MAX_ENCODING):
+            self._encoding += 1
+            self._encoder.submit(self._encode_large, pending, result)
+            return
         if pending.spec.name in _ORDER_RECORD_QUERIES and result is not None:
             for data in result if isinstance(result, list) else (result,):
                 self._link(data)
@@ -1089,6 +1120,21 @@ class Gateway:
                 extra=_order_fields(pending.args, pending.request_id),
             )
         self._reply_ok(pending.envelope, pending.request_id, result)
+
+    def _encode_large(self, pending: Pending, result: list[Any]) -> None:
+        """On the encoder thread: link and pack a long answer, then hand the bytes back. The
+        links only read the ledger's in-memory maps (each lookup one atomic dict read)."""
+        try:
+            if pending.spec.name in _ORDER_RECORD_QUERIES:
+                for data in result:
+                    self._link(data)
+            # Item by item: one packb call of a whole day's orders would hold the GIL for
+            # ~100 ms and stall the I/O thread all the same.
+            packed = b"".join([_array_header(len(result)), *(pack(item) for item in result)])
+            self._inbox.post(("encoded", pending, packed))
+        except Exception:
+            log.exception("encoding the %s answer failed", pending.spec.name)
+            self._inbox.post(("encoded", pending, None))
 
     def _expire(self, now: float) -> None:
         while self._deadlines and self._deadlines[0][0] <= now:
@@ -1244,6 +1290,15 @@ class Gateway:
         except zmq.ZMQError:
             # The client is gone or its queue is full; ROUTER cannot deliver, nothing to do.
             self.stats["replies_dropped"] += 1
+
+
+def _array_header(length: int) -> bytes:
+    """msgpack's array header: what ``pack`` writes before the items of a list that long."""
+    if length < 16:
+        return bytes([0x90 | length])
+    if length < 1 << 16:
+        return b"\xdc" + length.to_bytes(2, "big")
+    return b"\xdd" + length.to_bytes(4, "big")
 
 
 def _unrecorded(payload: bytes) -> bytes:
