@@ -2,15 +2,19 @@
 
 On the sim: the sim's own instrument table (the same file it trades from). On a QMT host:
 xtquant's ``xtdata.get_instrument_detail`` (``InstrumentName``, ``PreClose``), cached per code
-per day. That call asks the terminal's data service and is made on the gateway's I/O thread,
-once per code per day; if xtdata cannot answer, the checks that need a reference are skipped
-(and logged), never guessed.
+per day. That call asks the terminal's data service and can hang, so it never runs on the
+gateway's I/O thread: a code not cached yet is fetched on a worker thread while its first
+check goes without the reference (logged, never guessed); a failed fetch is remembered for
+``RETRY_AFTER`` seconds, so a dead data service costs one attempt a minute, not one per order.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import datetime as dt
 import logging
+import threading
+import time
 from typing import Any, Callable
 
 from .config import Config
@@ -20,6 +24,9 @@ from .sim.instruments import Instrument, load_instruments
 
 log = logging.getLogger(__name__)
 
+RETRY_AFTER = 60.0  # seconds before a code whose fetch failed is asked for again
+MAX_WAITING = 256  # codes being fetched at once at most; beyond, checks go without until a slot frees
+
 
 def reference_for(config: Config) -> Callable[[str], Instrument | None]:
     if config.backend == "sim":
@@ -27,31 +34,59 @@ def reference_for(config: Config) -> Callable[[str], Instrument | None]:
     return XtdataReference()
 
 
+def _get_instrument_detail(code: str) -> Any:
+    from xtquant import xtdata
+
+    return xtdata.get_instrument_detail(code)
+
+
 class XtdataReference:
-    def __init__(self) -> None:
+    """Called on the I/O thread; ``fetch`` (xtdata by default) runs on one worker thread."""
+
+    def __init__(self, fetch: Callable[[str], Any] = _get_instrument_detail,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._fetch = fetch
+        self._clock = clock
+        self._lock = threading.Lock()  # the cache, written by the worker, read by the I/O thread
         self._cache: dict[str, tuple[str, Instrument | None]] = {}
+        self._failed: dict[str, tuple[float, str]] = {}  # code -> (when, why)
+        self._waiting: set[str] = set()
+        self._worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="qmt-reference")
         self._warned = False
 
     def __call__(self, code: str) -> Instrument | None:
         today = dt.datetime.now(CHINA).strftime("%Y-%m-%d")
-        hit = self._cache.get(code)
-        if hit is not None and hit[0] == today:
-            return hit[1]
-        try:
-            from xtquant import xtdata
+        with self._lock:
+            hit = self._cache.get(code)
+            if hit is not None and hit[0] == today:
+                return hit[1]
+            failed = self._failed.get(code)
+            if failed is not None and self._clock() - failed[0] < RETRY_AFTER:
+                raise ReferenceUnavailable(f"{code}: {failed[1]} (asked again within {RETRY_AFTER:g} s)")
+            if code not in self._waiting and len(self._waiting) < MAX_WAITING:
+                self._waiting.add(code)
+                self._worker.submit(self._load, code, today)
+        raise ReferenceUnavailable(f"{code}: reference data is being fetched")
 
-            detail: Any = xtdata.get_instrument_detail(code)
-        except Exception as exc:  # no data service, no xtdata: the checks are skipped, not guessed
+    def _load(self, code: str, today: str) -> None:
+        try:
+            detail = self._fetch(code)
+            instrument = None
+            if detail:
+                prev_close = rules.to_decimal(detail["PreClose"])
+                instrument = Instrument(code, str(detail.get("InstrumentName", "")), prev_close, prev_close)
+        except Exception as exc:  # no data service, no xtdata, an odd answer: skipped, not guessed
             if not self._warned:
                 log.warning("xtdata.get_instrument_detail unavailable (%s): price-limit checks are skipped", exc)
                 self._warned = True
-            raise ReferenceUnavailable(str(exc)) from None
-        instrument = None
-        if detail:
-            try:
-                prev_close = rules.to_decimal(detail["PreClose"])
-                instrument = Instrument(code, str(detail.get("InstrumentName", "")), prev_close, prev_close)
-            except (KeyError, ValueError) as exc:
-                raise ReferenceUnavailable(f"{code}: unreadable instrument detail ({exc})") from None
-        self._cache[code] = (today, instrument)
-        return instrument
+            with self._lock:
+                self._failed[code] = (self._clock(), str(exc) or type(exc).__name__)
+                self._waiting.discard(code)
+            return
+        with self._lock:
+            self._cache[code] = (today, instrument)
+            self._failed.pop(code, None)
+            self._waiting.discard(code)
+
+    def close(self) -> None:
+        self._worker.shutdown(wait=False, cancel_futures=True)

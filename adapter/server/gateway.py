@@ -1,4 +1,4 @@
-"""The gateway: one I/O thread owns the ROUTER and the PUB (DESIGN §3).
+"""The gateway: one I/O thread owns the ROUTER and the PUB (docs/architecture.md §2).
 
 Commands arrive on the ROUTER, are validated here, and are either answered at once
 (``ping``, bad input) or handed to the broker thread. Everything the broker and xtquant's
@@ -90,7 +90,8 @@ class Gateway:
         self.broker = XtBroker(config, self._inbox.post)
         self._accounts = frozenset(config.accounts)
         self.access = Access(config)
-        self.risk = RiskEngine(config.risk_config(), reference_for(config))
+        self._reference = reference_for(config)
+        self.risk = RiskEngine(config.risk_config(), self._reference)
         self.killswitch = KillSwitch(config.data_dir)
         self._storage_problems: dict[str, str] = {}  # store -> the error that stopped it
         self._encoder = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="qmt-gateway-encode")
@@ -230,6 +231,9 @@ class Gateway:
         self._thread.join(timeout)
         self._thread = None
         self._encoder.shutdown(wait=True)
+        close_reference = getattr(self._reference, "close", None)
+        if close_reference is not None:
+            close_reference()
         self.access.stop()
         if self.metrics is not None:
             self.metrics.close()
