@@ -17,6 +17,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import zmq
 import zmq.auth
@@ -239,11 +240,23 @@ def read_key(value: str | os.PathLike[str], *, secret: bool, what: str) -> tuple
         return text.encode("ascii"), None
     path = Path(text)
     if not path.is_file():
+        if secret and _looks_like_key(text):  # a secret pasted inline: never repeat it
+            raise KeyFileError(f"{what}: give the NAME.key_secret file, not a key inline (the text is not shown)")
         raise KeyFileError(f"{what}: no such key file {path}")
     public, secret_key = _load(path)
     if secret and not secret_key:
         raise KeyFileError(f"{what}: {path} holds no secret key (use the NAME.key_secret file)")
     return public, secret_key
+
+
+def _looks_like_key(text: str) -> bool:
+    if len(text) != KEY_LENGTH:
+        return False
+    try:
+        z85.decode(text)
+    except (ValueError, KeyError):
+        return False
+    return True
 
 
 def client_curve_keys(
@@ -260,7 +273,7 @@ def client_curve_keys(
     return CurveKeys(public, secret, server)
 
 
-def apply_client_curve(socket: zmq.Socket, keys: CurveKeys | None) -> None:
+def apply_client_curve(socket: zmq.Socket[Any], keys: CurveKeys | None) -> None:
     if keys is not None:
         socket.curve_serverkey = keys.server_key
         socket.curve_publickey = keys.public_key

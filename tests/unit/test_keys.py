@@ -151,3 +151,14 @@ def test_losing_any_right_counts_as_revocation() -> None:
     assert not access._narrower(key(frozenset({"1", "2", "3"}), "read", "trade", "admin"), old)
     assert access._narrower(key(frozenset({"1"}), "read"), key(None, "read"))
     assert not access._narrower(key(None, "read", "trade"), old)
+
+
+def test_a_secret_key_given_inline_is_never_repeated_in_the_error() -> None:
+    import zmq
+
+    from adapter.keys import KeyFileError, client_curve_keys
+
+    public, secret = zmq.curve_keypair()
+    with pytest.raises(KeyFileError) as refused:
+        client_curve_keys(secret.decode(), public.decode())
+    assert secret.decode() not in str(refused.value) and "not shown" in str(refused.value)
