@@ -1,6 +1,6 @@
 """The broker worker: owns one ``XtQuantTrader`` on a dedicated thread.
 
-Threads (DESIGN §3):
+Threads (docs/architecture.md §2):
 - the broker thread constructs the trader (its ``__init__`` sets an asyncio loop on the
   calling thread), connects, subscribes, and makes every trader call; it only uses the
   non-blocking ``*_async`` forms after start-up, so a slow counter never blocks it;
