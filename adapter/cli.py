@@ -41,6 +41,8 @@ def _main(argv: Sequence[str] | None) -> int:
         return _keys(args)
     if args.command == "run":
         return _run_script(args)
+    if args.command == "ledger":
+        return _ledger(args)
     return _client_command(args)
 
 
@@ -76,6 +78,14 @@ def _serve(args: argparse.Namespace) -> int:
 
     configure(config.log_level, config.log_json)
     log.info("qmt-adapter %s starting (backend %s)", __version__, config.backend)
+    if args.reset_ledger:
+        from .ledger import reset
+
+        try:
+            reset(config.data_dir)  # archives orders.sqlite3 and says so loudly; the start records what is lost
+        except (RuntimeError, OSError) as exc:
+            log.error("cannot reset the order ledger: %s", exc)
+            return 1
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
@@ -92,8 +102,14 @@ def _serve(args: argparse.Namespace) -> int:
     gateway = Gateway(config, args.config)
     if hasattr(signal, "SIGHUP"):  # not on Windows: use 'qmt-adapter reload' there
         signal.signal(signal.SIGHUP, lambda *_: gateway.reload())
+    from .ledger import LedgerUnreadable
+    from .server.stores import StoresMismatch
+
     try:
         gateway.start()
+    except (StoresMismatch, LedgerUnreadable) as exc:  # the message says what is wrong and the ways out
+        log.critical("%s", exc)
+        return 1
     except BrokerStartError as exc:
         log.error("cannot start: %s", exc)
         return 1
@@ -349,6 +365,50 @@ def _run_script(args: argparse.Namespace) -> int:
     return run(args.script, args.args, args.router, args.pub)
 
 
+def _ledger(args: argparse.Namespace) -> int:
+    """``qmt-adapter ledger rebuild``: the order ledger recovered from the journal and the counter."""
+    if args.ledger_command != "rebuild":
+        args.ledger_parser.print_help()
+        return 2
+    backend = args.backend or ("qmt" if args.qmt_path else None)
+    try:
+        config = load_config(args.config, data_dir=args.data_dir, accounts=args.account or None, backend=backend,
+                             qmt_path=args.qmt_path, log_level=args.log_level)
+    except ConfigError as exc:
+        print(f"qmt-adapter: {exc}", file=sys.stderr)
+        return 2
+    from .logs import configure
+    from .server.stores import rebuild
+
+    configure(config.log_level)
+
+    def counter_view() -> Any:
+        from .broker import XtBroker
+
+        broker = XtBroker(config, lambda item: None)  # only its start-up queries are wanted
+        try:
+            broker.start()
+            return dict(broker.view)
+        finally:
+            broker.stop()
+
+    try:
+        report = rebuild(config.data_dir, None if args.journal_only else counter_view, dry_run=args.dry_run)
+    except Exception as exc:  # the counter unreachable, a store in use or unreadable: one line
+        print(f"qmt-adapter: ledger rebuild failed: {exc}", file=sys.stderr)
+        if not args.journal_only:
+            print("qmt-adapter: (--journal-only rebuilds from the journal alone, without the counter)",
+                  file=sys.stderr)
+        return 1
+    for line in report.lines:
+        print(line)
+    for warning in report.warnings:
+        print(f"WARNING: {warning}", file=sys.stderr)
+    if report.written:
+        print(f"done: start the gateway on {config.data_dir} as before")
+    return 0
+
+
 def _keys(args: argparse.Namespace) -> int:
     from .keys import (
         KeyFileError, ensure_server_key, load_client_keys, load_server_secret, new_client_key, parse_accounts,
@@ -510,6 +570,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="serve Prometheus metrics on http://127.0.0.1:PORT/metrics (default: off)")
     serve.add_argument("--insecure", action="store_true",
                        help="allow non-loopback endpoints without CURVE (only on a network you trust)")
+    serve.add_argument("--reset-ledger", action="store_true",
+                       help="set the order ledger aside (kept as orders.sqlite3.reset-<time>) and start with an empty "
+                            "one: repeats of earlier client_order_ids become NEW orders (see 'ledger rebuild')")
 
     env = os.environ.get
 
@@ -574,6 +637,21 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--server-key", help="the gateway's server.key (env QMT_ADAPTER_SERVER_KEY)")
     run.add_argument("script", help="a Python file that uses xtquant.xttrader")
     run.add_argument("args", nargs=argparse.REMAINDER, help="the script's own arguments")
+
+    ledger = commands.add_parser("ledger", help="repair the order ledger (orders.sqlite3), with the gateway stopped")
+    ledger.set_defaults(ledger_parser=ledger)
+    ledger_commands = ledger.add_subparsers(dest="ledger_command", metavar="ACTION")
+    rebuild = ledger_commands.add_parser(
+        "rebuild", help="recover lost ledger records from the journal's events and the counter's tagged orders")
+    rebuild.add_argument("--data-dir", metavar="DIR", help="the gateway's data dir (default ./qmt-adapter-data)")
+    rebuild.add_argument("--config", metavar="FILE", help="the gateway's TOML file (backend, accounts, data_dir)")
+    rebuild.add_argument("--account", action="append", metavar="ID", help="fund account whose orders to read; repeatable")
+    rebuild.add_argument("--backend", choices=("sim", "qmt"), help="default: sim, or qmt when --qmt-path is given")
+    rebuild.add_argument("--qmt-path", help="QMT's userdata_mini folder (backend qmt)")
+    rebuild.add_argument("--journal-only", action="store_true",
+                         help="do not connect to the counter: recover from the journal alone")
+    rebuild.add_argument("--dry-run", action="store_true", help="report what would be recovered, write nothing")
+    rebuild.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"), default="WARNING")
 
     keys = commands.add_parser("keys", help="create, list and revoke CURVE keys")
     keys.set_defaults(keys_parser=keys)

@@ -69,6 +69,7 @@ class Config:
     broker_timeout: float = 10.0  # seconds to wait for the counter before answering broker_timeout
     data_dir: str = "qmt-adapter-data"  # the journal (journal.sqlite3) lives here
     journal_sync: str = "normal"  # "normal": survives a process crash; "full": also a power cut (slower)
+    ledger_sync: str = "normal"  # the order ledger (orders.sqlite3): the same choice as journal_sync
     retention_days: float = 7.0  # journaled events older than this are dropped; 0 keeps them by age
     retention_bytes: int = 1 << 30  # payload bytes kept at most; 0: no size bound
     heartbeat_interval: float = 1.0  # seconds between gateway.heartbeat events; 0 disables them
@@ -108,6 +109,8 @@ class Config:
             raise ConfigError("broker_timeout must be > 0")
         if self.journal_sync not in ("normal", "full"):
             raise ConfigError(f"journal_sync must be 'normal' or 'full', got {self.journal_sync!r}")
+        if self.ledger_sync not in ("normal", "full"):
+            raise ConfigError(f"ledger_sync must be 'normal' or 'full', got {self.ledger_sync!r}")
         if not 0 <= self.metrics_port <= 65535:
             raise ConfigError("metrics_port must be 0 (off) or a TCP port")
         if min(self.pub_hwm, self.max_inflight_per_client, self.max_inflight, self.router_hwm) < 1:

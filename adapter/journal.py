@@ -16,7 +16,7 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 from .storage import open_database
 
@@ -94,6 +94,16 @@ class Journal:
     def _set_meta(self, key: str, value: str) -> None:
         self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
+    def meta(self, key: str) -> str | None:
+        """A value kept beside the events (the order ledger's identity, adapter/server/stores.py)."""
+        return self._meta(key)
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Committed at once; not for keys the journal keeps itself (epoch, pruned_through)."""
+        if key in ("epoch", "pruned_through"):
+            raise ValueError(f"the journal keeps {key!r} itself")
+        self._set_meta(key, value)
+
     # -- writing ------------------------------------------------------------------------
 
     def append(self, rows: Sequence[tuple[int, int, str, bytes]]) -> None:
@@ -150,6 +160,30 @@ class Journal:
         else:  # fewer than the limit matched: everything up to the bound was examined
             next_seq = upper + 1
         return Page([(topic, bytes(payload)) for _, topic, payload in rows], next_seq, next_seq <= upper)
+
+    def rows(
+        self, prefixes: Sequence[str], *, tail: int = 0, page_size: int = 10_000
+    ) -> Iterator[tuple[int, int, str, bytes]]:
+        """Every kept ``(seq, ts, topic, payload)`` whose topic starts with one of ``prefixes``,
+        oldest first, read in pages; with ``tail``, only the payload's last ``tail`` bytes (the
+        start-up check of the order ledger reads one field there, adapter/server/stores.py)."""
+        # Prefix ranges (topic >= p AND topic < p with its last character raised) cost less than substr().
+        where = " OR ".join("(topic >= ? AND topic < ?)" for _ in prefixes) or "1"
+        params: list[object] = []
+        for prefix in prefixes:
+            params += [prefix, prefix[:-1] + chr(ord(prefix[-1]) + 1)]
+        column = f"substr(payload, -{int(tail)})" if tail > 0 else "payload"
+        after = 0
+        while True:
+            page = self._db.execute(
+                f"SELECT seq, ts, topic, {column} FROM events WHERE seq > ? AND ({where}) ORDER BY seq LIMIT ?",
+                [after, *params, page_size],
+            ).fetchall()
+            for seq, ts, topic, payload in page:
+                yield seq, ts, topic, bytes(payload)
+            if len(page) < page_size:
+                return
+            after = page[-1][0]
 
     def info(self) -> dict[str, object]:
         return {
