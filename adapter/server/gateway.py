@@ -67,11 +67,11 @@ DROP_DELAY = 0.2  # seconds between a reload's reply and dropping connections, s
 # The stores whose failure halts order entry (ping's "storage", the gateway.storage event).
 JOURNAL_STORE, LEDGER_STORE, TRADING_STATE_STORE = "journal", "ledger", "trading-state"
 RISK_EVENTS_PER_SECOND = 10  # risk_denied events journaled per account; the rest only replied and counted
-MAX_UNJOURNALED = 100_000
+MAX_UNJOURNALED = 100_000  # events held while the journal fails; beyond, dropped (never published)
 # A query answer this long (records) is linked and encoded on the encoder thread, not the I/O
 # thread, so a day's orders do not stall everyone else; at most MAX_ENCODING wait there.
 LARGE_RESULT = 500
-MAX_ENCODING = 8  # events held while the journal fails; beyond, dropped (never published)
+MAX_ENCODING = 8
 
 
 class Gateway:
