@@ -173,7 +173,8 @@ class Ledger:
             "order_id, error_msg, response, created_ns FROM orders"
         ):
             response = msgpack.unpackb(row[9], raw=False) if row[9] is not None else None
-            self._index(OrderRecord(*row[:9], response=response, created_ns=row[10]))
+            self._index(OrderRecord(row[0], row[1], row[2], row[3], row[4], row[5], row[6], order_id=row[7],
+                                    error_msg=row[8], response=response, created_ns=row[10]))
             self._last_id = max(self._last_id, row[0])
 
     # -- identity and history (adapter/server/stores.py) -----------------------------------

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import sqlite3
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -282,9 +283,17 @@ def client_order_keys(journal: journal_module.Journal) -> dict[tuple[str, str], 
             body = msgpack.unpackb(events[0][1], raw=False, strict_map_key=False) if events else {}
             cid = (body.get("data") or {}).get("client_order_id")
         if isinstance(cid, str) and cid:
-            account = topic.split(".", 2)[1] if topic.count(".") >= 2 else ""
-            newest[(account, cid)] = seq
+            newest[(_topic_account(topic), cid)] = seq
     return newest
+
+
+def _topic_account(topic: str) -> str:
+    """The account of an event topic ``<type>.<account_id>.`` (an account id may hold dots)."""
+    for prefix in ORDER_TOPICS:
+        if topic.startswith(prefix):
+            rest = topic[len(prefix):]
+            return rest[:-1] if rest.endswith(".") else rest
+    return ""
 
 
 def journal_facts(journal: journal_module.Journal) -> JournalFacts:
@@ -324,12 +333,20 @@ def check_stores(journal: journal_module.Journal, ledger: Ledger, view: Mapping[
         raise StoresMismatch(refusal_message(verdict, facts, Path(ledger.path).parent))
     for warning in verdict.warnings:
         log.warning("order ledger: %s", warning)
+    try:
+        note_identity(journal, ledger)
+    except sqlite3.Error as exc:  # the other two witnesses still hold; the first journal write will tell
+        log.warning("could not note the order ledger's identity in the journal %s: %s", journal.path, exc)
+    log.info("order ledger %s: tag prefix %s, %d records, checked against the journal and the counter",
+             ledger.path, ledger.tag_prefix, len(facts.records))
+
+
+def note_identity(journal: journal_module.Journal, ledger: Ledger) -> None:
+    """The journal's note of the ledger it is written with: its tag prefix and highest number."""
     if journal.meta(JOURNAL_LEDGER_PREFIX) != ledger.tag_prefix:
         journal.set_meta(JOURNAL_LEDGER_PREFIX, ledger.tag_prefix)
     if int(journal.meta(JOURNAL_LEDGER_HIGH_WATER) or 0) != ledger.high_water:
         journal.set_meta(JOURNAL_LEDGER_HIGH_WATER, str(ledger.high_water))
-    log.info("order ledger %s: tag prefix %s, %d records, checked against the journal and the counter",
-             ledger.path, ledger.tag_prefix, len(facts.records))
 
 
 def _accept_reset(journal: journal_module.Journal, ledger: Ledger, verdict: Verdict,
@@ -676,23 +693,37 @@ def rebuild(
             if dry_run:
                 lines.append("dry run: nothing written")
                 return RebuildReport(lines, warnings, plan, False)
-            target = _write(directory, existing, plan)
-            existing = None  # closed by _write
-            lines.extend(target)
+            written = existing is None or _changes(existing, plan)
+            if written:
+                lines.extend(_write(directory, existing, plan))
+                existing = None  # closed by _write
+            else:
+                lines.append("nothing to recover: the ledger already holds what the journal and the counter show")
         finally:
             if existing is not None:
                 existing.close()
-        if journal is not None:
+        if journal is not None:  # the rebuilt ledger is the one this journal is written with from now on
             ledger = Ledger(directory)
             try:
-                journal.set_meta(JOURNAL_LEDGER_PREFIX, ledger.tag_prefix)
-                journal.set_meta(JOURNAL_LEDGER_HIGH_WATER, str(ledger.high_water))
+                noted = (journal.meta(JOURNAL_LEDGER_PREFIX), int(journal.meta(JOURNAL_LEDGER_HIGH_WATER) or 0))
+                if noted[0] and noted != (ledger.tag_prefix, ledger.high_water):
+                    lines.append(f"the journal noted ledger {noted[0]} with records up to number {noted[1]}; "
+                                 f"it now notes this one ({ledger.tag_prefix}, up to {ledger.high_water})")
+                note_identity(journal, ledger)
             finally:
                 ledger.close()
-        return RebuildReport(lines, warnings, plan, True)
+        return RebuildReport(lines, warnings, plan, written)
     finally:
         if journal is not None:
             journal.close()
+
+
+def _changes(existing: Ledger, plan: RebuildPlan) -> bool:
+    """Whether applying the plan would change the readable ledger."""
+    forgiven = Forgiven.load(existing.json_meta(FORGIVEN))
+    prefix_change = not existing.records() and plan.prefix is not None and plan.prefix != existing.tag_prefix
+    return bool(plan.records or plan.forgiven_tags - forgiven.tags or plan.id_floor > existing.high_water
+                or prefix_change or existing.json_meta(RESET_PENDING) is not None)
 
 
 def _write(directory: Path, existing: Ledger | None, plan: RebuildPlan) -> list[str]:

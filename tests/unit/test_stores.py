@@ -18,6 +18,7 @@ from adapter.ledger import (
     ACKNOWLEDGED, REJECTED, Ledger, LedgerUnreadable, archive, fingerprint, in_use, make_tag, reset,
 )
 from adapter.protocol import encode_event, events
+from adapter.server import stores
 from adapter.server.stores import (
     UNKNOWN_ARGUMENTS, Evidence, Forgiven, JournalFacts, LedgerFacts, Sighting, StoresMismatch, assess,
     check_stores, client_order_keys, gather_evidence, plan_rebuild, refusal_message, sightings,
@@ -350,3 +351,29 @@ def test_ledger_sync_full_is_a_setting(tmp_path: Path) -> None:
         ledger = Ledger(tmp_path / sync, sync=sync)
         assert ledger._db.execute("PRAGMA synchronous").fetchone()[0] == level
         ledger.close()
+
+
+def test_an_account_id_with_dots_is_read_from_the_topic(tmp_path: Path) -> None:
+    journal = journal_with(tmp_path, [("order", "A.1", order_event("c1", 101) | {"account_id": "A.1"})])
+    assert client_order_keys(journal) == {("A.1", "c1"): 1}
+    journal.close()
+
+
+def test_a_journal_only_rebuild_then_a_second_one_that_finds_nothing(tmp_path: Path) -> None:
+    journal = journal_with(tmp_path, [("order", A, order_event("c1", 101)), ("order", A, order_event("c2", 102))])
+    journal.set_meta("ledger_prefix", "K7P")
+    journal.set_meta("ledger_high_water", "5")  # records 3..5 left no trace (never reached the counter)
+    journal.close()
+    report = stores.rebuild(tmp_path, None)
+    assert report.written and any("recovered 2 records" in line for line in report.lines)
+    assert any("--journal-only" in warning for warning in report.warnings)
+    ledger = Ledger(tmp_path)
+    assert ledger.tag_prefix == "K7P" and ledger.high_water == 7  # numbered above the journal's note
+    assert [(r.client_order_id, r.id) for r in ledger.records()] == [("c1", 6), ("c2", 7)]
+    journal = Journal(tmp_path)
+    check_stores(journal, ledger, {A: {"orders": []}})  # the next start accepts it
+    ledger.close()
+    journal.close()
+    again = stores.rebuild(tmp_path, None)
+    assert not again.written and any("nothing to recover" in line for line in again.lines)
+    assert not list(tmp_path.glob("orders.sqlite3.before-rebuild-*"))  # there was no old file to keep
