@@ -392,12 +392,14 @@ def _ledger(args: argparse.Namespace) -> int:
         finally:
             broker.stop()
 
+    from .broker import BrokerStartError
+
     try:
         report = rebuild(config.data_dir, None if args.journal_only else counter_view, dry_run=args.dry_run)
     except Exception as exc:  # the counter unreachable, a store in use or unreadable: one line
         print(f"qmt-adapter: ledger rebuild failed: {exc}", file=sys.stderr)
-        if not args.journal_only:
-            print("qmt-adapter: (--journal-only rebuilds from the journal alone, without the counter)",
+        if isinstance(exc, BrokerStartError):
+            print("qmt-adapter: --journal-only rebuilds from the journal alone, without the counter",
                   file=sys.stderr)
         return 1
     for line in report.lines:

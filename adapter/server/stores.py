@@ -706,7 +706,7 @@ def rebuild(
             ledger = Ledger(directory)
             try:
                 noted = (journal.meta(JOURNAL_LEDGER_PREFIX), int(journal.meta(JOURNAL_LEDGER_HIGH_WATER) or 0))
-                if noted[0] and noted != (ledger.tag_prefix, ledger.high_water):
+                if noted[0] and noted[0] != ledger.tag_prefix:
                     lines.append(f"the journal noted ledger {noted[0]} with records up to number {noted[1]}; "
                                  f"it now notes this one ({ledger.tag_prefix}, up to {ledger.high_water})")
                 note_identity(journal, ledger)

@@ -274,3 +274,16 @@ def test_a_fresh_data_dir_starts_and_notes_its_ledger(gateway_factory: Any, tmp_
     with Client(restarted.router_endpoint, restarted.pub_endpoint, timeout=5.0) as client:
         assert send(client, *ORDERS[0]).order_id == placed["L1"]
     assert restarted.journal.meta("ledger_high_water") == "1"
+
+
+def test_neither_repair_touches_the_stores_of_a_running_gateway(gateway_factory: Any, tmp_path: Path) -> None:
+    data_dir = tmp_path / "live"
+    gateway = gateway_factory(data_dir=str(data_dir))
+    rebuild = run_cli("ledger", "rebuild", "--data-dir", str(data_dir), "--journal-only")
+    assert rebuild.returncode == 1 and "stop the gateway" in rebuild.stderr
+    reset = run_cli("serve", "--reset-ledger", "--router", "tcp://127.0.0.1:*", "--pub", "tcp://127.0.0.1:*",
+                    "--data-dir", str(data_dir))
+    assert reset.returncode == 1 and "cannot reset the order ledger" in reset.stderr
+    assert not list(data_dir.glob("orders.sqlite3.*")) and gateway.ledger is not None
+    with Client(gateway.router_endpoint, gateway.pub_endpoint, timeout=5.0) as client:
+        assert client.ping().connected
