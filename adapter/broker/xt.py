@@ -197,7 +197,7 @@ class XtBroker:
         path = self._path
         from xtquant.xttrader import XtQuantTrader
 
-        class Trader(XtQuantTrader):  # type: ignore[misc]
+        class Trader(XtQuantTrader):
             def __del__(self) -> None:
                 # xtquant's __del__ restores an event loop it saved only when built on the main
                 # thread; built here and collected elsewhere, it raises. Nothing to restore.
@@ -387,8 +387,12 @@ def _make_forwarder(post: Post, owners: dict[int, tuple[int, str]], lock: thread
         def method(self: Any, obj: Any) -> None:
             ts = time.time_ns()
             data = events.to_map(obj, fields)
-            with lock:
-                token, kind = owners.pop(data.get("seq"), (None, None))
+            seq = data.get("seq")
+            owner = None
+            if isinstance(seq, int):
+                with lock:
+                    owner = owners.pop(seq, None)
+            token, kind = owner if owner is not None else (None, None)
             post(("response", token, kind, event_type, data.get("account_id"), data, ts))
 
         return method

@@ -22,7 +22,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence, Union
+from typing import Any, Callable, Mapping, Sequence, Union
 
 from adapter.protocol import events as event_types
 
@@ -118,7 +118,7 @@ class StreamCore:
         page_limit: int = PAGE_LIMIT,
         save_interval: float = STATE_SAVE_INTERVAL,
         silence: float | None = None,
-        clock: Any = time.monotonic,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """``silence``: seconds without any message (event, heartbeat, pong) after which the
         gateway counts as gone; None: ``MISSED_HEARTBEATS`` heartbeat intervals, at least

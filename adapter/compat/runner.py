@@ -28,7 +28,7 @@ def install() -> types.ModuleType:
         package = import_xtquant()
     except ImportError:
         package = types.ModuleType("xtquant")
-        package.__path__ = []  # type: ignore[attr-defined]
+        package.__path__ = []
         sys.modules["xtquant"] = package
     module = types.ModuleType("xtquant.xttrader", "xtquant.xttrader served by qmt-zmq-adapter")
     module.XtQuantTrader = trader.XtQuantTrader  # type: ignore[attr-defined]
@@ -86,7 +86,7 @@ def run(script: str, args: Sequence[str], router: str | None = None, pub: str | 
     if pub:
         os.environ[trader.PUB_ENV] = pub
     install()
-    sys.stdout = WholeLines(sys.stdout)  # type: ignore[assignment]
+    sys.stdout = WholeLines(sys.stdout)
     sys.argv = [script, *args]
     sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
     try:

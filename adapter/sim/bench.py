@@ -32,11 +32,11 @@ def run(orders: int, fill: bool, state_path: Path | None, sync: bool = False) ->
     done = threading.Event()
     answered = [0]
 
-    class Trader(XtQuantTrader):  # type: ignore[misc]
+    class Trader(XtQuantTrader):
         def __del__(self) -> None:  # xttrader's restores an event loop it saved only on the main thread
             pass
 
-    class Callback(XtQuantTraderCallback):  # type: ignore[misc]
+    class Callback(XtQuantTraderCallback):
         def on_order_stock_async_response(self, response: Any) -> None:
             answered[0] += 1
             if answered[0] == orders:
