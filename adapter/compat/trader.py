@@ -780,7 +780,7 @@ _UNSUPPORTED_PARAMETERS: dict[str, str] = {
                               "order_remark algo_name start_time end_time algo_param",
     "common_op_async_with_seq": "seq callable callback", "common_op_sync_with_seq": "seq callable",
 }
-_DEFAULTS = {"{}": {}, "None": None, "''": ""}
+_DEFAULTS: dict[str, Any] = {"{}": {}, "None": None, "''": ""}
 
 
 def _unsupported(name: str, parameters: str) -> Callable[..., Any]:

@@ -42,6 +42,7 @@ BROKER_PRICE_TYPE_NAMES: Final[dict[int, str]] = {
     89: "fok",  # 全额成交并撤单
 }
 
+ORDER_JUNK: Final = 57  # xtconstant.ORDER_JUNK (废单): refused by the counter
 ORDER_STATUS_NAMES: Final[dict[int, str]] = {
     48: "unreported",
     49: "wait_reporting",

@@ -63,6 +63,7 @@ _SYNC_KINDS = (ops.ORDER, ops.CANCEL)
 _GATEWAY_CLIENT = b"\x00gateway"  # the routing id the gateway's own queries are counted under
 _ORDER_RECORD_QUERIES = frozenset({"query_stock_orders", "query_stock_order", "query_stock_trades"})
 _ALL_ACCOUNT_QUERIES = frozenset({"query_account_infos", "query_account_status"})
+ORDER_JUNK = mapping.ORDER_JUNK
 DROP_DELAY = 0.2  # seconds between a reload's reply and dropping connections, so the reply leaves
 # The stores whose failure halts order entry (ping's "storage", the gateway.storage event).
 JOURNAL_STORE, LEDGER_STORE, TRADING_STATE_STORE = "journal", "ledger", "trading-state"
@@ -349,7 +350,7 @@ class Gateway:
         metrics = self.metrics
         if metrics is None or self.journal is None or self.ledger is None:
             return
-        metrics.journal_bytes.set(self.journal.info()["size_bytes"])
+        metrics.journal_bytes.set(float(self.journal.info()["size_bytes"]))  # type: ignore[arg-type]
         metrics.last_seq.set(self._event_seq)
         metrics.connected.set(1 if self._connected else 0)
         metrics.unknown_orders.set(self.ledger.count(UNKNOWN))
@@ -855,7 +856,9 @@ class Gateway:
                     pending.record.seq = seq
                     self._answer(pending.record, ops.ORDER_ASYNC)
                 elif kind not in _SYNC_KINDS:
-                    self._complete(self._pending.pop(token), {"seq": seq})
+                    done = self._pending.pop(token)
+                    if done is not None:
+                        self._complete(done, {"seq": seq})
             elif tag == "result":
                 _, token, result = item
                 pending = self._pending.pop(token, None)
@@ -915,7 +918,7 @@ class Gateway:
                 if record.state in IN_FLIGHT:
                     order_id = data.get("order_id") or 0
                     pushed = self._view.books(record.account_id)["orders"].get(order_id) or {}
-                    refused = order_id <= 0 or pushed.get("order_status") == 57  # pushes may come first
+                    refused = order_id <= 0 or pushed.get("order_status") == ORDER_JUNK  # pushes may come first
                     assert self.ledger is not None
                     self.ledger.settle(
                         record, REJECTED if refused else ACKNOWLEDGED,
@@ -959,12 +962,12 @@ class Gateway:
         if record is None or event_type != "order" or not data.get("order_id"):
             return
         assert self.ledger is not None
-        if record.state == ACKNOWLEDGED and data.get("order_status") == 57:
+        if record.state == ACKNOWLEDGED and data.get("order_status") == ORDER_JUNK:
             self.ledger.settle(record, REJECTED, error_msg=data.get("status_msg") or "refused by the counter")
             return
         if record.state != UNKNOWN:
             return
-        state = REJECTED if data.get("order_status") == 57 else ACKNOWLEDGED
+        state = REJECTED if data.get("order_status") == ORDER_JUNK else ACKNOWLEDGED
         self.ledger.settle(record, state, order_id=data["order_id"], error_msg=data.get("status_msg") or "",
                            response=_response_from_order(data))
         log.info("order account=%s client_order_id=%s resolved from the counter's push: %s, order_id %s",
@@ -1022,8 +1025,8 @@ class Gateway:
         now = time.time_ns()
         orders = [dict(o) for o in books.get("orders", ())]
         trades = [dict(t) for t in books.get("trades", ())]
-        for record in (orders, trades):
-            for data in record:
+        for counter_records in (orders, trades):
+            for data in counter_records:
                 self._link(data)
         published = 0
         for trade in trades:
@@ -1047,10 +1050,10 @@ class Gateway:
         for record in self.ledger.in_flight():
             if record.account_id != account_id or record.waiters:
                 continue
-            order = by_tag.get(record.client_order_id)
-            if order is not None:
-                state = REJECTED if order.get("order_status") == 57 else ACKNOWLEDGED
-                self.ledger.settle(record, state, order_id=order["order_id"], response=_response_from_order(order))
+            found = by_tag.get(record.client_order_id)
+            if found is not None:
+                state = REJECTED if found.get("order_status") == ORDER_JUNK else ACKNOWLEDGED
+                self.ledger.settle(record, state, order_id=found["order_id"], response=_response_from_order(found))
             else:
                 self.ledger.settle(record, NOT_PLACED, error_msg="not in the counter's orders of the day")
                 self._announce_not_placed(record, now)
@@ -1326,9 +1329,10 @@ def _order_fields(args: dict[str, Any], request_id: Any) -> dict[str, Any]:
 def _user_id(frame: zmq.Frame) -> str | None:
     """The CURVE key libzmq authenticated this message's connection with, if any."""
     try:
-        return frame.get("User-Id")
+        user_id = frame.get("User-Id")
     except zmq.ZMQError:
         return None
+    return user_id if isinstance(user_id, str) else None
 
 
 def _unknown_message(record: OrderRecord) -> str:
@@ -1343,7 +1347,7 @@ def _response_from_order(order: dict[str, Any]) -> dict[str, Any]:
     """An order response rebuilt from the counter's order record (the original was lost)."""
     fields = ("account_type", "account_id", "order_id", "strategy_name", "order_remark")
     response = {name: order.get(name) for name in fields}
-    response.update(error_msg=order.get("status_msg") or "" if order.get("order_status") == 57 else "",
+    response.update(error_msg=order.get("status_msg") or "" if order.get("order_status") == ORDER_JUNK else "",
                     seq=None, client_order_id=order.get("client_order_id"))
     return response
 

@@ -1,0 +1,198 @@
+"""A trading day in minutes: orders at a steady rate plus full queries against `qmt-adapter serve`
+over the sim (its own process, books persisted as a user runs it), watching the gateway's memory
+and latency for growth.
+
+    python bench/soak.py [--seconds 600] [--rate 200] [--query-every 1.0] [--out FILE]
+
+Every order fills at once (buys and sells alternate, so the position stays put). Each second a
+client asks for the day's orders (the largest answer there is); another pings every 50 ms to see
+how long the gateway's I/O thread is ever busy. Printed and written as JSON: the gateway's RSS
+per 10 s, order round-trip percentiles per minute, the longest ping. Targets (issue 14): RSS
+growth under 50 MB after the first minute, p99 in the last minute within 2x the first, no stall
+over 100 ms. Loopback only; bounded in time and count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from adapter.client import AsyncClient, Client  # noqa: E402
+
+ACCOUNT = "1000000365"
+CONFIG = """
+accounts = ["1000000365"]
+[sim]
+persist = true
+cash = 1000000000000.0
+[sim.positions."1000000365"]
+"600000.SH" = 1000000000
+[risk]
+max_order_volume = 0
+max_order_notional = 0
+max_position_notional = 0
+max_open_orders = 0
+orders_per_second = 0
+orders_per_day = 0
+duplicate_window = 0
+check_instrument = false
+"""
+SERVING = re.compile(r"serving: router (\S+), pub (\S+),")
+
+
+def start_gateway(directory: Path) -> tuple[subprocess.Popen[str], str, str]:
+    config = directory / "soak.toml"
+    config.write_text(CONFIG, encoding="utf-8")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "adapter", "serve", "--config", str(config), "--data-dir", str(directory / "data"),
+         "--router", "tcp://127.0.0.1:*", "--pub", "tcp://127.0.0.1:*"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
+    )
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        match = SERVING.search(line)
+        if match:
+            threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()  # type: ignore[union-attr]
+            return proc, match.group(1), match.group(2)
+        if not line and proc.poll() is not None:
+            break
+    proc.kill()
+    raise SystemExit("the gateway did not start")
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def load(router: str, pub: str, seconds: float, rate: float, latencies: list[tuple[float, float]]) -> int:
+    start = time.monotonic()
+    sent = 0
+    async with AsyncClient(router, pub, timeout=30.0) as client:
+        in_flight: set[asyncio.Task[None]] = set()
+
+        async def order(i: int) -> None:
+            begun = time.perf_counter()
+            side = "buy" if i % 2 == 0 else "sell"
+            price = 10.70 if side == "buy" else 10.50
+            await client.order_stock(ACCOUNT, "600000.SH", side, 100, "limit", price, "soak", "")
+            latencies.append((time.monotonic() - start, time.perf_counter() - begun))
+
+        total = int(seconds * rate)
+        for i in range(total):  # bounded: seconds x rate orders
+            due = start + i / rate
+            delay = due - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            task = asyncio.create_task(order(i))
+            in_flight.add(task)
+            task.add_done_callback(in_flight.discard)
+            sent += 1
+        if in_flight:
+            await asyncio.wait(in_flight, timeout=60)
+    return sent
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=600.0)
+    parser.add_argument("--rate", type=float, default=200.0, help="orders per second")
+    parser.add_argument("--query-every", type=float, default=1.0, help="seconds between full order queries")
+    parser.add_argument("--out", default="", help="write the JSON report here")
+    args = parser.parse_args()
+    directory = Path(tempfile.mkdtemp(prefix="qmt-soak-"))
+    proc, router, pub = start_gateway(directory)
+    done = threading.Event()
+    rss: list[tuple[float, float]] = []
+    pings: list[tuple[float, float]] = []
+    queries: list[tuple[float, float, int]] = []
+    latencies: list[tuple[float, float]] = []
+    began = time.monotonic()
+
+    def watch() -> None:
+        with Client(router, pub, timeout=30.0) as client:
+            next_rss = 0.0
+            while not done.is_set():
+                now = time.monotonic() - began
+                if now >= next_rss:
+                    rss.append((now, rss_mb(proc.pid)))
+                    next_rss = now + 10.0
+                t = time.perf_counter()
+                client.ping()
+                pings.append((now, time.perf_counter() - t))
+                done.wait(0.05)
+
+    def query() -> None:
+        with Client(router, pub, timeout=60.0) as client:
+            while not done.wait(args.query_every):
+                t = time.perf_counter()
+                orders = client.query_stock_orders(ACCOUNT)
+                queries.append((time.monotonic() - began, time.perf_counter() - t, len(orders)))
+
+    threads = [threading.Thread(target=watch, daemon=True), threading.Thread(target=query, daemon=True)]
+    for thread in threads:
+        thread.start()
+    try:
+        sent = asyncio.run(load(router, pub, args.seconds, args.rate, latencies))
+    finally:
+        done.set()
+        for thread in threads:
+            thread.join(90)
+        rss.append((time.monotonic() - began, rss_mb(proc.pid)))
+        proc.terminate()
+        proc.wait(30)
+    minutes: dict[int, list[float]] = {}
+    for at, latency in latencies:
+        minutes.setdefault(int(at // 60), []).append(latency)
+    per_minute = {m: {"orders": len(v), "p50_ms": round(percentile(v, 0.5) * 1000, 2),
+                      "p99_ms": round(percentile(v, 0.99) * 1000, 2)} for m, v in sorted(minutes.items())}
+    after_first = [mb for at, mb in rss if at >= 60] or [rss[-1][1]]
+    first, last = per_minute[min(per_minute)], per_minute[max(per_minute)]
+    report: dict[str, Any] = {
+        "seconds": args.seconds, "rate": args.rate, "orders_sent": sent, "orders_answered": len(latencies),
+        "rss_mb": [[round(at, 1), round(mb, 1)] for at, mb in rss],
+        "rss_growth_after_first_minute_mb": round(after_first[-1] - after_first[0], 1),
+        "per_minute": per_minute,
+        "p99_last_over_first": round(last["p99_ms"] / first["p99_ms"], 2) if first["p99_ms"] else None,
+        "longest_ping_ms": round(max((p for _, p in pings), default=0.0) * 1000, 1),
+        "queries": len(queries), "longest_query_s": round(max((q for _, q, _ in queries), default=0.0), 3),
+        "orders_in_last_query": queries[-1][2] if queries else 0,
+        "machine": f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}",
+    }
+    text = json.dumps(report, indent=1)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text + "\n", encoding="utf-8")
+    ok = (report["rss_growth_after_first_minute_mb"] < 50 and (report["p99_last_over_first"] or 0) <= 2
+          and report["longest_ping_ms"] <= 100)
+    print(f"targets {'met' if ok else 'NOT met'}: RSS growth {report['rss_growth_after_first_minute_mb']} MB (< 50), "
+          f"p99 last/first {report['p99_last_over_first']} (<= 2), longest ping {report['longest_ping_ms']} ms (<= 100)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
