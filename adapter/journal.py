@@ -130,10 +130,12 @@ class Journal:
 
     def read(
         self, from_seq: int, to_seq: int | None, prefixes: Iterable[str], limit: int,
-        allowed: Iterable[str] | None = None,
+        allowed: Iterable[str] | None = None, max_bytes: int = 0,
     ) -> Page:
         """Events in ``[from_seq, to_seq]`` whose topic starts with a prefix (none: all) and,
-        unless ``allowed`` is None, also with one of ``allowed`` (what the reader may see)."""
+        unless ``allowed`` is None, also with one of ``allowed`` (what the reader may see).
+        ``max_bytes`` (0: no bound): the page ends before the event that would take its payloads
+        past it (it always holds at least one), and ``next_seq`` is that event's seq."""
         if self.count and from_seq < self._first_seq:
             raise SeqExpired(from_seq, self._first_seq)
         if not self.count and from_seq <= self._pruned_through:
@@ -159,6 +161,13 @@ class Journal:
             next_seq = rows[-1][0] + 1
         else:  # fewer than the limit matched: everything up to the bound was examined
             next_seq = upper + 1
+        if max_bytes:
+            size = 0
+            for index, (seq, _topic, payload) in enumerate(rows):
+                size += len(payload)
+                if size > max_bytes and index:
+                    rows, next_seq = rows[:index], seq
+                    break
         return Page([(topic, bytes(payload)) for _, topic, payload in rows], next_seq, next_seq <= upper)
 
     def rows(

@@ -72,6 +72,7 @@ MAX_UNJOURNALED = 100_000  # events held while the journal fails; beyond, droppe
 # A query answer this long (records) is linked and encoded on the encoder thread, not the I/O
 # thread, so a day's orders do not stall everyone else; at most MAX_ENCODING wait there.
 LARGE_RESULT = 500
+MAX_REPLAY_BYTES = 1 << 20  # event payload bytes per replay page: a page of 10,000 large events stays small
 MAX_ENCODING = 8
 
 
@@ -724,7 +725,8 @@ class Gateway:
         elif op == "replay":
             try:
                 page = journal.read(
-                    args["from_seq"], args["to_seq"], args["prefixes"], args["limit"], access.allowed_prefixes(key)
+                    args["from_seq"], args["to_seq"], args["prefixes"], args["limit"], access.allowed_prefixes(key),
+                    max_bytes=MAX_REPLAY_BYTES,
                 )
             except SeqExpired as exc:
                 self._reply_error(

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from adapter.protocol import encode_ok, encode_ok_packed, pack
+from adapter.protocol import encode_ok, encode_ok_packed, pack, unpack
 from adapter.server import gateway as gateway_module
 
 from ..conftest import ACCOUNT, trading_session
@@ -42,3 +42,23 @@ def test_long_answers_come_from_the_encoder_with_client_order_ids(gateway_factor
             [(f"big-{n}", f"remark-{n}") for n in range(6)]
         assert client.query_stock_trades(ACCOUNT) == trades_inline
         assert client.ping().connected and gateway._encoding == 0
+
+
+def test_replay_pages_are_bounded_in_bytes_and_lose_nothing(gateway_factory: Any, monkeypatch: Any) -> None:
+    gateway = gateway_factory()
+    with trading_session(gateway) as (client, log):
+        for n in range(4):
+            client.order_stock(ACCOUNT, "600000.SH", "buy", 100, "limit", 10.70, client_order_id=f"page-{n}")
+        log.wait("trade", count=4)
+        last = client.ping().last_seq
+        monkeypatch.setattr(gateway_module, "MAX_REPLAY_BYTES", 2000)
+        seen, from_seq = [], 1
+        for _ in range(last + 1):  # bounded: one event at least per page
+            page = client.replay(from_seq, limit=10_000)
+            sizes = [len(payload) for _topic, payload in page.events]
+            assert sum(sizes[:-1]) <= 2000 and page.events
+            seen += [unpack(payload)["seq"] for _topic, payload in page.events]
+            from_seq = page.next_seq
+            if not page.more:
+                break
+        assert seen == list(range(1, last + 1))

@@ -26,6 +26,18 @@ def test_append_and_read_back_in_pages(tmp_path: Path) -> None:
     journal.close()
 
 
+def test_a_page_is_bounded_in_bytes_and_resumes_at_the_first_event_left_out(tmp_path: Path) -> None:
+    journal = Journal(tmp_path)
+    journal.append(rows(1, 10, size=100))
+    page = journal.read(1, None, (), limit=1000, max_bytes=350)
+    assert [p[1][0] for p in page.events] == [1, 2, 3] and page.next_seq == 4 and page.more
+    page = journal.read(4, None, (), limit=1000, max_bytes=50)  # one event over the bound still comes
+    assert [p[1][0] for p in page.events] == [4] and page.next_seq == 5
+    page = journal.read(5, None, (), limit=1000, max_bytes=10_000)
+    assert len(page.events) == 6 and page.next_seq == 11 and not page.more
+    journal.close()
+
+
 def test_prefix_filter_advances_the_cursor_through_non_matching_rows(tmp_path: Path) -> None:
     journal = Journal(tmp_path)
     journal.append(rows(1, 10, "order.1") + rows(11, 20, "trade.1") + rows(21, 22, "order.2"))
