@@ -16,8 +16,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-DEFAULT_ROUTER = "tcp://127.0.0.1:5555"
-DEFAULT_PUB = "tcp://127.0.0.1:5556"
+from .protocol import DEFAULT_PUB, DEFAULT_ROUTER  # defined with the protocol: clients use them too
+
 DEFAULT_ACCOUNT = "1000000365"
 DEFAULT_KEYS_DIR = "qmt-adapter-keys"
 

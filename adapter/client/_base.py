@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import zmq
 
-from adapter.config import DEFAULT_PUB, DEFAULT_ROUTER
+from adapter.protocol import DEFAULT_PUB, DEFAULT_ROUTER
 from adapter.keys import CurveKeys, apply_client_curve, client_curve_keys
 from adapter.protocol import encode_request
 

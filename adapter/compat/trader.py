@@ -31,7 +31,7 @@ from typing import Any, Callable, Iterator
 from ..client import Client, GatewayError, GatewayTimeout
 from ..client._ops import new_client_order_id
 from ..client._stream import LIVENESS_EVENT
-from ..config import DEFAULT_PUB, DEFAULT_ROUTER
+from ..protocol import DEFAULT_PUB, DEFAULT_ROUTER
 from ..protocol import events
 from . import xttypes
 

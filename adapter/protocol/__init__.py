@@ -17,7 +17,13 @@ from .codec import (
 )
 from .errors import ProtocolError
 
+# The gateway's default endpoints (loopback): clients and the server's configuration share them.
+DEFAULT_ROUTER = "tcp://127.0.0.1:5555"
+DEFAULT_PUB = "tcp://127.0.0.1:5556"
+
 __all__ = [
+    "DEFAULT_PUB",
+    "DEFAULT_ROUTER",
     "PROTOCOL_VERSION",
     "ProtocolError",
     "Request",

@@ -849,3 +849,16 @@ def test_orders_always_carry_a_client_order_id(gateway: FakeGateway, client: Cli
     client.order_stock_async(ACCOUNT, "600000.SH", 23, 100, 11, 10.5)
     first, second = (unpack(raw)["client_order_id"] for raw in gateway.requests[-2:])
     assert first and second and first != second and len(first) <= 64
+
+
+def test_the_client_imports_nothing_of_the_server() -> None:
+    """A strategy machine needs the protocol and the client only: no server config, no sim."""
+    import subprocess
+    import sys
+
+    code = ("import sys, adapter.client; "
+            "print(sorted(m for m in sys.modules if m.startswith('adapter')))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    modules = eval(loaded.stdout)  # a list of names printed above
+    assert modules and not [m for m in modules if m.startswith(("adapter.server", "adapter.config", "adapter.sim",
+                                                                 "adapter.broker", "adapter.risk"))], modules
