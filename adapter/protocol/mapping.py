@@ -30,7 +30,7 @@ PRICE_TYPE_NAMES: Final[dict[int, str]] = {
 }
 
 # Price types in order records: the counter's own codes (QMT's EBrokerPriceType), not the
-# request's xtconstant (PROTOCOL §3.5; adapter.sim.rules has the sources and the mapping).
+# request's xtconstant (PROTOCOL §3.5; adapter.market has the sources and the mapping).
 BROKER_PRICE_TYPE_NAMES: Final[dict[int, str]] = {
     49: "market",  # 市价
     50: "limit",  # 限价: sent as FIX_PRICE or LATEST_PRICE

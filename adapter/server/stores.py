@@ -389,7 +389,7 @@ def _discard(ledger: Ledger) -> None:
 # -- rebuilding (pure plan) ------------------------------------------------------------------
 
 # Order records carry the counter's price type (QMT's EBrokerPriceType), not the request's
-# xtconstant (PROTOCOL §3.5, adapter/sim/rules.py BROKER_PRICE_TYPES): the request's, guessed back.
+# xtconstant (PROTOCOL §3.5, adapter/market.py BROKER_PRICE_TYPES): the request's, guessed back.
 # 50 is sent for FIX_PRICE and LATEST_PRICE alike: taken as FIX_PRICE (a LATEST_PRICE order's
 # repeat then gets duplicate_client_order_id, never a second order).
 _REQUEST_PRICE_TYPE = {50: 11, 84: 44, 85: 43, 86: 45, 87: 46, 89: 48}

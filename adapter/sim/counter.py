@@ -50,7 +50,7 @@ from decimal import Decimal
 from typing import Any, Callable, Iterable, TypeVar
 
 from adapter.config import SimConfig
-from adapter.sim import rules
+from adapter import market as rules
 from adapter.sim.instruments import Instrument, load_instruments
 from adapter.sim.native import (
     CB_ACCOUNT_STATUS,

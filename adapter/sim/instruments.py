@@ -10,24 +10,13 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import dataclass
-from decimal import Decimal
 from importlib import resources
 from pathlib import Path
 
-from adapter.sim import rules
+from adapter import market as rules
+from adapter.market import Instrument
 
-
-@dataclass(frozen=True)
-class Instrument:
-    code: str
-    name: str
-    prev_close: Decimal
-    last_price: Decimal
-
-    @property
-    def board(self) -> rules.Board:
-        return rules.classify(self.code)
+__all__ = ["Instrument", "load_instruments", "parse_instruments"]
 
 
 def parse_instruments(text: str, source: str = "<instruments>") -> dict[str, Instrument]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from decimal import Decimal
 
-from adapter.sim import rules
+from adapter import market as rules
 
 
 class PriceWalk:

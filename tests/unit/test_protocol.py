@@ -170,7 +170,7 @@ def test_constant_tables_agree_with_xtquant() -> None:
 
 
 def test_record_price_types_are_the_counters() -> None:
-    from adapter.sim import rules
+    from adapter import market as rules
 
     assert set(mapping.BROKER_PRICE_TYPE_NAMES) == set(rules.BROKER_PRICE_TYPE_NAMES)
     for sent, reported in rules.BROKER_PRICE_TYPES.items():  # every request type reads back as a counter code

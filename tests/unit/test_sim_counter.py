@@ -23,7 +23,8 @@ import pytest
 
 from adapter import sim
 from adapter.config import SimConfig
-from adapter.sim import native, rules
+from adapter import market as rules
+from adapter.sim import native
 
 sim.install()
 

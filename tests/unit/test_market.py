@@ -6,10 +6,10 @@ from decimal import Decimal
 
 import pytest
 
-from adapter.sim import rules
+from adapter import market as rules
 from adapter.sim.instruments import load_instruments, parse_instruments
 from adapter.sim.prices import PriceWalk
-from adapter.sim.rules import Board
+from adapter.market import Board
 
 D = Decimal
 
@@ -244,3 +244,13 @@ def test_price_walk_is_seeded_on_tick_and_inside_band() -> None:
     assert len(set(path)) > 5
     cheap = PriceWalk(1, 0.002).next_price(D("1.00"), D("0.01"), D("0.90"), D("1.10"))
     assert cheap in (D("0.99"), D("1.01"))  # at least one tick even when the step rounds to zero
+
+
+def test_the_risk_checks_load_nothing_of_the_simulator() -> None:
+    """Production risk and reference data use the market rules, never the sim's code."""
+    import subprocess
+    import sys
+
+    code = "import sys, adapter.risk, adapter.reference; print(any(m.startswith('adapter.sim') for m in sys.modules))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert loaded.stdout.strip() == "False"

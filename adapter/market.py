@@ -1,4 +1,5 @@
-"""A-share trading rules the simulated counter enforces (pure functions, no threads, no I/O).
+"""A-share market rules, one place for the simulated counter and the gateway's risk checks
+(pure functions, no threads, no I/O; nothing here imports the simulator).
 
 Prices and money are ``Decimal`` so that limit prices, tick checks and cash stay exact;
 every function also accepts a float or a string and converts it through ``to_decimal``.
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import re
+from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Final, Union
 
@@ -282,3 +284,17 @@ def commission(amount: Number, rate: Number, minimum: Number) -> Decimal:
 def truncate_remark(remark: str, limit: int = 24) -> str:
     """Counters keep at most ``limit`` bytes (UTF-8) of a remark, never splitting a character."""
     return remark.encode("utf-8")[:limit].decode("utf-8", errors="ignore")
+
+
+@dataclass(frozen=True)
+class Instrument:
+    """A listed security: its code, name and reference prices (the previous close sets the band)."""
+
+    code: str
+    name: str
+    prev_close: Decimal
+    last_price: Decimal
+
+    @property
+    def board(self) -> Board:
+        return classify(self.code)
