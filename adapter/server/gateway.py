@@ -352,7 +352,7 @@ class Gateway:
         if metrics is None or self.journal is None or self.ledger is None:
             return
         metrics.journal_bytes.set(float(self.journal.info()["size_bytes"]))  # type: ignore[arg-type]
-        metrics.last_seq.set(self._event_seq)
+        metrics.last_seq.set(self._published_seq())
         metrics.connected.set(1 if self._connected else 0)
         metrics.unknown_orders.set(self.ledger.count(UNKNOWN))
         for state in (NORMAL, HALTED, REDUCE_ONLY):
@@ -364,7 +364,8 @@ class Gateway:
             self._flush()  # the journal may take the waiting events now
         self._refresh_metrics()
         self._apply_retention()
-        data = {"last_seq": self._event_seq, "connected": self._connected, "interval": self.config.heartbeat_interval}
+        data = {"last_seq": self._published_seq(), "connected": self._connected,
+                "interval": self.config.heartbeat_interval}
         self._publish_control(events.HEARTBEAT, data)
 
     def _read_commands(self, router: zmq.Socket) -> None:
@@ -453,11 +454,6 @@ class Gateway:
             self._asked[(envelope[0], request.id)] = (op, time.perf_counter())
         try:
             self._on_request(envelope, request, key)
-        except (sqlite3.Error, OSError) as exc:  # the ledger: nothing was sent
-            log.exception("%r: a store failed", request.op)
-            self._storage_failed(LEDGER_STORE, str(exc))
-            self._reply_error(envelope, request.id, errors.STORAGE_FAILED,
-                              f"{request.op}: could not be recorded, so nothing was sent; retry once storage works")
         except Exception:
             log.exception("command handling failed: %r", request.op)
             self._reply_error(envelope, request.id, errors.INTERNAL_ERROR, "internal error; see the gateway log")
@@ -505,7 +501,15 @@ class Gateway:
         broker_args = args
         if spec.kind in (ops.ORDER, ops.ORDER_ASYNC):
             assert self.ledger is not None
-            record = self.ledger.create(args["account_id"], args["client_order_id"], args)  # durable first
+            try:
+                record = self.ledger.create(args["account_id"], args["client_order_id"], args)  # durable first
+            except (sqlite3.Error, OSError) as exc:
+                log.exception("%s: the order could not be recorded", spec.name)
+                self._storage_failed(LEDGER_STORE, str(exc))
+                self._reply_error(envelope, request.id, errors.STORAGE_FAILED,
+                                  f"{spec.name}: the order could not be recorded, so it was not sent; "
+                                  "the same client_order_id may be sent again once storage works")
+                return
             broker_args = {**args, "order_remark": record.tag}  # the user's remark stays in the ledger
         pending = self._wait(envelope, request.id, spec, args, record)
         pending.key = key
@@ -720,7 +724,7 @@ class Gateway:
         assert journal is not None
         if op == "ping":
             if args["publish"]:
-                self._publish_control(events.PONG, {"id": request_id, "last_seq": self._event_seq})
+                self._publish_control(events.PONG, {"id": request_id, "last_seq": self._published_seq()})
             result: Any = self._ping(key)
         elif op == "replay":
             try:
@@ -826,7 +830,7 @@ class Gateway:
             "session_id": self.broker.session_id,
             "accounts": [a for a in self.config.accounts if access.may_use(key, a)],
             "connected": self._connected,
-            "last_seq": self._event_seq,
+            "last_seq": self._published_seq(),
             "epoch": self.journal.epoch if self.journal else "",
             "pending": len(self._pending),
             "journal_errors": self.stats["journal_errors"],
@@ -1172,6 +1176,13 @@ class Gateway:
                 f"{pending.spec.name}: no answer from the counter within "
                 f"{self.config.broker_timeout:g} s{_unknown(pending)}",
             )
+
+    def _published_seq(self) -> int:
+        """The newest seq already sent on the PUB. Events numbered but still waiting (for the
+        end of this batch, or for a failing journal) are not: a stream that starts from a pong
+        or a heartbeat must still receive them."""
+        waiting = self._backlog or self._batch
+        return waiting[0][0] - 1 if waiting else self._event_seq
 
     def _publish(
         self, event_type: str, account_id: str | None, data: dict[str, Any], ts: int, reconciled: bool = False

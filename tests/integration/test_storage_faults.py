@@ -59,6 +59,7 @@ def test_a_failing_journal_halts_orders_publishes_nothing_unjournaled_and_reuses
             info = wait_for(lambda: (lambda i: i if i.storage.unjournaled else None)(client.ping()), 5.0,
                             what="events waiting for the journal")
             assert info.trading_state == "halted" and "journal" in info.storage.failed
+            assert info.last_seq == before  # what waits for the journal is not announced as published
             with pytest.raises(GatewayError) as denied:
                 buy(client, price=10.10)
             assert denied.value.details["rule"] == "trading.halted"
@@ -96,6 +97,24 @@ def test_an_order_the_ledger_cannot_record_is_refused_not_sent(gateway_factory: 
         assert info.trading_state == "halted" and info.storage.ok
         assert log.wait("gateway.storage", count=2)[1].data.ok is True
         assert "storage failed: ledger" in client.risk().trading.reason
+
+
+def test_an_order_whose_record_cannot_be_written_is_refused_not_sent(gateway_factory: Any) -> None:
+    gateway = gateway_factory()
+    ledger = gateway.ledger
+    with trading_session(gateway) as (client, log):
+        real_create = ledger.create
+        ledger.create = lambda *args: (_ for _ in ()).throw(sqlite3.OperationalError("database or disk is full"))
+        try:
+            with pytest.raises(GatewayError) as refused:
+                buy(client, client_order_id="unwritten-1")
+            assert client.replay(1).events is not None  # other commands are served meanwhile
+        finally:
+            ledger.create = real_create
+        assert refused.value.code == "storage_failed" and refused.value.request_id is not None
+        assert client.query_stock_orders(ACCOUNT) == []
+        assert log.wait("gateway.storage")[0].data.store == "ledger"
+        assert client.ping().trading_state == "halted"
 
 
 def test_errors_carry_the_request_id_and_huge_prices_are_invalid_arguments(gateway_factory: Any) -> None:
