@@ -22,7 +22,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence, Union
+from typing import Any, Callable, Iterable, Mapping, Sequence, Union
 
 from adapter.protocol import events as event_types
 
@@ -191,10 +191,14 @@ class StreamCore:
             return False
         self.alive = False
         logger.warning("no message from the gateway for %.1f s: counting it as gone", silent_for)
-        self.recovery.ready.append(_notice(LIVENESS_EVENT, {
-            "alive": False, "silent_for": round(silent_for, 3), "last_seq": self.recovery.last_seq,
-        }, self.recovery.epoch))
+        self._announce(silent_for)
         return True
+
+    def _announce(self, silent_for: float) -> None:
+        """Hand out a liveness notice for the verdict just reached (``self.alive``)."""
+        self.recovery.ready.append(_notice(LIVENESS_EVENT, {
+            "alive": self.alive, "silent_for": round(silent_for, 3), "last_seq": self.recovery.last_seq,
+        }, self.recovery.epoch))
 
     def _heard(self, event: Event) -> None:
         self._heard_at = self._clock()
@@ -209,9 +213,7 @@ class StreamCore:
         if self.alive is False:
             self.alive = True
             logger.warning("the gateway is heard again")
-            self.recovery.ready.append(_notice(LIVENESS_EVENT, {
-                "alive": True, "silent_for": 0.0, "last_seq": self.recovery.last_seq,
-            }, self.recovery.epoch))
+            self._announce(0.0)
 
     def next_request(self) -> Request | None:
         """The replay (or journal_info) call to make now, or None."""
@@ -274,6 +276,12 @@ class StreamCore:
             self._state.save(self._position)
             self._saved = self._position
             self._next_save = time.monotonic() + self._save_interval
+
+
+def combined_liveness(verdicts: Iterable[bool | None]) -> bool | None:
+    """A client's verdict from its streams': None when none watches, else whether all hear it."""
+    known = [verdict for verdict in verdicts if verdict is not None]
+    return None if not known else all(known)
 
 
 class StreamView:

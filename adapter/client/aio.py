@@ -17,7 +17,7 @@ import zmq.asyncio
 
 from ._base import AsyncClosing, ClientBase
 from ._ops import OpMethods
-from ._stream import PongSchedule, StatePath, StreamCore, StreamView
+from ._stream import PongSchedule, StatePath, StreamCore, StreamView, combined_liveness
 from ._wire import SEND_RETRY_PAUSE, check_timeout, decode_reply, open_subscriber, readable, reply_outcome
 from .errors import CLIENT_CLOSED, GatewayError, GatewayTimeout
 from .records import Event, Record
@@ -196,8 +196,7 @@ class AsyncClient(
     @property
     def gateway_alive(self) -> bool | None:
         """Whether this client's subscriptions hear the gateway (see :attr:`Client.gateway_alive`)."""
-        known = [v for v in (s.gateway_alive for s in self._subscriptions if not s.closed) if v is not None]
-        return None if not known else all(known)
+        return combined_liveness(s.gateway_alive for s in self._subscriptions if not s.closed)
 
     async def _publish_pong(self, timeout: float) -> None:
         """Ask the gateway for a ``gateway.pong``: the proof a stream waits for."""

@@ -20,7 +20,7 @@ import zmq.asyncio
 
 from ._base import ClientBase, Closing
 from ._ops import OpMethods
-from ._stream import PongSchedule, StatePath, StreamCore, StreamView
+from ._stream import PongSchedule, StatePath, StreamCore, StreamView, combined_liveness
 from ._wire import (
     SEND_RETRY_PAUSE,
     check_timeout,
@@ -178,9 +178,7 @@ class Client(ClientBase, Closing, OpMethods[Record, Optional[Record], list[Recor
         """Whether this client's subscriptions hear the gateway: False when one has found it
         silent (see ``StreamView.gateway_alive``), None with no subscription watching."""
         with self._subscriptions_lock:
-            verdicts = [s.gateway_alive for s in self._subscriptions if not s.closed]
-        known = [v for v in verdicts if v is not None]
-        return None if not known else all(known)
+            return combined_liveness(s.gateway_alive for s in self._subscriptions if not s.closed)
 
     def _forget(self, subscription: Subscription) -> None:
         with self._subscriptions_lock:
