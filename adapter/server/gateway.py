@@ -177,7 +177,7 @@ class Gateway:
             )
             self._event_seq = self.journal.last_seq  # seq continues over the gateway's whole life
             self.ledger = Ledger(self.config.data_dir, sync=self.config.ledger_sync)
-            self._rebuild_view()
+            self._view.rebuild(self.journal)
             self.killswitch.load()
             self.broker.start()
             from .stores import check_stores  # the ledger against the journal and the counter (PROTOCOL §9.6)
@@ -1003,22 +1003,6 @@ class Gateway:
                     f"{pending.spec.name}: the counter connection was lost before it answered; retry later",
                 )
         self.broker.reconnect()
-
-    def _rebuild_view(self) -> None:
-        """What subscribers were told before this start: the journal's book events, replayed."""
-        journal = self.journal
-        assert journal is not None
-        if not journal.count:
-            return
-        from_seq, prefixes = journal.first_seq, ("order.", "trade.", "position.", "asset.")
-        for _ in range(1 + journal.count // 10_000):
-            page = journal.read(from_seq, None, prefixes, 10_000)
-            for _topic, payload in page.events:
-                body = unpack(payload, max_size=len(payload))
-                self._view.apply(body["type"], body["account_id"], body["data"])
-            from_seq = page.next_seq
-            if not page.more:
-                break
 
     def _reconcile(self, account_id: str, books: dict[str, Any]) -> None:
         """Compare the counter's books with what was published; publish what was missed.

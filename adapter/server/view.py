@@ -8,7 +8,12 @@ Counter pushes carry whole records, so applying one twice is harmless.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from ..protocol import unpack
+
+if TYPE_CHECKING:
+    from ..journal import Journal
 
 # Order statuses still working at the counter (unreported .. part-traded): the risk checks'
 # "open orders", kept as an index so a check never scans the day's orders.
@@ -32,6 +37,20 @@ class BooksView:
         for order in target["orders"].values():
             _index_open(target, order)
         target["trades"] = {t["traded_id"]: t for t in books.get("trades", ())}
+
+    def rebuild(self, journal: "Journal") -> None:
+        """What subscribers were told before this start: the journal's book events, replayed."""
+        if not journal.count:
+            return
+        from_seq, prefixes = journal.first_seq, ("order.", "trade.", "position.", "asset.")
+        for _ in range(1 + journal.count // 10_000):
+            page = journal.read(from_seq, None, prefixes, 10_000)
+            for _topic, payload in page.events:
+                body = unpack(payload, max_size=len(payload))
+                self.apply(body["type"], body["account_id"], body["data"])
+            from_seq = page.next_seq
+            if not page.more:
+                break
 
     def apply(self, event_type: str, account_id: str | None, data: dict[str, Any]) -> None:
         books = self._books.get(account_id) if account_id else None
