@@ -8,14 +8,7 @@ Threads (docs/architecture.md §2):
   object into a plain map and ``post`` it to the I/O thread;
 - the I/O thread (the server) receives everything through ``post``.
 
-Messages posted (tuples, first item a tag):
-    ("sent", token, kind, seq)                 an order/cancel left with this xtquant seq
-    ("result", token, result)                  a query result (map, list or None)
-    ("error", token, code, message)            the call could not be made
-    ("response", token, kind, type, account, data, ts)  an order/cancel response; token/kind
-                                               are None when no request waits for it
-    ("event", type, account, data, ts)         any other push
-    ("connection", connected, reason, ts)
+What is posted: the types in ``messages.py``.
 """
 
 from __future__ import annotations
@@ -31,10 +24,11 @@ from typing import Any, Callable
 
 from ..config import Config
 from ..protocol import errors, events, ops
+from .messages import Answered, Books, BrokerMessage, Connection, Failed, Pushed, Responded, Sent
 
 log = logging.getLogger(__name__)
 
-Post = Callable[[tuple], None]
+Post = Callable[[BrokerMessage], None]
 
 
 class BrokerStartError(RuntimeError):
@@ -128,7 +122,7 @@ class XtBroker:
                 self._execute(token, spec, args)
             except Exception as exc:
                 log.exception("broker call %s failed (token %s)", spec.name, token)
-                self._post(("error", token, errors.BROKER_ERROR, f"{spec.name} failed: {exc}"))
+                self._post(Failed(token, errors.BROKER_ERROR, f"{spec.name} failed: {exc}"))
         self._close_trader()
 
     def _reconnect(self) -> bool:
@@ -148,8 +142,8 @@ class XtBroker:
             delay = min(delay * 2, RECONNECT_MAX_DELAY)
         log.info("reconnected with session %s", self.session_id)
         for account_id, books in self.view.items():
-            self._post(("reconcile", account_id, books))
-        self._post(("connection", True, "reconnected and reconciled", time.time_ns()))
+            self._post(Books(account_id, books))
+        self._post(Connection(True, "reconnected and reconciled", time.time_ns()))
         return True
 
     def _idle(self, seconds: float) -> bool:
@@ -164,7 +158,7 @@ class XtBroker:
                 return False
             if item is not _RECONNECT:
                 token, spec, _ = item
-                self._post(("error", token, errors.BROKER_UNAVAILABLE, f"{spec.name}: the counter is not connected"))
+                self._post(Failed(token, errors.BROKER_UNAVAILABLE, f"{spec.name}: the counter is not connected"))
         return True
 
     def _native_path(self) -> str:
@@ -282,11 +276,11 @@ class XtBroker:
                 else:
                     seq = trader.cancel_order_stock_async(account, args["order_id"])
                 if not isinstance(seq, int) or seq < 0:
-                    self._post(("error", token, errors.BROKER_ERROR, f"{spec.name}: xtquant refused the call (seq {seq})"))
+                    self._post(Failed(token, errors.BROKER_ERROR, f"{spec.name}: xtquant refused the call (seq {seq})"))
                     return
                 self._owners[seq] = (token, kind)
                 # Posted under the lock so the reply with the seq precedes its response.
-                self._post(("sent", token, kind, seq))
+                self._post(Sent(token, kind, seq))
             return
         deliver = _query_delivery(self._post, token, spec.name, args)
         name = spec.name
@@ -363,10 +357,10 @@ def _query_delivery(post: Post, token: int, op: str, args: dict[str, Any]) -> Ca
                 result = next((events.to_map(o, fields) for o in response or () if o.order_id == order_id), None)
             else:
                 result = _records(response, fields)
-            post(("result", token, result))
+            post(Answered(token, result))
         except Exception as exc:
             log.exception("could not convert the %s response", op)
-            post(("error", token, errors.BROKER_ERROR, f"{op}: unreadable response: {exc}"))
+            post(Failed(token, errors.BROKER_ERROR, f"{op}: unreadable response: {exc}"))
 
     return deliver
 
@@ -379,7 +373,7 @@ def _make_forwarder(post: Post, owners: dict[int, tuple[int, str]], lock: thread
         def method(self: Any, obj: Any) -> None:
             ts = time.time_ns()
             data = events.to_map(obj, fields)
-            post(("event", event_type, data.get("account_id"), data, ts))
+            post(Pushed(event_type, data.get("account_id"), data, ts))
 
         return method
 
@@ -393,7 +387,7 @@ def _make_forwarder(post: Post, owners: dict[int, tuple[int, str]], lock: thread
                 with lock:
                     owner = owners.pop(seq, None)
             token, kind = owner if owner is not None else (None, None)
-            post(("response", token, kind, event_type, data.get("account_id"), data, ts))
+            post(Responded(token, kind, event_type, data.get("account_id"), data, ts))
 
         return method
 
@@ -401,8 +395,8 @@ def _make_forwarder(post: Post, owners: dict[int, tuple[int, str]], lock: thread
     for callback_name, (event_type, fields) in events.CALLBACK_EVENTS.items():
         maker = respond if event_type in ("order_response", "cancel_response") else forward
         namespace[callback_name] = maker(event_type, fields)
-    namespace["on_connected"] = lambda self: post(("connection", True, "connected", time.time_ns()))
+    namespace["on_connected"] = lambda self: post(Connection(True, "connected", time.time_ns()))
     namespace["on_disconnected"] = lambda self: post(
-        ("connection", False, "counter connection lost", time.time_ns())
+        Connection(False, "counter connection lost", time.time_ns())
     )
     return type("Forwarder", (XtQuantTraderCallback,), namespace)()

@@ -127,7 +127,7 @@ def test_errors_carry_the_request_id_and_huge_prices_are_invalid_arguments(gatew
         def broken(*_args: Any) -> None:
             raise RuntimeError("a bug")
 
-        gateway._check_risk = broken
+        gateway.desk._check_risk = broken
         with pytest.raises(GatewayError) as internal:
             buy(client)
         assert internal.value.code == "internal_error" and internal.value.request_id is not None
