@@ -16,6 +16,7 @@ from ..keys import ClientKey, KeyFileError
 from ..protocol import PROTOCOL_VERSION, ProtocolError, errors, events
 from ..risk import HALTED, NORMAL, REDUCE_ONLY
 from . import access
+from .bounds import page_bytes
 
 if TYPE_CHECKING:
     from .gateway import Gateway
@@ -27,7 +28,7 @@ Handler = Callable[["Gateway", dict[str, Any], ClientKey, Any], Any]
 
 def ping(gateway: Gateway, args: dict[str, Any], key: ClientKey, request_id: Any) -> dict[str, Any]:
     if args["publish"]:
-        gateway.publish_control(events.PONG, {"id": request_id, "last_seq": gateway.published_seq()})
+        gateway.publish_control(events.PONG, {"id": request_id, "last_seq": gateway.outbox.published_seq})
     identity = {}
     if gateway.access.curve:
         identity = {"key": {"name": key.name, "accounts": key.describe_accounts(),
@@ -40,24 +41,30 @@ def ping(gateway: Gateway, args: dict[str, Any], key: ClientKey, request_id: Any
         "backend": gateway.config.backend,
         "session_id": gateway.broker.session_id,
         "accounts": [a for a in gateway.config.accounts if access.may_use(key, a)],
-        "last_seq": gateway.published_seq(),
+        "last_seq": gateway.outbox.published_seq,
         "epoch": gateway.epoch(),
-        "journal_errors": gateway.stats["journal_errors"],
+        "journal_errors": gateway.outbox.journal_errors,
         **desk.status(),
         "storage": {"ok": not desk.storage_problems, "failed": dict(desk.storage_problems),
-                    "unjournaled": gateway.unjournaled()},
+                    "unjournaled": gateway.outbox.unjournaled},
         "uptime": gateway.uptime(),
+        "bounds": gateway.bounds.report(),
     }
 
 
 def replay(gateway: Gateway, args: dict[str, Any], key: ClientKey, request_id: Any) -> dict[str, Any]:
     journal = gateway.journal
     assert journal is not None
+    client = gateway.bounds.client_of(key.public_key)
+    wait = gateway.bounds.replay.check(client, args["from_seq"])  # pages not yet read stay bounded in bytes
+    if wait:
+        raise ProtocolError(errors.TOO_MANY_REQUESTS, f"replay: {wait}")
     try:
         page = journal.read(args["from_seq"], args["to_seq"], args["prefixes"], args["limit"],
                             access.allowed_prefixes(key), max_bytes=MAX_REPLAY_BYTES)
     except SeqExpired as exc:
         raise ProtocolError(errors.SEQ_EXPIRED, f"{exc}; rebuild from the snapshot op") from None
+    gateway.bounds.replay.charge(client, page.next_seq, page_bytes(page.events))
     return {
         "epoch": journal.epoch,
         "first_seq": journal.first_seq,
@@ -70,7 +77,7 @@ def replay(gateway: Gateway, args: dict[str, Any], key: ClientKey, request_id: A
 
 def snapshot(gateway: Gateway, args: dict[str, Any], key: ClientKey, request_id: Any) -> dict[str, Any]:
     # The view is applied as events are numbered: it is the books as of the newest seq.
-    return {"epoch": gateway.epoch(), "seq": gateway.numbered_seq(), **gateway.desk.view.snapshot(args["account_id"])}
+    return {"epoch": gateway.epoch(), "seq": gateway.outbox.numbered_seq, **gateway.desk.view.snapshot(args["account_id"])}
 
 
 def journal_info(gateway: Gateway, args: dict[str, Any], key: ClientKey, request_id: Any) -> dict[str, Any]:

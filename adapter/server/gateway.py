@@ -59,6 +59,7 @@ from .desk import (
 from .inbox import Inbox
 from .killswitch import KillSwitch
 from .metrics import Metrics
+from .outbox import Outbox
 from .view import BooksView
 
 log = logging.getLogger(__name__)
@@ -66,12 +67,10 @@ log = logging.getLogger(__name__)
 # Commands read per wake-up before the inbox gets a turn, so neither side starves.
 COMMAND_BATCH = 256
 DROP_DELAY = 0.2  # seconds between a reload's reply and dropping connections, so the reply leaves
-MAX_UNJOURNALED = 100_000  # events held while the journal fails; beyond, dropped (never published)
 # A query answer this long (records) is linked and encoded on the encoder thread, not the I/O
 # thread, so a day's orders do not stall everyone else; at most MAX_ENCODING wait there.
 LARGE_RESULT = 500
 MAX_ENCODING = 8
-MAX_REPLAY_BYTES = admin.MAX_REPLAY_BYTES
 
 
 class _Encoded:
@@ -103,7 +102,6 @@ class Gateway:
         self.killswitch = KillSwitch(config.data_dir)
         self._encoder = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="qmt-gateway-encode")
         self._encoding = 0  # large answers handed to the encoder, not yet sent
-        self._backlog: list[tuple[int, int, bytes, bytes]] = []  # numbered, not yet journaled: not published
         self.metrics: Metrics | None = Metrics() if config.metrics_port else None
         self.metrics_port = 0
         self._asked: dict[tuple[bytes, Any], tuple[str, float]] = {}  # (client, request id) -> (op, read at)
@@ -112,7 +110,7 @@ class Gateway:
         self.journal: Journal | None = None
         self.ledger: Ledger | None = None
         self.desk: Desk = None  # type: ignore[assignment]  # made in start(), with the ledger
-        self._batch: list[tuple[int, int, bytes, bytes]] = []  # (seq, ts, topic, payload) not yet journaled
+        self.outbox: Outbox = None  # type: ignore[assignment]  # made in start(), with the journal
         self._next_heartbeat = 0.0
         self._drop_at = 0.0  # when to drop every connection (a key lost rights); 0: not planned
         # A batch of commands or inbox items shares one ledger commit; what must follow the
@@ -126,9 +124,7 @@ class Gateway:
         self._thread: threading.Thread | None = None
         self._stopped = threading.Event()
         self._started_at = 0.0
-        self._event_seq = 0
-        self.stats: dict[str, int] = {"commands": 0, "errors": 0, "events": 0, "replies_dropped": 0,
-                                      "journal_errors": 0}
+        self.stats: dict[str, int] = {"commands": 0, "errors": 0, "replies_dropped": 0}
 
     # -- control (any thread) ----------------------------------------------------------
 
@@ -166,7 +162,7 @@ class Gateway:
                 retention_days=self.config.retention_days,
                 retention_bytes=self.config.retention_bytes,
             )
-            self._event_seq = self.journal.last_seq  # seq continues over the gateway's whole life
+            self.outbox = Outbox(self.journal, pub.send_multipart, self._send)
             self.ledger = Ledger(self.config.data_dir, sync=self.config.ledger_sync)
             view = BooksView(self.config.accounts)
             view.rebuild(self.journal)
@@ -334,7 +330,7 @@ class Gateway:
             return
         status = self.desk.status()
         metrics.journal_bytes.set(float(self.journal.info()["size_bytes"]))  # type: ignore[arg-type]
-        metrics.last_seq.set(self.published_seq())
+        metrics.last_seq.set(self.outbox.published_seq)
         metrics.connected.set(1 if status["connected"] else 0)
         metrics.unknown_orders.set(status["unknown_orders"])
         for state in (NORMAL, HALTED, REDUCE_ONLY):
@@ -342,11 +338,11 @@ class Gateway:
 
     def _heartbeat(self, now: float) -> None:
         self._next_heartbeat = now + self.config.heartbeat_interval
-        if self._backlog and not self._batching:
+        if self.outbox.unjournaled and not self._batching:
             self._flush()  # the journal may take the waiting events now
         self._refresh_metrics()
         self._apply_retention()
-        data = {"last_seq": self.published_seq(), "connected": self.desk.connected,
+        data = {"last_seq": self.outbox.published_seq, "connected": self.desk.connected,
                 "interval": self.config.heartbeat_interval}
         self.publish_control(events.HEARTBEAT, data)
 
@@ -372,6 +368,9 @@ class Gateway:
                 envelope, body = [identity, b""], body[1:]
             else:
                 envelope = [identity]
+            if message.refusal:
+                self._reply_error(envelope, None, errors.INVALID_MESSAGE, message.refusal)
+                continue
             try:
                 self._on_command(envelope, body, key)
             except Exception:
@@ -449,7 +448,7 @@ class Gateway:
 
     def _act(self, action: Action) -> None:
         if isinstance(action, Publish):
-            self._publish(action.event_type, action.account_id, action.data, action.ts, action.reconciled)
+            self.outbox.number(action.event_type, action.account_id, action.data, action.ts, action.reconciled)
         elif isinstance(action, Reply):
             self._answer(action)
         elif isinstance(action, Refuse):
@@ -527,7 +526,7 @@ class Gateway:
                     self.desk.not_recorded(submit)
             for action in self.desk.drain():  # the alarm, the refusals: after the batch's replies
                 if isinstance(action, Refuse):
-                    replies.append((len(self._batch), action.envelope, self._error_payload(action)))
+                    replies.append((self.outbox.made, action.envelope, self._error_payload(action)))
                 else:
                     self._act(action)
             self._flush(replies)  # the batch's events and replies, in the order they were made
@@ -607,99 +606,29 @@ class Gateway:
     def uptime(self) -> float:
         return round(time.monotonic() - self._started_at, 3)
 
-    def unjournaled(self) -> int:
-        return len(self._backlog)
-
     def epoch(self) -> str:
         return self.journal.epoch if self.journal is not None else ""
 
-    def numbered_seq(self) -> int:
-        """The newest seq handed out (the view is applied up to it)."""
-        return self._event_seq
-
-    def published_seq(self) -> int:
-        """The newest seq already sent on the PUB. Events numbered but still waiting (for the
-        end of this batch, or for a failing journal) are not: a stream that starts from a pong
-        or a heartbeat must still receive them."""
-        waiting = self._backlog or self._batch
-        return waiting[0][0] - 1 if waiting else self._event_seq
-
     # -- events: numbered, journaled, then published --------------------------------------
 
-    def _publish(
-        self, event_type: str, account_id: str | None, data: dict[str, Any], ts: int, reconciled: bool = False
-    ) -> None:
-        """Number the event and queue it; ``_flush`` journals the batch, then publishes it."""
-        self._event_seq += 1
-        topic, payload = encode_event(
-            self._event_seq, ts, event_type, account_id, data, self.epoch(), reconciled=reconciled
-        )
-        self._batch.append((self._event_seq, ts, topic, payload))
-
     def _flush(self, replies: list[tuple[int, list[bytes], bytes]] | None = None) -> None:
-        """Journal the pending events, then publish them; in a batch, only at its end.
-
-        ``replies`` (from a batch: each with the number of events made before it) go out
-        interleaved with the events in the order they were made."""
+        """Journal the pending events, then publish them with ``replies``; in a batch, only at
+        its end. A failing journal raises the storage alarm (and stops order entry)."""
         if self._batching:
             return
-        replies = replies or []
-        if not self._batch and not self._backlog:
-            for _, envelope, payload in replies:
-                self._send(envelope, payload)
+        before = self.outbox.published
+        journaled = self.outbox.flush(replies or [])
+        if journaled is None:
             return
-        batch, self._batch = self._batch, []
-        assert self.journal is not None and self._pub is not None
-        if not self._journal_append(batch):
-            for _, envelope, payload in replies:  # answers still go; the events wait for the journal
-                self._send(envelope, payload)
-            self._carry_out()  # the storage alarm
-            return
-        if self._backlog:  # what waited for the journal goes first; the replies keep their place
-            replies = [(at + len(self._backlog), envelope, payload) for at, envelope, payload in replies]
-            batch, self._backlog = self._backlog + batch, []
-        send = self._pub.send_multipart
-        pending = iter(replies)
-        reply = next(pending, None)
-        for index, (_, _, topic, payload) in enumerate(batch):
-            while reply is not None and reply[0] <= index:
-                self._send(reply[1], reply[2])
-                reply = next(pending, None)
-            send([topic, payload])
-        while reply is not None:
-            self._send(reply[1], reply[2])
-            reply = next(pending, None)
-        self.stats["events"] += len(batch)
-        if self.metrics is not None:
-            self.metrics.events.inc(len(batch))
-        self._carry_out()  # the storage recovery notice
-        self._apply_retention()
-
-    def _journal_append(self, batch: list[tuple[int, int, bytes, bytes]]) -> bool:
-        """Journal the unjournaled backlog and ``batch``; False when the journal fails.
-
-        Nothing is published unjournaled: a failed batch waits in the backlog (in order, bounded)
-        and goes out once the journal takes it. A backlog over its bound is dropped and its seqs
-        given back (nobody saw them); the counter's books bring those changes back at the next
-        reconciliation."""
-        journal = self.journal
-        assert journal is not None
-        rows = self._backlog + batch
-        try:
-            journal.append([(seq, ts, topic.decode(), payload) for seq, ts, topic, payload in rows])
-        except Exception as exc:
-            self.stats["journal_errors"] += len(batch)
-            log.exception("journal append failed for seq %d..%d", rows[0][0], rows[-1][0])
-            self._backlog = rows
-            if len(rows) > MAX_UNJOURNALED:
-                log.critical("dropping %d unjournaled events (seq %d..%d): never published, seqs reused",
-                             len(rows), rows[0][0], rows[-1][0])
-                self._backlog = []
-                self._event_seq = journal.last_seq
-            self.desk.storage_failed(JOURNAL_STORE, str(exc))
-            return False
-        self.desk.storage_recovered(JOURNAL_STORE)
-        return True
+        if journaled:
+            self.desk.storage_recovered(JOURNAL_STORE)
+        else:
+            self.desk.storage_failed(JOURNAL_STORE, self.outbox.error)
+        self._carry_out()  # the storage alarm or its all-clear
+        if journaled and self.metrics is not None:
+            self.metrics.events.inc(self.outbox.published - before)
+        if journaled:
+            self._apply_retention()
 
     def _apply_retention(self) -> None:
         """Cheap unless a bound is passed; also runs on heartbeats so an idle journal ages out."""
@@ -747,7 +676,7 @@ class Gateway:
         if envelope[0] == GATEWAY_CLIENT:  # the gateway's own query: nobody to answer
             return
         if self._batching:
-            self._held_replies.append((len(self._batch), envelope, payload))
+            self._held_replies.append((self.outbox.made, envelope, payload))
             return
         try:
             self._router.send_multipart([*envelope, payload], zmq.NOBLOCK)

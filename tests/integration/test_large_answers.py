@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from adapter.protocol import encode_ok, encode_ok_packed, pack, unpack
+from adapter.server import admin as admin_module
 from adapter.server import gateway as gateway_module
 
 from ..conftest import ACCOUNT, trading_session
@@ -51,7 +52,7 @@ def test_replay_pages_are_bounded_in_bytes_and_lose_nothing(gateway_factory: Any
             client.order_stock(ACCOUNT, "600000.SH", "buy", 100, "limit", 10.70, client_order_id=f"page-{n}")
         log.wait("trade", count=4)
         last = client.ping().last_seq
-        monkeypatch.setattr(gateway_module, "MAX_REPLAY_BYTES", 2000)
+        monkeypatch.setattr(admin_module, "MAX_REPLAY_BYTES", 2000)
         seen, from_seq = [], 1
         for _ in range(last + 1):  # bounded: one event at least per page
             page = client.replay(from_seq, limit=10_000)

@@ -337,3 +337,10 @@ def test_a_key_without_the_permission_or_the_account_is_refused(h: Harness) -> N
         h.desk.admit("query_stock_asset", {"account_id": ACCOUNT}, reader)
     assert no_account.value.code == errors.PERMISSION_DENIED and ACCOUNT in no_account.value.message
     assert ops.OPS["query_stock_asset"].kind == ops.QUERY
+
+
+def test_every_gateway_op_has_an_admin_handler() -> None:
+    from adapter.server import admin
+
+    gateway_ops = {name for name, spec in ops.OPS.items() if spec.kind == ops.GATEWAY}
+    assert gateway_ops == set(admin.HANDLERS)
