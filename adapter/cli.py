@@ -61,6 +61,7 @@ def _serve(args: argparse.Namespace) -> int:
             pub=args.pub,
             backend=backend,
             qmt_path=args.qmt_path,
+            sim_process=True if args.sim_process else None,
             session_id=args.session_id,
             accounts=args.account or None,
             data_dir=args.data_dir,
@@ -559,6 +560,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--pub", help=f"PUB endpoint for events (default {DEFAULT_PUB})")
     serve.add_argument("--backend", choices=("sim", "qmt"), help="default: sim, or qmt when --qmt-path is given")
     serve.add_argument("--qmt-path", help="QMT's userdata_mini folder (backend qmt)")
+    serve.add_argument("--sim-process", action="store_true",
+                       help="backend sim: run the simulated counter in its own process, as QMT runs")
     serve.add_argument("--session-id", type=int, help="xtquant session id (default: a fresh random one)")
     serve.add_argument("--account", action="append", metavar="ID", help="fund account to serve; repeatable (default 1000000365)")
     serve.add_argument("--data-dir", metavar="DIR", help="where the event journal lives (default ./qmt-adapter-data)")

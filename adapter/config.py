@@ -63,6 +63,7 @@ class Config:
     pub: str = DEFAULT_PUB  # PUB endpoint for events
     backend: str = "sim"  # "sim" (simulated counter) or "qmt" (a real QMT terminal, Windows)
     qmt_path: str = ""  # QMT's userdata_mini folder (backend qmt)
+    sim_process: bool = False  # backend sim: run the counter in its own process (data_dir/sim-qmt), as QMT runs
     session_id: int = 0  # xtquant session id; 0 picks a random one at each start (reconnects always do)
     accounts: tuple[str, ...] = (DEFAULT_ACCOUNT,)  # fund accounts to subscribe and serve
     max_message_size: int = 64 * 1024  # bytes; larger command frames drop the sender's connection

@@ -53,7 +53,7 @@ class XtBroker:
         self.backend = config.backend
         self.session_id = config.session_id or new_session_id()
         self.view: dict[str, dict[str, Any]] = {}  # account -> start-up query results
-        self.counter: Any = None  # the SimCounter with backend "sim"
+        self.counter: Any = None  # the SimCounter with backend "sim" (a CounterProcess with sim_process)
         self._post = post
         self._commands: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
@@ -169,6 +169,12 @@ class XtBroker:
             sim.install()
             # The sim's books persist beside the journal, as a real counter's do across restarts.
             state = Path(self.config.data_dir) / "sim-counter.sqlite3"
+            if self.config.sim_process:  # its own process, found through the path as QMT is
+                self.counter = sim.start_counter_process(
+                    Path(self.config.data_dir) / "sim-qmt", self.config.sim, self.config.accounts,
+                    state_path=state if self.config.sim.persist else None,
+                )
+                return str(self.counter.path)
             self.counter = sim.SimCounter(
                 self.config.sim, self.config.accounts, state_path=state if self.config.sim.persist else None
             )

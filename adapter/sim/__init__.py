@@ -13,20 +13,26 @@ works on any platform. A ``SimCounter`` registered at a path then serves every
 
 ``SimCounter(..., state_path="books.sqlite3")`` keeps the counter's books in a file that
 survives restarts and kills (format: ``adapter.sim.store``).
+
+``start_counter_process(path, ...)`` runs the counter in its own process instead, as QMT runs:
+``XtQuantTrader(path, session)`` in any process finds it through the path (``adapter.sim.remote``).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterable
 
 from adapter.xtimport import import_xtquant
 
 if TYPE_CHECKING:
+    from adapter.config import SimConfig
     from adapter.sim.counter import SimCounter
+    from adapter.sim.remote import CounterProcess
 
-__all__ = ["SimCounter", "StateFileError", "install", "register_counter", "unregister_counter"]
+__all__ = ["SimCounter", "StateFileError", "install", "register_counter", "start_counter_process", "unregister_counter"]
 
 _install_lock = threading.Lock()
 
@@ -49,6 +55,19 @@ def install() -> None:
             )
         sys.modules["xtquant.xtpythonclient"] = native
         xtquant.xtpythonclient = native  # type: ignore[attr-defined]
+
+
+def start_counter_process(
+    path: str | os.PathLike[str], config: SimConfig, accounts: Iterable[str],
+    state_path: str | os.PathLike[str] | None = None,
+) -> CounterProcess:
+    """A ``SimCounter`` in its own process serving ``XtQuantTrader(path, ...)`` (``adapter.sim.remote``);
+    the returned handle is also its control channel (``set_price``, ``step`` ...) and stops it (``close``)."""
+    from adapter.sim.remote import CounterProcess
+
+    process = CounterProcess(path, config, accounts, state_path)
+    process.start()
+    return process
 
 
 def register_counter(path: str, counter: SimCounter) -> None:

@@ -6,6 +6,10 @@ it builds request objects (``OrderStockReq`` ...), binds callbacks by name
 the ``SimCounter`` registered at the client's path; every callback is invoked later from
 the counter's own thread (the "native network thread"), never inside the ``*WithSeq`` call.
 
+With no counter registered in this process for the path, ``connect()`` looks for a counter
+process serving it (``adapter.sim.remote``) and talks to it over a local socket; callbacks then
+come from the link's delivery thread instead.
+
 A request that cannot reach a live counter (never connected, counter closed) still gets
 its failure answer, from a small shared responder thread, so synchronous callers in
 xttrader never hang.
@@ -172,6 +176,17 @@ class RequestFields:
         values.update(own)
         self._values = values
 
+    @classmethod
+    def from_values(cls, values: dict[str, Any], explicit: Any) -> "RequestFields":
+        """The snapshot again, as the counter process receives it."""
+        fields = cls.__new__(cls)
+        fields.explicit = frozenset(explicit)
+        fields._values = dict(values)
+        return fields
+
+    def values(self) -> dict[str, Any]:
+        return dict(self._values)
+
     def get(self, name: str, default: Any = None) -> Any:
         return self._values.get(name, default)
 
@@ -272,12 +287,16 @@ def failure_deliveries(method: str, seq: int, fields: RequestFields, message: st
 # Counter registry: XtQuantTrader(path, ...) reaches the counter registered at that path.
 
 
-class CounterLike(Protocol):
-    def attach(self, client: "XtQuantAsyncClient") -> Any: ...
+class Connection(Protocol):
+    """Where a connected client's requests go: a counter in this process, or a counter process's link."""
 
     def detach(self, session: Any) -> None: ...
 
     def submit_request(self, session: Any, method: str, seq: int, fields: RequestFields) -> bool: ...
+
+
+class CounterLike(Connection, Protocol):
+    def attach(self, client: "XtQuantAsyncClient") -> Any: ...
 
 
 _registry: dict[str, CounterLike] = {}
@@ -344,7 +363,7 @@ class XtQuantAsyncClient:
         self._seq = itertools.count(1)
         self._seq_lock = threading.Lock()
         self._lock = threading.Lock()  # guards _counter and _session
-        self._counter: CounterLike | None = None
+        self._counter: Connection | None = None
         self._session: Any = None
         self._started = False
         self.timeout_ms = 0
@@ -377,7 +396,7 @@ class XtQuantAsyncClient:
             return CONNECT_NOT_STARTED
         counter = lookup_counter(self.path)
         if counter is None:
-            return CONNECT_NO_COUNTER
+            return self._connect_process()
         with self._lock:
             current = self._session
         if current is not None and getattr(current, "active", False) and self._counter is counter:
@@ -392,12 +411,38 @@ class XtQuantAsyncClient:
         with self._lock:
             old_counter, old_session = self._counter, self._session
             self._counter, self._session = counter, session
-        if old_counter is not None and old_session is not None and old_session is not session:
+        self._leave(old_counter, old_session, session)
+        return CONNECT_OK
+
+    def _connect_process(self) -> int:
+        """No counter in this process: the counter process serving the path, as QMT is found."""
+        from adapter.sim import remote
+
+        with self._lock:
+            current = self._counter
+        if isinstance(current, remote.RemoteLink) and current.active:
+            return CONNECT_OK
+        endpoint = remote.read_endpoint(self.path)
+        if endpoint is None:
+            return CONNECT_NO_COUNTER
+        link = remote.RemoteLink(self, endpoint)
+        result = link.attach()
+        if result != CONNECT_OK:
+            link.detach()
+            return result
+        with self._lock:
+            old_counter, old_session = self._counter, self._session
+            self._counter, self._session = link, link
+        self._leave(old_counter, old_session, link)
+        return CONNECT_OK
+
+    @staticmethod
+    def _leave(counter: Connection | None, session: Any, new_session: Any) -> None:
+        if counter is not None and session is not None and session is not new_session:
             try:
-                old_counter.detach(old_session)
+                counter.detach(session)
             except RuntimeError:
                 pass
-        return CONNECT_OK
 
     def nextSeq(self) -> int:  # noqa: N802 (native API name)
         with self._seq_lock:

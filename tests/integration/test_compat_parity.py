@@ -18,6 +18,7 @@ from adapter.compat.xttypes import GATEWAY_FIELDS
 from adapter.config import SimConfig
 
 from ..conftest import ACCOUNT
+from ..support.market import market
 
 SIM = SimConfig(fill_volume=100, positions={ACCOUNT: {"000001.SZ": 500}})
 # Differ between two counters by nature: ids, times, the counter's sequence numbers.
@@ -257,7 +258,7 @@ def run_compat(gateway_factory: Any, monkeypatch: Any) -> tuple[list[Any], Recor
     monkeypatch.setenv("QMT_ADAPTER_PUB", gateway.pub_endpoint)
     trader = CompatTrader(r"D:\QMT\userdata_mini", 4242)  # a Windows path, ignored
     try:
-        return scenario(trader, gateway.broker.counter.step)
+        return scenario(trader, market(gateway).step)
     finally:
         trader.stop()
 

@@ -18,6 +18,7 @@ from adapter.config import SimConfig
 from adapter.server import Gateway
 
 from ..conftest import ACCOUNT, free_port, make_config, wait_for
+from ..support.market import market
 
 DEADLINE = 10.0
 
@@ -151,7 +152,7 @@ def test_a_counter_outage_is_broker_unavailable(gateway_factory: Any, traders: l
     gateway = gateway_factory()
     trader, callbacks = connected_trader(gateway)
     traders.append(trader)
-    counter = gateway.broker.counter
+    counter = market(gateway)
     counter.refuse_connections(True)
     counter.drop_connections("exchange link down")
     try:
@@ -240,7 +241,7 @@ def test_callbacks_keep_the_counters_order_while_orders_overlap(gateway_factory:
         for _ in range(2000):
             if stepper_stop.wait(0.002):
                 return
-            gateway.broker.counter.step()
+            market(gateway).step()
 
     stepper = threading.Thread(target=step)
     stepper.start()

@@ -11,6 +11,7 @@ import pytest
 from adapter.client import AsyncClient, Client, GatewayError
 
 from ..conftest import ACCOUNT, EventLog, trading_session, wait_for
+from ..support.market import market
 
 BUY, LIMIT = 23, 11
 
@@ -22,7 +23,7 @@ def test_a_waiting_order_does_not_hold_up_other_clients(gateway: Any) -> None:
     machine too slow for that, the round is repeated with a longer hold."""
     with Client(gateway.router_endpoint, gateway.pub_endpoint, timeout=10.0) as other:
         for attempt, latency in enumerate((2.0, 10.0)):
-            gateway.broker.counter.set_order_latency(latency)
+            market(gateway).set_order_latency(latency)
             name = f"slow-{attempt}"
             result: dict[str, Any] = {}
             done = threading.Event()
@@ -57,7 +58,7 @@ def test_an_order_the_counter_does_not_answer_in_time_is_unknown_until_its_answe
         # The gateway gives up after 0.5 s; the counter answers after `latency`. The retry must
         # come before that answer: checked, and on a machine too slow for 1.5 s, tried with 8 s.
         for attempt, latency in enumerate((1.5, 8.0)):
-            gateway.broker.counter.set_order_latency(latency)
+            market(gateway).set_order_latency(latency)
             order_ref = f"late-order-{attempt}"
             send = lambda ref=order_ref: client.order_stock(  # noqa: E731
                 ACCOUNT, "600000.SH", BUY, 100, LIMIT, 10.50, "late", "late-1", client_order_id=ref
@@ -164,7 +165,7 @@ def test_async_client_many_calls_in_flight(gateway: Any) -> None:
 
 
 def test_an_outage_refuses_orders_then_reconnects_and_publishes_what_was_missed(gateway: Any) -> None:
-    counter = gateway.broker.counter
+    counter = market(gateway)
     with trading_session(gateway) as (client, log):
         resting = client.order_stock(ACCOUNT, "600000.SH", BUY, 100, LIMIT, 10.40, client_order_id="rest-1")
         log.wait("order", order_id=resting.order_id, order_status=50)

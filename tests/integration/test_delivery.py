@@ -18,6 +18,8 @@ from adapter.client import AsyncClient, Client, GatewayError
 from adapter.config import SimConfig
 
 from ..conftest import ACCOUNT, EventLog, free_port, trading_session, wait_filled, wait_for
+from ..support.market import market
+from ..support.processes import GatewayProcess, pings
 
 RICH = SimConfig(cash=1e10)
 
@@ -167,30 +169,6 @@ def test_iterator_from_seq_replays_then_follows(client: Any) -> None:
 
 
 
-class GatewayProcess:
-    def __init__(self, data_dir: Path, router: str, pub: str, sim_settings: str = "") -> None:
-        config = data_dir / "gateway.toml"
-        # The burst sends identical orders faster than the default rate limit: both off here.
-        risk = "[risk]\norders_per_second = 0\norders_per_day = 0\nduplicate_window = 0\nmax_open_orders = 0\n"
-        config.write_text(f"{risk}[sim]\ncash = 10000000000.0\n{sim_settings}\n", encoding="utf-8")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "adapter", "serve", "--router", router, "--pub", pub,
-             "--data-dir", str(data_dir), "--config", str(config), "--log-level", "WARNING"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-
-    @staticmethod
-    def stop_all(*gateways: "GatewayProcess | None") -> None:
-        for gateway in gateways:
-            if gateway is not None and gateway.proc.poll() is None:
-                gateway.proc.send_signal(signal.SIGTERM)
-                try:
-                    gateway.proc.wait(15)
-                except subprocess.TimeoutExpired:
-                    gateway.proc.kill()
-
-
 @pytest.fixture
 def endpoints() -> Iterator[tuple[str, str]]:
     yield f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
@@ -205,7 +183,7 @@ def test_gateway_killed_mid_burst_restarts_with_seq_continuing_and_nothing_lost(
     second: GatewayProcess | None = None
     try:
         with Client(router, pub, timeout=10.0) as client:
-            wait_for(lambda: _pings(client), timeout=30.0, interval=0.1, what="the gateway to start")
+            wait_for(lambda: pings(client), timeout=30.0, interval=0.1, what="the gateway to start")
             epoch = client.ping().epoch
             collector = Collector()
             subscription = client.subscribe(collector, from_seq=1)
@@ -217,7 +195,7 @@ def test_gateway_killed_mid_burst_restarts_with_seq_continuing_and_nothing_lost(
             first.proc.wait(10)
             sender.join(60)
             second = GatewayProcess(tmp_path, router, pub)
-            wait_for(lambda: _pings(client), timeout=30.0, interval=0.1, what="the gateway to restart")
+            wait_for(lambda: pings(client), timeout=30.0, interval=0.1, what="the gateway to restart")
             info = client.ping()
             assert info.epoch == epoch  # same journal, same stream
             placed = [client.order_stock(ACCOUNT, "600000.SH", 23, 100, 11, 10.70).order_id for _ in range(3)]
@@ -296,13 +274,6 @@ def _epoch(client: Client) -> str | None:
     return str(info.epoch) if info.connected else None
 
 
-def _pings(client: Client) -> bool:
-    try:
-        return bool(client.ping(timeout=0.5).connected)
-    except GatewayError:
-        return False
-
-
 def apply(books: dict[str, Any], event: Any) -> None:
     """A subscriber's own books from events, by the same rules as the snapshot."""
     d = event.data
@@ -335,16 +306,16 @@ def test_late_joiner_snapshot_plus_events_equals_an_early_subscriber(gateway_fac
         client.order_stock(ACCOUNT, "600000.SH", 23, 300, 11, 10.70)  # fills in three parts
         client.order_stock(ACCOUNT, "000001.SZ", 24, 200, 11, 11.00)
         resting = client.order_stock(ACCOUNT, "600000.SH", 23, 100, 11, 10.40).order_id
-        gateway.broker.counter.step()
+        market(gateway).step()
 
         snapshot = client.snapshot(ACCOUNT)  # the late joiner arrives here
         late_books = books_of(snapshot)
         late = client.events("", from_seq=snapshot.seq + 1)
         assert late.wait_subscribed(5.0)
-        gateway.broker.counter.step()
+        market(gateway).step()
         client.cancel_order_stock(ACCOUNT, resting)
         client.order_stock(ACCOUNT, "000001.SZ", 24, 100, 11, 11.00)
-        gateway.broker.counter.step()
+        market(gateway).step()
         # The cancel's and the fills' events come after the replies: wait until the gateway's
         # books show them. A snapshot's books are those of the events up to its seq.
         final_snapshot = wait_for(

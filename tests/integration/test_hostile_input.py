@@ -18,6 +18,7 @@ from adapter.config import SimConfig
 from adapter.protocol import ops
 
 from ..conftest import ACCOUNT, raw_dealer, wait_for
+from ..support.market import market
 
 ERROR_CODES = {
     "invalid_message", "invalid_request", "unsupported_version", "unknown_op", "missing_argument",
@@ -191,7 +192,7 @@ def test_the_gateway_is_intact_after_the_fuzzing(live: Any, bystander: Bystander
 
 def test_a_flooding_client_does_not_starve_a_normal_one(gateway_factory: Any) -> None:
     gateway = gateway_factory(max_inflight_per_client=50)
-    gateway.broker.counter.set_order_latency(0.5)  # the flood piles up at the counter
+    market(gateway).set_order_latency(0.5)  # the flood piles up at the counter
     context = zmq.Context()
     flood = context.socket(zmq.DEALER)
     flood.linger = 0

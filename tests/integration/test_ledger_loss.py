@@ -26,6 +26,7 @@ from adapter.server import stores
 from adapter.server.stores import StoresMismatch
 
 from ..conftest import ACCOUNT, free_port, make_config, subscribed_log, trading_session, wait_for
+from ..support.market import market
 
 BUY, LIMIT = 23, 11
 # (client order id, op, volume, remark): a filled order, an async one, one the counter numbers and
@@ -58,7 +59,7 @@ def place(client: Client, log: Any, orders: tuple[tuple[str, str, int, str], ...
 
 
 def counter_order_ids(gateway: Any) -> list[int]:
-    return sorted(gateway.broker.counter.books(ACCOUNT)["orders"])
+    return sorted(market(gateway).books(ACCOUNT)["orders"])
 
 
 def broker_threads() -> list[threading.Thread]:
@@ -140,20 +141,20 @@ def test_a_ledger_with_its_newest_records_gone_is_refused(gateway_factory: Any, 
 
 @pytest.mark.timeout(180)  # two gateway processes
 def test_a_ledger_that_lost_its_wal_to_kill_9_is_refused_then_rebuilt(gateway_factory: Any, tmp_path: Path) -> None:
-    from .test_delivery import GatewayProcess, _pings
+    from ..support.processes import GatewayProcess, pings
 
     router, pub = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
     first = GatewayProcess(tmp_path, router, pub)
     second = None
     try:
         with Client(router, pub, timeout=10.0) as client, subscribed_log(client) as log:
-            wait_for(lambda: _pings(client), timeout=30.0, interval=0.1, what="the gateway to start")
+            wait_for(lambda: pings(client), timeout=30.0, interval=0.1, what="the gateway to start")
             placed = place(client, log, KILL_ORDERS[:1])  # L1 reaches the main file: the stop checkpoints it
         GatewayProcess.stop_all(first)
         assert first.proc.returncode == 0
         second = GatewayProcess(tmp_path, router, pub)
         with Client(router, pub, timeout=10.0) as client, subscribed_log(client) as log:
-            wait_for(lambda: _pings(client), timeout=30.0, interval=0.1, what="the gateway to restart")
+            wait_for(lambda: pings(client), timeout=30.0, interval=0.1, what="the gateway to restart")
             placed |= place(client, log, KILL_ORDERS[1:])  # L2, K3 only in the ledger's -wal
         second.proc.send_signal(signal.SIGKILL)
         second.proc.wait(10)
@@ -226,7 +227,7 @@ def test_after_a_rebuild_the_same_ids_return_their_first_outcomes(gateway_factor
         assert fresh.order_id not in orders and len(counter_order_ids(gateway)) == len(orders) + 1
         record = gateway.ledger.get(ACCOUNT, "L4")
         assert record is not None and record.id == 4
-        tags = [o["order_remark"] for o in gateway.broker.counter.books(ACCOUNT)["orders"].values()]
+        tags = [o["order_remark"] for o in market(gateway).books(ACCOUNT)["orders"].values()]
         assert tags.count(record.tag) == 1
 
 

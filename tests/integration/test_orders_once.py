@@ -11,6 +11,7 @@ import pytest
 from adapter.client import AsyncClient, Client, GatewayError
 
 from ..conftest import ACCOUNT, wait_for
+from ..support.market import market
 
 BUY, LIMIT = 23, 11
 
@@ -19,7 +20,7 @@ def counter_orders(gateway: Any, client_order_id: str) -> list[dict[str, Any]]:
     """The counter's own order list, matched through the gateway's remark tag."""
     record = gateway.ledger.get(ACCOUNT, client_order_id)
     assert record is not None
-    return [o for o in gateway.broker.counter.books(ACCOUNT)["orders"].values() if o["order_remark"] == record.tag]
+    return [o for o in market(gateway).books(ACCOUNT)["orders"].values() if o["order_remark"] == record.tag]
 
 
 def test_the_same_id_again_returns_the_first_outcome(gateway: Any, client: Client) -> None:
@@ -44,7 +45,7 @@ def test_a_rejected_order_repeated_is_the_same_rejection(gateway: Any, client: C
 
 
 def test_racing_clients_with_one_id_make_one_order(gateway: Any) -> None:
-    gateway.broker.counter.set_order_latency(0.3)  # all sends arrive while the first is still open
+    market(gateway).set_order_latency(0.3)  # all sends arrive while the first is still open
     results: list[Any] = []
     failures: list[BaseException] = []
     barrier = threading.Barrier(4)
@@ -99,7 +100,7 @@ def test_ping_and_cli_report_unknown_orders_and_outcomes(gateway_factory: Any) -
     import sys
 
     gateway = gateway_factory(broker_timeout=0.3)
-    counter = gateway.broker.counter
+    counter = market(gateway)
     common = ["--router", gateway.router_endpoint, "--pub", gateway.pub_endpoint, "--timeout", "5"]
     with Client(gateway.router_endpoint, gateway.pub_endpoint, timeout=5.0) as client:
         client.order_stock(ACCOUNT, "600000.SH", BUY, 100, LIMIT, 10.70, client_order_id="done-1")
@@ -131,14 +132,15 @@ def test_ping_and_cli_report_unknown_orders_and_outcomes(gateway_factory: Any) -
 def test_a_gateway_killed_before_the_acknowledgement_finds_the_order_after_restart(tmp_path: Any) -> None:
     import signal
 
-    from .test_delivery import GatewayProcess, _pings, free_port
+    from ..conftest import free_port
+    from ..support.processes import GatewayProcess, pings
 
     router, pub = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
     first = GatewayProcess(tmp_path, router, pub, sim_settings="ack_delay = 1.0")  # start-up answers are late too
     second = None
     try:
         with Client(router, pub, timeout=10.0) as client:
-            wait_for(lambda: _pings(client), timeout=30.0, interval=0.1, what="the gateway to start")
+            wait_for(lambda: pings(client), timeout=30.0, interval=0.1, what="the gateway to start")
             with pytest.raises(GatewayError) as lost:  # the counter took it; the answer is late
                 client.order_stock(ACCOUNT, "600000.SH", BUY, 100, LIMIT, 10.70, "s", "kept remark",
                                    client_order_id="kill-1", timeout=0.5)
@@ -146,7 +148,7 @@ def test_a_gateway_killed_before_the_acknowledgement_finds_the_order_after_resta
             first.proc.send_signal(signal.SIGKILL)
             first.proc.wait(10)
             second = GatewayProcess(tmp_path, router, pub)
-            wait_for(lambda: _pings(client), timeout=30.0, interval=0.1, what="the gateway to restart")
+            wait_for(lambda: pings(client), timeout=30.0, interval=0.1, what="the gateway to restart")
             again = client.order_stock(ACCOUNT, "600000.SH", BUY, 100, LIMIT, 10.70, "s", "kept remark",
                                        client_order_id="kill-1")
             assert again.order_id > 0 and again.client_order_id == "kill-1"
@@ -194,7 +196,7 @@ def test_a_counter_refusal_after_numbering_is_rejected(gateway: Any, client: Cli
 @pytest.mark.timeout(120)  # the sweep is given up to 30 s
 def test_an_unknown_order_is_settled_from_the_counters_orders_without_a_reconnection(gateway_factory: Any) -> None:
     gateway = gateway_factory(broker_timeout=0.3, unknown_sweep_interval=0.1)
-    counter = gateway.broker.counter
+    counter = market(gateway)
     with Client(gateway.router_endpoint, gateway.pub_endpoint, timeout=5.0) as client:
         counter.set_ack_delay(60.0)  # the counter takes the order; its answer is slow to come back
         with pytest.raises(GatewayError) as unknown:

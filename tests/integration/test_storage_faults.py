@@ -16,6 +16,7 @@ from adapter.config import SimConfig
 from adapter.server.killswitch import FILE_NAME
 
 from ..conftest import ACCOUNT, raw_dealer, trading_session, wait_for
+from ..support.market import market
 
 
 def buy(client: Client, price: float = 10.00, **extra: Any) -> Any:
@@ -153,7 +154,7 @@ def test_risk_denials_are_rate_limited_in_the_journal_but_every_one_is_answered(
 
 def test_an_async_order_found_never_placed_gets_its_final_events(gateway_factory: Any) -> None:
     gateway = gateway_factory(sim=SimConfig(order_latency=1.0))
-    counter = gateway.broker.counter
+    counter = market(gateway)
     with trading_session(gateway) as (client, log):
         sent = client.order_stock_async(ACCOUNT, "600000.SH", "buy", 100, "limit", 10.0, client_order_id="lost-1")
         assert sent.seq is not None

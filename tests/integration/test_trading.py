@@ -11,6 +11,7 @@ from adapter.client import Client, GatewayError
 from adapter.config import SimConfig
 
 from ..conftest import ACCOUNT, EventLog, trading_session, wait_for
+from ..support.market import market
 
 BUY, SELL, LIMIT = 23, 24, 11
 START_CASH = 1_000_000.0
@@ -85,9 +86,9 @@ def test_partial_fills_progress_55_then_56(gateway_factory: Any) -> None:
         order_id = client.order_stock(ACCOUNT, "000001.SZ", BUY, 300, LIMIT, 12.00).order_id
         log.wait("trade", order_id=order_id)
         assert order_status(client, order_id) == 55
-        gateway.broker.counter.step()
+        market(gateway).step()
         log.wait("trade", count=2, order_id=order_id)
-        gateway.broker.counter.step()
+        market(gateway).step()
         log.wait("order", order_id=order_id, order_status=56)
         statuses = [s for t, s in log.types_for_order(order_id) if t == "order"]
         assert statuses == [48, 50, 55, 55, 56]
@@ -200,7 +201,7 @@ def test_resting_sell_freezes_shares_and_fills_when_the_price_rises(gateway_fact
         log.wait("order", order_id=order_id, order_status=50)
         position = client.query_stock_position(ACCOUNT, "600000.SH")
         assert (position.can_use_volume, position.frozen_volume) == (600, 400)
-        gateway.broker.counter.set_price("600000.SH", 10.80)
+        market(gateway).set_price("600000.SH", 10.80)
         log.wait("order", order_id=order_id, order_status=56)
         position = client.query_stock_position(ACCOUNT, "600000.SH")
         assert (position.volume, position.can_use_volume, position.frozen_volume) == (600, 600, 0)
