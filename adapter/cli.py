@@ -368,6 +368,8 @@ def _run_script(args: argparse.Namespace) -> int:
 
 def _ledger(args: argparse.Namespace) -> int:
     """``qmt-adapter ledger rebuild``: the order ledger recovered from the journal and the counter."""
+    if args.ledger_command == "prune":
+        return _ledger_prune(args)
     if args.ledger_command != "rebuild":
         args.ledger_parser.print_help()
         return 2
@@ -409,6 +411,24 @@ def _ledger(args: argparse.Namespace) -> int:
         print(f"WARNING: {warning}", file=sys.stderr)
     if report.written:
         print(f"done: start the gateway on {config.data_dir} as before")
+    return 0
+
+
+def _ledger_prune(args: argparse.Namespace) -> int:
+    """``qmt-adapter ledger prune --before DATE``: settled records of earlier days deleted."""
+    import datetime as dt
+
+    from .server.stores import prune
+
+    try:
+        before = dt.date.fromisoformat(args.before)
+        config = load_config(args.config, data_dir=args.data_dir)
+        deleted, kept = prune(config.data_dir, before)
+    except (ValueError, ConfigError, RuntimeError) as exc:  # a bad date, or a gateway still running
+        print(f"qmt-adapter: ledger prune failed: {exc}", file=sys.stderr)
+        return 1
+    print(f"deleted {deleted} settled records created before {before}"
+          + (f"; kept {kept} that the journal still names on or after that day" if kept else ""))
     return 0
 
 
@@ -657,6 +677,13 @@ def _parser() -> argparse.ArgumentParser:
                          help="do not connect to the counter: recover from the journal alone")
     rebuild.add_argument("--dry-run", action="store_true", help="report what would be recovered, write nothing")
     rebuild.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"), default="WARNING")
+
+    prune = ledger_commands.add_parser(
+        "prune", help="delete settled records created before a day (the ledger then answers order_outcomes and "
+                      "repeats of those client_order_ids no more)")
+    prune.add_argument("--before", required=True, metavar="YYYY-MM-DD", help="first day kept (China time)")
+    prune.add_argument("--data-dir", metavar="DIR", help="the gateway's data dir (default ./qmt-adapter-data)")
+    prune.add_argument("--config", metavar="FILE", help="the gateway's TOML file (its data_dir)")
 
     keys = commands.add_parser("keys", help="create, list and revoke CURVE keys")
     keys.set_defaults(keys_parser=keys)

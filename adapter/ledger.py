@@ -6,10 +6,13 @@ ordering twice. The counter is given a short tag in ``order_remark`` (it keeps o
 bytes), which maps back to the record, so an order whose acknowledgement was lost is still
 found in the counter's own order list. The user's remark is kept here.
 
-States: ``sending`` (recorded, handed to the broker), ``acknowledged`` (the counter gave an
-order id), ``rejected`` (the counter said no), ``unknown`` (sent, then time-out or
-disconnect: resolved by reconciliation, never by guessing), ``not_placed`` (reconciliation
-found no trace at the counter). Only the I/O thread uses a Ledger once the gateway runs.
+States and their legal moves are the table ``TRANSITIONS``. Only the I/O thread writes
+through a Ledger once the gateway runs (the encoder thread only looks records up).
+
+Memory is bounded through a trading day: kept are the records in flight (``sending``,
+``unknown``: the gateway hangs waiters on them, so every lookup returns the same object) and
+the ``RECENT`` records touched last; any other lookup reads SQLite by index. Start-up reads
+only the records in flight and the meta, whatever the history's length.
 """
 
 from __future__ import annotations
@@ -20,11 +23,13 @@ import os
 import re
 import secrets
 import sqlite3
+import threading
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator, Mapping
 
 import msgpack
 
@@ -38,6 +43,27 @@ TAG_PREFIX = "QZ"
 _TAG = re.compile(r"QZ([0-9A-Z]{3})([0-9A-Z]{1,10})")
 SENDING, ACKNOWLEDGED, REJECTED, UNKNOWN, NOT_PLACED = "sending", "acknowledged", "rejected", "unknown", "not_placed"
 IN_FLIGHT = frozenset({SENDING, UNKNOWN})
+
+# Every state and the states it may move to, each move one of the gateway's settle calls
+# (adapter/server/gateway.py); anything else is a bug and raises IllegalTransition.
+TRANSITIONS: Mapping[str, frozenset[str]] = {
+    # the counter answered (_on_response); time-out, broker error, disconnect or stop made the
+    # outcome unknown; reconciliation found no trace (_reconcile)
+    SENDING: frozenset({ACKNOWLEDGED, REJECTED, UNKNOWN, NOT_PLACED}),
+    # a late response, a push (_learn) or reconciliation settled it
+    UNKNOWN: frozenset({ACKNOWLEDGED, REJECTED, NOT_PLACED}),
+    # the counter refused it after numbering it (status 57, _learn)
+    ACKNOWLEDGED: frozenset({REJECTED}),
+    REJECTED: frozenset(),
+    NOT_PLACED: frozenset(),
+}
+STATES = frozenset(TRANSITIONS)
+RECENT = 2048  # settled records kept in memory besides those in flight
+# A-share trading days are dates in China Standard Time (UTC+8, no daylight saving).
+CHINA = timezone(timedelta(hours=8), "CST")
+_IN_FLIGHT_SQL = "state IN ('sending', 'unknown')"  # word for word the partial index's condition
+_COLUMNS = ("id, account_id, client_order_id, fingerprint, strategy_name, order_remark, state, order_id, "
+            "error_msg, response, created_ns")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -55,6 +81,9 @@ CREATE TABLE IF NOT EXISTS orders (
     created_ns INTEGER NOT NULL,
     UNIQUE (account_id, client_order_id)
 );
+CREATE INDEX IF NOT EXISTS orders_in_flight ON orders (state) WHERE state IN ('sending', 'unknown');
+CREATE INDEX IF NOT EXISTS orders_by_order_id ON orders (account_id, order_id);
+CREATE INDEX IF NOT EXISTS orders_by_created ON orders (created_ns);
 """
 
 
@@ -121,6 +150,25 @@ def recovery_hint(directory: str | Path) -> str:
     )
 
 
+def day_start_ns(day: date) -> int:
+    """The first nanosecond of a trading day (midnight, China Standard Time)."""
+    return int(datetime(day.year, day.month, day.day, tzinfo=CHINA).timestamp()) * 10**9
+
+
+def trading_day(now_ns: int | None = None) -> date:
+    """The date in China Standard Time (now by default)."""
+    return datetime.fromtimestamp((time.time_ns() if now_ns is None else now_ns) / 1e9, CHINA).date()
+
+
+class IllegalTransition(RuntimeError):
+    """A record asked to move between two states ``TRANSITIONS`` does not connect: a bug."""
+
+    def __init__(self, record: "OrderRecord", state: str) -> None:
+        super().__init__(f"order ledger: client_order_id {record.client_order_id!r} (account {record.account_id}) "
+                         f"cannot move from {record.state!r} to {state!r}")
+        self.client_order_id, self.from_state, self.to_state = record.client_order_id, record.state, state
+
+
 class LedgerUnreadable(RuntimeError):
     """``orders.sqlite3`` exists but SQLite cannot read it (truncated, overwritten, not a database)."""
 
@@ -161,21 +209,22 @@ class Ledger:
         self.tag_prefix = prefix
         # Record numbers below this were used (by a lost ledger's orders): never given again.
         self._id_floor = int(self.meta("id_floor") or 0)
-        self._last_id = 0
-        self._by_key: dict[tuple[str, str], OrderRecord] = {}
-        self._by_id: dict[int, OrderRecord] = {}
-        self._by_order_id: dict[tuple[str, int], OrderRecord] = {}
-        # Kept as records change, so ping and the unknown-order sweep need no scan.
-        self._states: Counter[str] = Counter()
+        self._last_id = int(self._db.execute("SELECT MAX(id) FROM orders").fetchone()[0] or 0)
+        # The encoder thread links records too (gateway._encode_large): lookups that fill the
+        # cache from SQLite must not interleave with the I/O thread's.
+        self._lock = threading.RLock()
         self._in_flight: dict[int, OrderRecord] = {}
-        for row in self._db.execute(
-            "SELECT id, account_id, client_order_id, fingerprint, strategy_name, order_remark, state, "
-            "order_id, error_msg, response, created_ns FROM orders"
-        ):
-            response = msgpack.unpackb(row[9], raw=False) if row[9] is not None else None
-            self._index(OrderRecord(row[0], row[1], row[2], row[3], row[4], row[5], row[6], order_id=row[7],
-                                    error_msg=row[8], response=response, created_ns=row[10]))
-            self._last_id = max(self._last_id, row[0])
+        self._recent: OrderedDict[int, OrderRecord] = OrderedDict()  # settled, least recently used first
+        self._by_key: dict[tuple[str, str], OrderRecord] = {}  # over both of the above
+        self._by_order_id: dict[tuple[str, int], OrderRecord] = {}
+        # Counts of the states in flight are exact from the start; the settled ones are read
+        # once, when first asked for, and kept from then on.
+        self._states: Counter[str] = Counter()
+        self._settled_counted = False
+        for row in self._db.execute(f"SELECT {_COLUMNS} FROM orders WHERE {_IN_FLIGHT_SQL} ORDER BY id"):
+            record = _from_row(row)
+            self._keep(record)
+            self._states[record.state] += 1
 
     # -- identity and history (adapter/server/stores.py) -----------------------------------
 
@@ -205,7 +254,7 @@ class Ledger:
 
     def set_prefix(self, prefix: str) -> None:
         """Another tag prefix, only for a ledger with no records: a rebuild takes the lost ledger's."""
-        if self._by_id:
+        if self.has_records():
             raise ValueError("a ledger with records keeps its tag prefix")
         if not re.fullmatch(r"[0-9A-Z]{3}", prefix):
             raise ValueError(f"not a tag prefix: {prefix!r}")
@@ -228,114 +277,246 @@ class Ledger:
     def restore(self, record: OrderRecord) -> None:
         """Write a record with its own number and state as it is (a rebuild); committed at once."""
         blob = msgpack.packb(record.response, use_bin_type=True) if record.response is not None else None
-        self._db.execute(
-            "INSERT INTO orders (id, account_id, client_order_id, fingerprint, strategy_name, order_remark, state, "
-            "order_id, error_msg, response, created_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (record.id, record.account_id, record.client_order_id, record.fingerprint, record.strategy_name,
-             record.order_remark, record.state, record.order_id, record.error_msg, blob, record.created_ns),
-        )
-        record.tag = ""
-        self._index(record)
-        self._last_id = max(self._last_id, record.id)
+        with self._lock:
+            self._db.execute(
+                f"INSERT INTO orders ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (record.id, record.account_id, record.client_order_id, record.fingerprint, record.strategy_name,
+                 record.order_remark, record.state, record.order_id, record.error_msg, blob, record.created_ns),
+            )
+            record.tag = ""
+            self._keep(record)
+            self._states[record.state] += 1
+            self._last_id = max(self._last_id, record.id)
+
+    def has_records(self) -> bool:
+        return self._db.execute("SELECT 1 FROM orders LIMIT 1").fetchone() is not None
+
+    def size(self) -> int:
+        """How many records (a count over an index: for messages, not for every order)."""
+        return int(self._db.execute("SELECT COUNT(*) FROM orders").fetchone()[0])
+
+    def identity(self, number: int) -> tuple[str, str, int | None] | None:
+        """(account, client order id, order id) of a record number, read without caching."""
+        row = self._db.execute("SELECT account_id, client_order_id, order_id FROM orders WHERE id = ?",
+                               (number,)).fetchone()
+        return None if row is None else (row[0], row[1], row[2])
+
+    def knows(self, account_id: str, client_order_id: str) -> bool:
+        """Whether a record of this key exists, read without caching."""
+        return self._db.execute("SELECT 1 FROM orders WHERE account_id = ? AND client_order_id = ?",
+                                (account_id, client_order_id)).fetchone() is not None
+
+    def iter_records(self) -> Iterator[OrderRecord]:
+        """Every record, oldest first, read in pages (offline tools: a rebuild)."""
+        after = 0
+        while True:
+            rows = self._db.execute(f"SELECT {_COLUMNS} FROM orders WHERE id > ? ORDER BY id LIMIT 1000",
+                                    (after,)).fetchall()
+            for row in rows:
+                yield self._in_flight.get(row[0]) or _from_row(row)
+            if len(rows) < 1000:
+                return
+            after = rows[-1][0]
+
+    def settled_before(self, cutoff_ns: int, after: int, limit: int) -> list[tuple[int, str, str]]:
+        """(number, account, client order id) of settled records created before ``cutoff_ns``,
+        numbered above ``after``, oldest first: a page for ``ledger prune``."""
+        return self._db.execute(
+            f"SELECT id, account_id, client_order_id FROM orders INDEXED BY orders_by_created "
+            f"WHERE created_ns < ? AND id > ? AND NOT ({_IN_FLIGHT_SQL}) ORDER BY id LIMIT ?", (cutoff_ns, after, limit),
+        ).fetchall()
+
+    def delete(self, numbers: list[int]) -> None:
+        """Delete settled records (``ledger prune``, the gateway stopped), in one transaction."""
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                for number in numbers:
+                    self._db.execute(f"DELETE FROM orders WHERE id = ? AND NOT ({_IN_FLIGHT_SQL})", (number,))
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+            for number in numbers:
+                record = self._recent.get(number)
+                if record is not None:
+                    self._drop(record)
+            self._settled_counted = False
+
+    # -- the gateway's lookups ----------------------------------------------------------------
 
     def _tag(self, record_id: int) -> str:
         return make_tag(self.tag_prefix, record_id)
 
-    def _index(self, record: OrderRecord, old_state: str | None = None) -> None:
+    def _keep(self, record: OrderRecord) -> None:
+        """Hold a record in memory: in flight for as long as it is, else among the recent."""
         record.tag = record.tag or self._tag(record.id)
-        if old_state is not None:
-            self._states[old_state] -= 1
-        self._states[record.state] += 1
         if record.state in IN_FLIGHT:
+            self._recent.pop(record.id, None)
             self._in_flight[record.id] = record
         else:
             self._in_flight.pop(record.id, None)
+            self._recent[record.id] = record
+            self._recent.move_to_end(record.id)
+            while len(self._recent) > RECENT:
+                self._drop(self._recent.popitem(last=False)[1])
         self._by_key[(record.account_id, record.client_order_id)] = record
-        self._by_id[record.id] = record
         if record.order_id is not None and record.order_id > 0:
             self._by_order_id[(record.account_id, record.order_id)] = record
 
+    def _drop(self, record: OrderRecord) -> None:
+        self._in_flight.pop(record.id, None)
+        self._recent.pop(record.id, None)
+        key = (record.account_id, record.client_order_id)
+        if self._by_key.get(key) is record:
+            del self._by_key[key]
+        if record.order_id is not None and self._by_order_id.get((record.account_id, record.order_id)) is record:
+            del self._by_order_id[(record.account_id, record.order_id)]
+
+    def _hit(self, record: OrderRecord | None) -> OrderRecord | None:
+        if record is not None and record.id in self._recent:
+            self._recent.move_to_end(record.id)
+        return record
+
+    def _fetch(self, where: str, params: tuple[Any, ...]) -> OrderRecord | None:
+        """A record not in memory, read by index; it joins the recent ones."""
+        row = self._db.execute(f"SELECT {_COLUMNS} FROM orders WHERE {where}", params).fetchone()
+        if row is None:
+            return None
+        live = self._in_flight.get(row[0]) or self._recent.get(row[0])
+        if live is not None:
+            return live
+        record = _from_row(row)
+        record.tag = self._tag(record.id)
+        self._keep(record)
+        return record
+
     def get(self, account_id: str, client_order_id: str) -> OrderRecord | None:
-        return self._by_key.get((account_id, client_order_id))
+        with self._lock:
+            return self._hit(self._by_key.get((account_id, client_order_id))) or self._fetch(
+                "account_id = ? AND client_order_id = ?", (account_id, client_order_id))
 
     def by_tag(self, tag: Any) -> OrderRecord | None:
         parsed = parse_tag(tag)
         if parsed is None or parsed[0] != self.tag_prefix:
             return None
-        return self._by_id.get(parsed[1])
+        number = parsed[1]
+        with self._lock:
+            return self._in_flight.get(number) or self._hit(self._recent.get(number)) or self._fetch(
+                "id = ?", (number,))
 
     def by_order_id(self, account_id: str, order_id: Any) -> OrderRecord | None:
-        return self._by_order_id.get((account_id, order_id))
+        if not isinstance(order_id, int) or isinstance(order_id, bool) or order_id <= 0:
+            return None
+        with self._lock:
+            return self._hit(self._by_order_id.get((account_id, order_id))) or self._fetch(
+                "account_id = ? AND order_id = ?", (account_id, order_id))
 
-    def records(self, account_id: str | None = None) -> list[OrderRecord]:
-        return [r for r in self._by_id.values() if account_id is None or r.account_id == account_id]
+    def records(self, account_id: str | None = None, *, day: date | None = None) -> list[OrderRecord]:
+        """``order_outcomes`` (PROTOCOL §9.7): the account's (or every account's) records created on
+        the trading day (today by default) and every record still in flight, oldest first. Earlier
+        settled records are not listed (the answer stays a day's size); a repeat of their client
+        order id still finds them."""
+        since = day_start_ns(day or trading_day())
+        where = "created_ns >= ? AND created_ns < ?"
+        params: tuple[Any, ...] = (since, since + 86_400 * 10**9)
+        if account_id is not None:
+            where, params = where + " AND account_id = ?", (*params, account_id)
+        with self._lock:
+            rows = self._db.execute(f"SELECT {_COLUMNS} FROM orders INDEXED BY orders_by_created WHERE {where}", params)
+            found = {row[0]: self._in_flight.get(row[0]) or _from_row(row) for row in rows}
+            for record in self._in_flight.values():
+                if account_id is None or record.account_id == account_id:
+                    found[record.id] = record
+        return [found[number] for number in sorted(found)]
 
     def in_flight(self) -> list[OrderRecord]:
         return list(self._in_flight.values())
 
     def count(self, state: str) -> int:
+        if state not in IN_FLIGHT and not self._settled_counted:
+            with self._lock:
+                for name, number in self._db.execute(
+                        f"SELECT state, COUNT(*) FROM orders WHERE NOT ({_IN_FLIGHT_SQL}) GROUP BY state"):
+                    self._states[name] = number
+                self._settled_counted = True
         return self._states[state]
+
+    # -- writes -------------------------------------------------------------------------------
 
     def create(self, account_id: str, client_order_id: str, args: dict[str, Any]) -> OrderRecord:
         """Record a new order: committed before this returns, or with the batch (``begin``)."""
         now = time.time_ns()
-        # The number is chosen here, never by SQLite: it stays above every number used before,
-        # also above a rebuilt ledger's floor and the numbers of rolled-back records.
-        record_id = max(self._last_id, self._id_floor) + 1
-        self._db.execute(
-            "INSERT INTO orders (id, account_id, client_order_id, fingerprint, strategy_name, order_remark, state, "
-            "created_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (record_id, account_id, client_order_id, fingerprint(args), args["strategy_name"], args["order_remark"],
-             SENDING, now),
-        )
-        self._last_id = record_id
-        record = OrderRecord(
-            record_id, account_id, client_order_id, fingerprint(args), args["strategy_name"],
-            args["order_remark"], SENDING, created_ns=now,
-        )
-        self._index(record)
+        with self._lock:
+            # The number is chosen here, never by SQLite: it stays above every number used before,
+            # also above a rebuilt ledger's floor and the numbers of rolled-back records.
+            record_id = max(self._last_id, self._id_floor) + 1
+            self._db.execute(
+                "INSERT INTO orders (id, account_id, client_order_id, fingerprint, strategy_name, order_remark, "
+                "state, created_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (record_id, account_id, client_order_id, fingerprint(args), args["strategy_name"],
+                 args["order_remark"], SENDING, now),
+            )
+            self._last_id = record_id
+            record = OrderRecord(
+                record_id, account_id, client_order_id, fingerprint(args), args["strategy_name"],
+                args["order_remark"], SENDING, created_ns=now,
+            )
+            self._keep(record)
+            self._states[SENDING] += 1
         return record
 
     def settle(
         self, record: OrderRecord, state: str, order_id: int | None = None, error_msg: str = "",
         response: dict[str, Any] | None = None,
     ) -> None:
-        """Move a record to a new state: committed before this returns, or with the batch."""
-        old_state = record.state
-        record.state = state
-        if order_id is not None:
-            record.order_id = order_id
-        if error_msg or state == ACKNOWLEDGED:
-            record.error_msg = error_msg  # a settled order does not keep an old reason
-        if response is not None:
-            record.response = response
-        blob = msgpack.packb(record.response, use_bin_type=True) if record.response is not None else None
-        self._db.execute(
-            "UPDATE orders SET state = ?, order_id = ?, error_msg = ?, response = ? WHERE id = ?",
-            (record.state, record.order_id, record.error_msg, blob, record.id),
-        )
-        self._index(record, old_state)
+        """Move a record to a new state (one of ``TRANSITIONS``): committed before this returns,
+        or with the batch. Raises IllegalTransition for any other move, changing nothing."""
+        if state not in TRANSITIONS.get(record.state, frozenset()):
+            raise IllegalTransition(record, state)
+        with self._lock:
+            blob = msgpack.packb(response if response is not None else record.response, use_bin_type=True) \
+                if response is not None or record.response is not None else None
+            new_order_id = order_id if order_id is not None else record.order_id
+            new_error = error_msg if error_msg or state == ACKNOWLEDGED else record.error_msg  # no old reason kept
+            self._db.execute(
+                "UPDATE orders SET state = ?, order_id = ?, error_msg = ?, response = ? WHERE id = ?",
+                (state, new_order_id, new_error, blob, record.id),
+            )
+            self._states[record.state] -= 1
+            self._states[state] += 1
+            record.state, record.order_id, record.error_msg = state, new_order_id, new_error
+            if response is not None:
+                record.response = response
+            self._keep(record)
 
     def begin(self) -> None:
         """Hold the writes that follow in one transaction, until ``commit`` (one disk write
         for a whole batch of commands or answers)."""
-        self._db.execute("BEGIN")
+        with self._lock:
+            self._db.execute("BEGIN")
 
     def commit(self) -> None:
-        self._db.execute("COMMIT")
+        with self._lock:
+            self._db.execute("COMMIT")
 
     def rollback(self, created: list[OrderRecord]) -> None:
         """After a failed commit: forget the records that never reached the disk."""
-        if self._db.in_transaction:
-            self._db.execute("ROLLBACK")
-        for record in created:
-            self._by_key.pop((record.account_id, record.client_order_id), None)
-            self._by_id.pop(record.id, None)
-            self._in_flight.pop(record.id, None)
-            self._states[record.state] -= 1
+        with self._lock:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            for record in created:
+                self._drop(record)
+                self._states[record.state] -= 1
 
     def close(self) -> None:
         self._db.close()
+
+
+def _from_row(row: tuple[Any, ...]) -> OrderRecord:
+    response = msgpack.unpackb(row[9], raw=False) if row[9] is not None else None
+    return OrderRecord(row[0], row[1], row[2], row[3], row[4], row[5], row[6], order_id=row[7], error_msg=row[8],
+                       response=response, created_ns=row[10])
 
 
 def in_use(path: str | Path) -> bool:

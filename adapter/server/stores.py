@@ -23,8 +23,9 @@ import shutil
 import sqlite3
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Container, Iterable, Iterator, Mapping, Sequence
 
 import msgpack
 
@@ -86,6 +87,7 @@ class LedgerFacts:
     records: Mapping[int, tuple[str, str, int | None]]  # record number -> (account, client order id, order id)
     high_water: int  # the highest record number used, or its floor after a rebuild
     forgiven: Forgiven = Forgiven()
+    keys: Container[tuple[str, str]] | None = None  # (account, client order id) of every record; None: from records
 
 
 @dataclass(frozen=True)
@@ -115,8 +117,7 @@ def assess(ledger: LedgerFacts, journal: JournalFacts | None,
     """Whether the ledger holds the order history the journal and the counter show."""
     verdict = Verdict()
     forgiven = ledger.forgiven
-    keys = {(account, cid) for account, cid, _ in ledger.records.values()}
-    count = len(ledger.records)
+    keys = ledger.keys if ledger.keys is not None else {(account, cid) for account, cid, _ in ledger.records.values()}
 
     # 1. Every client order id the journal names must have its record.
     if journal is not None:
@@ -171,7 +172,7 @@ def assess(ledger: LedgerFacts, journal: JournalFacts | None,
             verdict.problems.append(
                 f"the journal was written with another ledger (tag prefix {known_prefix}, records up to number "
                 f"{journal.ledger_high_water}); {ledger.path} has prefix {ledger.prefix} and "
-                f"{_count(count, 'record')}: the ledger was replaced or created anew"
+                f"{_count(len(ledger.records), 'record')}: the ledger was replaced or created anew"
             )
         elif known_prefix == ledger.prefix and ledger.high_water < journal.ledger_high_water:
             verdict.problems.append(
@@ -260,13 +261,17 @@ _TAIL = 160  # payload bytes read: the key, an id of up to 64 characters, and "r
 
 
 def client_order_keys(journal: journal_module.Journal) -> dict[tuple[str, str], int]:
-    """(account, client order id) -> the newest seq naming it, over the journal's order events.
+    """(account, client order id) -> the newest seq naming it, over the journal's order events."""
+    return {key: seq for seq, _ts, key in _named(journal)}
+
+
+def _named(journal: journal_module.Journal) -> Iterator[tuple[int, int, tuple[str, str]]]:
+    """``(seq, ts, (account, client order id))`` of each order event naming one, oldest first.
 
     Runs at every start, so it reads the one value it needs from each payload instead of
     decoding all of it (about 20x faster); anything unusual is decoded whole.
     """
-    newest: dict[tuple[str, str], int] = {}
-    for seq, _ts, topic, payload in journal.rows(ORDER_TOPICS, tail=_TAIL):
+    for seq, ts, topic, payload in journal.rows(ORDER_TOPICS, tail=_TAIL):
         at = payload.rfind(_CID_KEY)
         cid: Any = None
         if at >= 0:
@@ -283,8 +288,7 @@ def client_order_keys(journal: journal_module.Journal) -> dict[tuple[str, str], 
             body = msgpack.unpackb(events[0][1], raw=False, strict_map_key=False) if events else {}
             cid = (body.get("data") or {}).get("client_order_id")
         if isinstance(cid, str) and cid:
-            newest[(_topic_account(topic), cid)] = seq
-    return newest
+            yield seq, ts, (_topic_account(topic), cid)
 
 
 def _topic_account(topic: str) -> str:
@@ -301,10 +305,40 @@ def journal_facts(journal: journal_module.Journal) -> JournalFacts:
                         journal.meta(JOURNAL_LEDGER_PREFIX), int(journal.meta(JOURNAL_LEDGER_HIGH_WATER) or 0))
 
 
+class _RecordsOnDisk(Mapping[int, tuple[str, str, "int | None"]]):
+    """The ledger's records by number, each read by index when asked for: the start-up check
+    reads the records the journal and the counter name, not the ledger's whole history."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self._ledger = ledger
+
+    def __getitem__(self, number: int) -> tuple[str, str, int | None]:
+        found = self._ledger.identity(number)
+        if found is None:
+            raise KeyError(number)
+        return found
+
+    def __iter__(self) -> Iterator[int]:
+        return (record.id for record in self._ledger.iter_records())
+
+    def __len__(self) -> int:
+        return self._ledger.size()
+
+    def __bool__(self) -> bool:
+        return self._ledger.has_records()
+
+
+class _KeysOnDisk:
+    def __init__(self, ledger: Ledger) -> None:
+        self._ledger = ledger
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, tuple) and len(key) == 2 and self._ledger.knows(key[0], key[1])
+
+
 def ledger_facts(ledger: Ledger) -> LedgerFacts:
-    records = {r.id: (r.account_id, r.client_order_id, r.order_id) for r in ledger.records()}
-    return LedgerFacts(str(ledger.path), ledger.existed, ledger.tag_prefix, records, ledger.high_water,
-                       Forgiven.load(ledger.json_meta(FORGIVEN)))
+    return LedgerFacts(str(ledger.path), ledger.existed, ledger.tag_prefix, _RecordsOnDisk(ledger), ledger.high_water,
+                       Forgiven.load(ledger.json_meta(FORGIVEN)), _KeysOnDisk(ledger))
 
 
 def counter_orders(view: Mapping[str, Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
@@ -337,8 +371,8 @@ def check_stores(journal: journal_module.Journal, ledger: Ledger, view: Mapping[
         note_identity(journal, ledger)
     except sqlite3.Error as exc:  # the other two witnesses still hold; the first journal write will tell
         log.warning("could not note the order ledger's identity in the journal %s: %s", journal.path, exc)
-    log.info("order ledger %s: tag prefix %s, %d records, checked against the journal and the counter",
-             ledger.path, ledger.tag_prefix, len(facts.records))
+    log.info("order ledger %s: tag prefix %s, records up to number %d, checked against the journal and the counter",
+             ledger.path, ledger.tag_prefix, ledger.high_water)
 
 
 def note_identity(journal: journal_module.Journal, ledger: Ledger) -> None:
@@ -356,7 +390,7 @@ def _accept_reset(journal: journal_module.Journal, ledger: Ledger, verdict: Verd
             if (parsed := parse_tag(o.get("order_remark"))) is not None}
     old_prefix = journal.meta(JOURNAL_LEDGER_PREFIX)
     taken = frozenset(seen | ({old_prefix} if old_prefix else set()))
-    if not ledger.records() and ledger.tag_prefix in taken:
+    if not ledger.has_records() and ledger.tag_prefix in taken:
         ledger.redraw_prefix(taken)  # the new ledger's tags must not be taken for the old orders
     previous = Forgiven.load(ledger.json_meta(FORGIVEN))
     forgiven = Forgiven(journal.epoch, journal.last_seq,
@@ -656,7 +690,7 @@ def rebuild(
             try:
                 existing = Ledger(directory)
                 lines.append(f"ledger {ledger_path}: tag prefix {existing.tag_prefix}, "
-                             f"{_count(len(existing.records()), 'record')} kept as they are")
+                             f"{_count(existing.size(), 'record')} kept as they are")
             except LedgerUnreadable as exc:
                 warnings.append(f"the ledger {ledger_path} cannot be read ({exc.__cause__}); it is set aside and "
                                 "rebuilt from nothing")
@@ -664,7 +698,7 @@ def rebuild(
             lines.append(f"ledger {ledger_path}: missing")
         try:
             plan = plan_rebuild(
-                existing.records() if existing else [], existing.tag_prefix if existing else None,
+                list(existing.iter_records()) if existing else [], existing.tag_prefix if existing else None,
                 existing.high_water if existing else 0, evidence, counter, journal_prefix, journal_high_water,
             )
             counts = plan.counts()
@@ -721,7 +755,7 @@ def rebuild(
 def _changes(existing: Ledger, plan: RebuildPlan) -> bool:
     """Whether applying the plan would change the readable ledger."""
     forgiven = Forgiven.load(existing.json_meta(FORGIVEN))
-    prefix_change = not existing.records() and plan.prefix is not None and plan.prefix != existing.tag_prefix
+    prefix_change = not existing.has_records() and plan.prefix is not None and plan.prefix != existing.tag_prefix
     return bool(plan.records or plan.forgiven_tags - forgiven.tags or plan.id_floor > existing.high_water
                 or prefix_change or existing.json_meta(RESET_PENDING) is not None)
 
@@ -743,7 +777,7 @@ def _write(directory: Path, existing: Ledger | None, plan: RebuildPlan) -> list[
         shutil.rmtree(tmp, ignore_errors=True)
         ledger = Ledger(tmp)
     try:
-        if not ledger.records():
+        if not ledger.has_records():
             if plan.prefix is not None and plan.prefix != ledger.tag_prefix:
                 ledger.set_prefix(plan.prefix)
             elif plan.prefix is None and ledger.tag_prefix in plan.avoid:
@@ -767,3 +801,58 @@ def _write(directory: Path, existing: Ledger | None, plan: RebuildPlan) -> list[
         shutil.rmtree(tmp, ignore_errors=True)
     lines.append(f"wrote {path}: tag prefix {prefix}")
     return lines
+
+
+# -- pruning ---------------------------------------------------------------------------------
+
+
+def prune(data_dir: str | Path, before: date, *, today: date | None = None) -> tuple[int, int]:
+    """``qmt-adapter ledger prune``: delete the settled records created before ``before`` (a
+    trading day, China time); the gateway must be stopped. Returns (deleted, kept because the
+    journal still names them in an event of that day or later).
+
+    Never today's records (the counter's orders of the day carry their tags) nor a record in
+    flight. The record numbers stay used (the id floor), and the journal's events about the
+    deleted records are noted as accepted history, so the start-up check does not take the
+    pruned records for lost ones (the same note a reset writes, ``Forgiven``).
+    """
+    directory = Path(data_dir)
+    if before > (today or ledger_module.trading_day()):
+        raise ValueError(f"{before} is after today: today's records are still the counter's orders of the day")
+    ledger_module.ensure_stopped(directory)
+    if not (directory / ledger_module.FILE_NAME).exists():
+        return 0, 0
+    cutoff = ledger_module.day_start_ns(before)
+    journal = journal_module.Journal(directory) if (directory / journal_module.FILE_NAME).exists() else None
+    ledger = Ledger(directory)
+    try:
+        newest: dict[tuple[str, str], tuple[int, int]] = {}
+        if journal is not None:
+            newest = {key: (seq, ts) for seq, ts, key in _named(journal)}
+        ledger.set_id_floor(ledger.high_water)  # deleted numbers are never given again
+        deleted = kept = forgiven_seq = 0
+        after = 0
+        while True:  # in pages: one transaction each, never the whole history in memory
+            rows = ledger.settled_before(cutoff, after, 5000)
+            if not rows:
+                break
+            after = rows[-1][0]
+            doomed: list[int] = []
+            for number, account, cid in rows:
+                seq, ts = newest.get((account, cid), (0, 0))
+                if ts >= cutoff:
+                    kept += 1
+                    continue
+                forgiven_seq = max(forgiven_seq, seq)
+                doomed.append(number)
+            ledger.delete(doomed)
+            deleted += len(doomed)
+        if journal is not None and forgiven_seq:
+            previous = Forgiven.load(ledger.json_meta(FORGIVEN))
+            seq = max(forgiven_seq, previous.journal_seq if previous.journal_epoch == journal.epoch else 0)
+            ledger.set_meta(FORGIVEN, Forgiven(journal.epoch, seq, previous.prefixes, previous.tags).dump())
+        return deleted, kept
+    finally:
+        ledger.close()
+        if journal is not None:
+            journal.close()
