@@ -17,6 +17,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from .protocol import DEFAULT_PUB, DEFAULT_ROUTER  # defined with the protocol: clients use them too
+from .protocol import events
 
 DEFAULT_ACCOUNT = "1000000365"
 DEFAULT_KEYS_DIR = "qmt-adapter-keys"
@@ -79,6 +80,11 @@ class Config:
     max_inflight_per_client: int = 1_000  # commands one client may have with the counter at once
     max_inflight: int = 20_000  # commands all clients together may have with the counter at once
     router_hwm: int = 10_000  # replies queued per client before ROUTER drops them (a client not reading)
+    max_subscriptions: int = 1_024  # distinct subscription prefixes per CURVE key (all subscribers without CURVE)
+    max_subscription_bytes: int = 128  # longest subscription prefix; longer ones drop the subscriber's connection
+    replay_client_bytes: int = 16 << 20  # replay page bytes one client may have in flight (not yet continued)
+    replay_total_bytes: int = 128 << 20  # replay page bytes all clients together may have in flight
+    replay_hold: float = 30.0  # seconds a replay page counts as in flight unless the client continues after it
     curve: bool = False  # CURVE encryption and per-key access on both sockets (keys in keys_dir)
     keys_dir: str = DEFAULT_KEYS_DIR  # server.key_secret and clients/NAME.key (qmt-adapter keys new)
     metrics_port: int = 0  # Prometheus metrics on http://127.0.0.1:PORT/metrics; 0: off
@@ -116,6 +122,13 @@ class Config:
             raise ConfigError("metrics_port must be 0 (off) or a TCP port")
         if min(self.pub_hwm, self.max_inflight_per_client, self.max_inflight, self.router_hwm) < 1:
             raise ConfigError("pub_hwm, max_inflight_per_client, max_inflight and router_hwm must be >= 1")
+        if min(self.max_subscriptions, self.replay_client_bytes, self.replay_total_bytes) < 1 or self.replay_hold <= 0:
+            raise ConfigError("max_subscriptions, replay_client_bytes and replay_total_bytes must be >= 1, "
+                              "replay_hold > 0")
+        longest = max(len(f"{etype}.{account}.".encode()) for etype in events.EVENT_FIELDS
+                      if not etype.startswith("gateway.") for account in self.accounts)
+        if self.max_subscription_bytes < longest:
+            raise ConfigError(f"max_subscription_bytes must be at least {longest}, the longest topic of these accounts")
         if self.retention_days < 0 or self.retention_bytes < 0 or self.heartbeat_interval < 0:
             raise ConfigError("retention_days, retention_bytes and heartbeat_interval must be >= 0")
         for name, endpoint in (("router", self.router), ("pub", self.pub)):

@@ -87,6 +87,8 @@ class Access:
         self._server_secret = b""
         self._auth: ThreadAuthenticator | None = None
         self._refusals: dict[str, tuple[float, int]] = {}  # key -> (last logged, refused since); ZAP thread only
+        # key -> until (monotonic): keys cut off for abuse (bounds.py); replaced whole by the I/O thread
+        self._suspended: dict[str, float] = {}
 
     def start(self, context: zmq.Context[Any]) -> None:
         """Load the keys and start ZAP; must run before any socket binds."""
@@ -114,6 +116,9 @@ class Access:
         """ZAP: admit a listed key (authenticator thread)."""
         text = key.decode("ascii", "replace")
         client = self.keys.get(text)
+        if client is not None and self._suspended.get(text, 0.0) > time.monotonic():
+            log.debug("refused key %s: cut off for now", client.name)
+            return False
         if client is None:
             now = time.monotonic()
             logged, count = self._refusals.get(text, (0.0, 0))
@@ -138,6 +143,15 @@ class Access:
         socket.curve_publickey = self.server_public
         socket.zap_domain = ZAP_DOMAIN.encode()
         socket.setsockopt(zmq.ZAP_ENFORCE_DOMAIN, 1)
+
+    def suspend(self, user_id: str | None, seconds: float) -> None:
+        """Refuse new connections with this key for ``seconds`` (it was cut off for abuse)."""
+        if not self.curve or not user_id:
+            return
+        now = time.monotonic()
+        live = {k: until for k, until in self._suspended.items() if until > now}
+        live[user_id] = now + seconds
+        self._suspended = live  # one reference swap, as with keys
 
     def identify(self, user_id: str | None) -> ClientKey | None:
         """The key a message came with; None: not (or no longer) authorised."""
