@@ -1,12 +1,13 @@
 """The gateway's own ops (``kind: gateway`` in the op table), one handler each.
 
-Each handler runs on the I/O thread with the admitted arguments and the caller's key and
+Each handler runs on the I/O thread with a ``Call`` (the admitted arguments, the caller's key, its connection) and
 returns the result, or raises ``ProtocolError`` for an error reply. ``HANDLERS`` covers
 every gateway op of ``protocol/ops.py`` (a test checks).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
 from .. import __version__
@@ -23,16 +24,28 @@ if TYPE_CHECKING:
 
 MAX_REPLAY_BYTES = 1 << 20  # event payload bytes per replay page: a page of 10,000 large events stays small
 
-Handler = Callable[["Gateway", dict[str, Any], ClientKey, Any], Any]
 
 
-def ping(gateway: Gateway, args: dict[str, Any], key: ClientKey, request_id: Any) -> dict[str, Any]:
-    if args["publish"]:
-        gateway.publish_control(events.PONG, {"id": request_id, "last_seq": gateway.outbox.published_seq})
+@dataclass(slots=True)
+class Call:
+    """One admitted gateway op: its arguments, who asked, and on which connection."""
+
+    args: dict[str, Any]
+    key: ClientKey
+    request_id: Any
+    routing_id: bytes
+
+
+Handler = Callable[["Gateway", Call], Any]
+
+
+def ping(gateway: Gateway, call: Call) -> dict[str, Any]:
+    if call.args["publish"]:
+        gateway.publish_control(events.PONG, {"id": call.request_id, "last_seq": gateway.outbox.published_seq})
     identity = {}
     if gateway.access.curve:
-        identity = {"key": {"name": key.name, "accounts": key.describe_accounts(),
-                            "permissions": sorted(key.permissions)}}
+        identity = {"key": {"name": call.key.name, "accounts": call.key.describe_accounts(),
+                            "permissions": sorted(call.key.permissions)}}
     desk = gateway.desk
     return {
         **identity,
@@ -40,7 +53,7 @@ def ping(gateway: Gateway, args: dict[str, Any], key: ClientKey, request_id: Any
         "protocol_version": PROTOCOL_VERSION,
         "backend": gateway.config.backend,
         "session_id": gateway.broker.session_id,
-        "accounts": [a for a in gateway.config.accounts if access.may_use(key, a)],
+        "accounts": [a for a in gateway.config.accounts if access.may_use(call.key, a)],
         "last_seq": gateway.outbox.published_seq,
         "epoch": gateway.epoch(),
         "journal_errors": gateway.outbox.journal_errors,
@@ -52,16 +65,16 @@ def ping(gateway: Gateway, args: dict[str, Any], key: ClientKey, request_id: Any
     }
 
 
-def replay(gateway: Gateway, args: dict[str, Any], key: ClientKey, request_id: Any) -> dict[str, Any]:
+def replay(gateway: Gateway, call: Call) -> dict[str, Any]:
     journal = gateway.journal
     assert journal is not None
-    client = gateway.bounds.client_of(key.public_key)
-    wait = gateway.bounds.replay.check(client, args["from_seq"])  # pages not yet read stay bounded in bytes
+    client = gateway.bounds.client_of(call.key.public_key, call.routing_id)
+    wait = gateway.bounds.replay.check(client, call.args["from_seq"])  # pages not yet read stay bounded in bytes
     if wait:
         raise ProtocolError(errors.TOO_MANY_REQUESTS, f"replay: {wait}")
     try:
-        page = journal.read(args["from_seq"], args["to_seq"], args["prefixes"], args["limit"],
-                            access.allowed_prefixes(key), max_bytes=MAX_REPLAY_BYTES)
+        page = journal.read(call.args["from_seq"], call.args["to_seq"], call.args["prefixes"], call.args["limit"],
+                            access.allowed_prefixes(call.key), max_bytes=MAX_REPLAY_BYTES)
     except SeqExpired as exc:
         raise ProtocolError(errors.SEQ_EXPIRED, f"{exc}; rebuild from the snapshot op") from None
     gateway.bounds.replay.charge(client, page.next_seq, page_bytes(page.events))
@@ -75,24 +88,24 @@ def replay(gateway: Gateway, args: dict[str, Any], key: ClientKey, request_id: A
     }
 
 
-def snapshot(gateway: Gateway, args: dict[str, Any], key: ClientKey, request_id: Any) -> dict[str, Any]:
+def snapshot(gateway: Gateway, call: Call) -> dict[str, Any]:
     # The view is applied as events are numbered: it is the books as of the newest seq.
-    return {"epoch": gateway.epoch(), "seq": gateway.outbox.numbered_seq, **gateway.desk.view.snapshot(args["account_id"])}
+    return {"epoch": gateway.epoch(), "seq": gateway.outbox.numbered_seq, **gateway.desk.view.snapshot(call.args["account_id"])}
 
 
-def journal_info(gateway: Gateway, args: dict[str, Any], key: ClientKey, request_id: Any) -> dict[str, Any]:
+def journal_info(gateway: Gateway, call: Call) -> dict[str, Any]:
     assert gateway.journal is not None
     return gateway.journal.info()
 
 
-def order_outcomes(gateway: Gateway, args: dict[str, Any], key: ClientKey, request_id: Any) -> list[dict[str, Any]]:
+def order_outcomes(gateway: Gateway, call: Call) -> list[dict[str, Any]]:
     return [
         {name: getattr(record, name) for name in events.OUTCOME_FIELDS}
-        for record in gateway.desk.ledger.records(args["account_id"])
+        for record in gateway.desk.ledger.records(call.args["account_id"])
     ]
 
 
-def reload(gateway: Gateway, args: dict[str, Any], key: ClientKey, request_id: Any) -> dict[str, Any]:
+def reload(gateway: Gateway, call: Call) -> dict[str, Any]:
     try:
         return gateway.reload_now()
     except (KeyFileError, ConfigError) as exc:
@@ -100,9 +113,9 @@ def reload(gateway: Gateway, args: dict[str, Any], key: ClientKey, request_id: A
 
 
 def _trading(state: str) -> Handler:
-    def handler(gateway: Gateway, args: dict[str, Any], key: ClientKey, request_id: Any) -> dict[str, Any]:
-        reason = args["reason"] or f"{_OP_OF[state]} by {key.name}"
-        return gateway.desk.set_trading(state, reason, cancel_open=args.get("cancel_open", False))
+    def handler(gateway: Gateway, call: Call) -> dict[str, Any]:
+        reason = call.args["reason"] or f"{_OP_OF[state]} by {call.key.name}"
+        return gateway.desk.set_trading(state, reason, cancel_open=call.args.get("cancel_open", False))
 
     return handler
 
@@ -110,11 +123,11 @@ def _trading(state: str) -> Handler:
 _OP_OF = {HALTED: "halt", REDUCE_ONLY: "reduce_only", NORMAL: "resume"}
 
 
-def risk(gateway: Gateway, args: dict[str, Any], key: ClientKey, request_id: Any) -> dict[str, Any]:
+def risk(gateway: Gateway, call: Call) -> dict[str, Any]:
     desk = gateway.desk
-    accounts = [a for a in gateway.config.accounts if access.may_use(key, a)]
+    accounts = [a for a in gateway.config.accounts if access.may_use(call.key, a)]
     report = desk.risk.report(accounts, desk.view.books)
-    if key.accounts is not None:
+    if call.key.accounts is not None:
         report["limits"].pop("default", None)
     return {"trading": desk.killswitch.as_map(), **report}
 

@@ -284,7 +284,6 @@ class Bounds:
         self.replay = ReplayBudget(config.replay_client_bytes, config.replay_total_bytes, config.replay_hold)
         self.message_bytes = config.max_message_size + ROUTING_ID_BYTES
         self.messages_refused = 0
-        self.current = b""  # routing id of the command being handled (set as it is read)
 
     def receive(self, socket: _Socket, flags: int = 0) -> Received:
         """One command message from the ROUTER, bounded (see ``receive``)."""
@@ -293,9 +292,10 @@ class Bounds:
             self.messages_refused += 1
         return message
 
-    def client_of(self, key_public: str) -> bytes:
-        """Whom a replay is charged to: the CURVE key, else the routing id of the command being read."""
-        return key_public.encode() if key_public else self.current
+    @staticmethod
+    def client_of(key_public: str, routing_id: bytes) -> bytes:
+        """Whom a replay is charged to: the CURVE key, else the connection's routing id."""
+        return key_public.encode() if key_public else routing_id
 
     def report(self) -> dict[str, int]:
         """For ``ping``: what the bounds refused, and the replay bytes now counted in flight."""

@@ -41,6 +41,7 @@ from ..reference import reference_for
 from ..risk import HALTED, NORMAL, REDUCE_ONLY, RiskEngine
 from . import access, admin
 from .access import Access
+from .bounds import Bounds
 from .desk import (
     GATEWAY_CLIENT,
     JOURNAL_STORE,
@@ -97,6 +98,7 @@ class Gateway:
         self._inbox = Inbox()
         self.broker = XtBroker(config, self._inbox.post)
         self.access = Access(config)
+        self.bounds = Bounds(config)  # per-client bounds in bytes (PROTOCOL §5)
         self._reference = reference_for(config)
         self.risk = RiskEngine(config.risk_config(), self._reference)
         self.killswitch = KillSwitch(config.data_dir)
@@ -140,6 +142,7 @@ class Gateway:
         pub = context.socket(zmq.XPUB)
         try:
             pub.setsockopt(zmq.XPUB_MANUAL, 1)
+            pub.setsockopt(zmq.MAXMSGSIZE, self.bounds.subscriptions.frame_cap)  # a longer prefix drops its sender
             self.access.secure(router)
             self.access.secure(pub)
             router.linger = 0
@@ -352,15 +355,11 @@ class Gateway:
         curve = self.access.curve
         for _ in range(COMMAND_BATCH):
             try:
-                if curve:  # frames, for the key libzmq stamped on them
-                    parts = router.recv_multipart(zmq.NOBLOCK, copy=False)
-                    key = self.access.identify(_user_id(parts[-1]))
-                    frames = [part.bytes for part in parts]
-                else:
-                    frames = router.recv_multipart(zmq.NOBLOCK)
-                    key = access.LOCAL
+                message = self.bounds.receive(router, zmq.NOBLOCK)  # frame by frame: copies only what it keeps
             except zmq.Again:
                 return
+            key = self.access.identify(_user_id(message.last)) if curve else access.LOCAL
+            frames = message.frames
             self.stats["commands"] += 1
             identity, body = frames[0], frames[1:]
             # A REQ client's empty delimiter frame is accepted and mirrored in the reply.
@@ -394,7 +393,14 @@ class Gateway:
             allowed = access.allowed_prefixes(key) if key is not None else []
             prefix = data[1:].decode("utf-8", "replace")
             option = zmq.SUBSCRIBE if data[0] == 1 else zmq.UNSUBSCRIBE
-            for granted in access.narrow(prefix, allowed):
+            subscriptions = self.bounds.subscriptions
+            verdict = subscriptions.request(user_id, data[0] == 1, data[1:])
+            if verdict == subscriptions.CUT_OFF:  # only ending the connections frees what libzmq keeps of them
+                self.access.suspend(user_id, subscriptions.cut_off_seconds)
+                self._rebind(pub, self.pub_endpoint)
+                subscriptions.reset()
+                return
+            for granted in subscriptions.grantable(verdict, data[0] == 1, access.narrow(prefix, allowed)):
                 pub.setsockopt(option, granted.encode())
             if key is not access.LOCAL:
                 log.debug("subscription %r from %s", prefix, key.name if key else "an unknown key")
@@ -432,7 +438,8 @@ class Gateway:
             spec, args = self.desk.admit(request.op, request.args, key)
             assert key is not None
             if spec.kind == ops.GATEWAY:
-                self._reply_ok(envelope, request.id, admin.HANDLERS[spec.name](self, args, key, request.id))
+                call = admin.Call(args, key, request.id, envelope[0])
+                self._reply_ok(envelope, request.id, admin.HANDLERS[spec.name](self, call))
                 return
         except ProtocolError as exc:
             self._reply_error(envelope, request.id, exc.code, exc.message)
