@@ -52,7 +52,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Mapping, Sequence, Union
 
 from adapter.protocol import events as event_types
-from adapter.protocol.errors import SEQ_EXPIRED
+from adapter.protocol.errors import SEQ_EXPIRED, TOO_MANY_REQUESTS
 
 from .errors import CLIENT_TIMEOUT
 from .records import Event, EventFormatError, Record, replayed_events
@@ -292,7 +292,9 @@ class Recovery:
         """Take the failure of a call made for :meth:`next_request` (a GatewayError's code)."""
         if not self._current(request):
             return
-        if code == CLIENT_TIMEOUT:  # the gateway may be restarting: try again on the next input
+        if code in (CLIENT_TIMEOUT, TOO_MANY_REQUESTS):
+            # The gateway may be restarting, or holds this client's replay budget: try again on
+            # the next input (a heartbeat at the latest), never give the events up for it.
             self._waiting = True
             return
         if isinstance(request, EpochCheckRequest):

@@ -208,6 +208,20 @@ def test_a_jump_holds_live_events_and_replays_the_gap() -> None:
     assert not recovery.recovering and recovery.held == 0
 
 
+def test_a_replay_refused_for_budget_is_asked_again_on_the_next_input_not_given_up() -> None:
+    recovery, journal = Recovery(), JournalModel()
+    live(recovery, journal, 1)
+    journal.append(2)
+    live(recovery, journal, 3)
+    request = recovery.next_request()
+    assert isinstance(request, ReplayRequest)
+    recovery.on_error(request, "too_many_requests", "replay: replay_client_bytes spent")
+    assert recovery.next_request() is None and recovery.stats.gaps == 1 and delivered(recovery) == [1]
+    recovery.on_event(heartbeat(3))  # the next input: ask again
+    serve(recovery, journal)
+    assert delivered(recovery) == [2, 3] and recovery.stats.recovered == 1
+
+
 def test_replay_args_leave_out_an_open_end() -> None:
     assert ReplayRequest(7, None, ("order.",), 50).args() == {"from_seq": 7, "prefixes": ["order."], "limit": 50}
     assert ReplayRequest(7, 9, (), 50).args() == {"from_seq": 7, "to_seq": 9, "prefixes": [], "limit": 50}
