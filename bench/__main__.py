@@ -10,7 +10,8 @@ Cases (each repeated ``--runs`` times; medians reported):
 - events end to end: the sim pushes asset records -> xtquant callback -> journal -> PUB ->
   the client library's subscription in 1 and in 4 subscriber processes; events/s and lost;
   the raw PUB -> SUB floor with the same payload size alongside;
-- CURVE on against off: ping round trip and the event stream.
+- CURVE on against off: ping round trip and the event stream;
+- with ``--sim-process``: order_stock (and the counter alone) with the counter in its own process.
 
 Writes ``bench/results/<time>.json`` and prints a markdown table. Absolute figures on a
 shared 2-core VM are noisy; the ratios are what travel.
@@ -134,9 +135,10 @@ def echo_case(count: int) -> dict[str, float]:
         proc.join(10)
 
 
-def counter_case(sim: dict[str, Any], count: int, price: float, warmup: int = 200) -> dict[str, float]:
+def counter_case(sim: dict[str, Any], count: int, price: float, warmup: int = 200,
+                 process: bool = False) -> dict[str, float]:
     conn, child = SPAWN.Pipe()
-    proc = SPAWN.Process(target=workers.counter_alone, args=(child, sim, count + warmup, price), daemon=True)
+    proc = SPAWN.Process(target=workers.counter_alone, args=(child, sim, count + warmup, price, process), daemon=True)
     proc.start()
     if not conn.poll(120):
         raise RuntimeError("the counter-alone run did not finish")
@@ -229,6 +231,8 @@ def main() -> int:
     parser.add_argument("--window", type=int, default=64, help="pipelined orders in flight")
     parser.add_argument("--events", type=int, default=20000, help="events per run")
     parser.add_argument("--quick", action="store_true", help="small counts, one run: a smoke test")
+    parser.add_argument("--sim-process", action="store_true",
+                        help="also order_stock with the counter in its own process (sim_process = true)")
     parser.add_argument("--results", default=str(RESULTS), help="where the JSON result goes (default bench/results)")
     args = parser.parse_args()
     if args.quick:
@@ -253,6 +257,9 @@ def main() -> int:
 
     plain = Gateway({"sim": sim, "risk": RISK})
     curve = Gateway({"sim": sim, "risk": RISK, "curve": True, "keys_dir": str(keys_dir)})
+    # The counter in its own process: the same gateway, its counter behind a local link.
+    separate = Gateway({"sim": sim, "risk": RISK, "sim_process": True}) if args.sim_process else None
+    separate_dealer = dealer(separate.router) if separate is not None else None
     plain_dealer, curve_dealer = dealer(plain.router), dealer(curve.router, raw_keys)
     ping = lambda i: encode_request(i, "ping", {})  # noqa: E731
     positions = lambda i: encode_request(i, "query_stock_positions", {"account_id": ACCOUNT})  # noqa: E731
@@ -267,6 +274,12 @@ def main() -> int:
             runs.setdefault("counter_filling", []).append(counter_case(counter_sim, n // 2, FILLING))
             runs.setdefault("order_stock_filling", []).append(
                 round_trips(plain_dealer, lambda i: order_request(i, FILLING), n // 2))
+            if separate_dealer is not None:
+                runs.setdefault("counter_resting_process", []).append(
+                    counter_case(counter_sim, n, RESTING, process=True))
+                runs.setdefault("order_stock_process", []).append(round_trips(separate_dealer, order_request, n))
+                runs.setdefault("order_stock_filling_process", []).append(
+                    round_trips(separate_dealer, lambda i: order_request(i, FILLING), n // 2))
             runs.setdefault("query_stock_positions", []).append(round_trips(plain_dealer, positions, n // 2))
             runs.setdefault("ping_curve", []).append(round_trips(curve_dealer, ping, n))
             runs.setdefault("order_stock_curve", []).append(round_trips(curve_dealer, order_request, n))
@@ -289,6 +302,9 @@ def main() -> int:
                 conn.send(("stop",))
             print(f"{name} ({time.monotonic() - began:.0f} s)", file=sys.stderr)
     finally:
+        if separate is not None and separate_dealer is not None:
+            separate_dealer.close()
+            separate.stop()
         plain_dealer.close()
         curve_dealer.close()
         plain.stop()
@@ -320,8 +336,13 @@ def table(m: dict[str, dict[str, float]], report: dict[str, Any]) -> str:
                         ("order_stock", "`order_stock` through the gateway, resting"),
                         ("counter_filling", "the counter alone, filling (order, trade, position, asset pushes)"),
                         ("order_stock_filling", "`order_stock` through the gateway, filling"),
+                        ("counter_resting_process", "the counter alone, in its own process, resting"),
+                        ("order_stock_process", "`order_stock` through the gateway, counter in its own process, resting"),
+                        ("order_stock_filling_process", "`order_stock` through the gateway, counter in its own process, filling"),
                         ("query_stock_positions", f"`query_stock_positions` ({POSITIONS})"),
                         ("ping_curve", "`ping`, CURVE"), ("order_stock_curve", "`order_stock`, CURVE")):
+        if name not in m:  # the --sim-process cases
+            continue
         r = m[name]
         rows.append(f"| {label} | {r['p50']:.0f} | {r['p99']:.0f} | {r['p999']:.0f} | {r['p50'] / echo:.2f}× |")
     raw = m["events_raw"]["events_per_s"]

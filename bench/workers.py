@@ -28,9 +28,10 @@ def echo_server(conn: Any) -> None:
     zmq.proxy(router, router)
 
 
-def counter_alone(conn: Any, sim_settings: dict[str, Any], count: int, price: float) -> None:
+def counter_alone(conn: Any, sim_settings: dict[str, Any], count: int, price: float, process: bool = False) -> None:
     """The genuine XtQuantTrader over the sim in one process, sequential order_stock: what the
-    counter itself costs, with no gateway in between. Sends back the latencies (seconds)."""
+    counter itself costs, with no gateway in between. Sends back the latencies (seconds).
+    ``process``: the counter runs in a process of its own (the link's cost included)."""
     import uuid
 
     from adapter import sim
@@ -40,9 +41,15 @@ def counter_alone(conn: Any, sim_settings: dict[str, Any], count: int, price: fl
     from xtquant.xttrader import XtQuantTrader
     from xtquant.xttype import StockAccount
 
-    counter = sim.SimCounter(SimConfig(**sim_settings), [ACCOUNT])
-    path = f"sim://{uuid.uuid4().hex}"
-    sim.register_counter(path, counter)
+    counter: Any
+    if process:
+        directory = tempfile.mkdtemp(prefix="qmt-bench-counter-")
+        counter = sim.start_counter_process(Path(directory) / "qmt", SimConfig(**sim_settings), [ACCOUNT])
+        path = str(counter.path)
+    else:
+        counter = sim.SimCounter(SimConfig(**sim_settings), [ACCOUNT])
+        path = f"sim://{uuid.uuid4().hex}"
+        sim.register_counter(path, counter)
     trader = XtQuantTrader(path, 77)
     trader.start()
     trader.connect()
@@ -92,6 +99,7 @@ def gateway(conn: Any, settings: dict[str, Any]) -> None:
             None, router=LOOPBACK, pub=LOOPBACK, data_dir=str(Path(directory) / "data"),
             curve=settings.get("curve", False), keys_dir=settings.get("keys_dir", "qmt-adapter-keys"),
             risk=settings.get("risk", {}), pub_hwm=1_000_000, heartbeat_interval=1.0,
+            sim_process=settings.get("sim_process", False),
         )
         config = type(config)(**{**config.__dict__, "sim": sim})
         gw = Gateway(config)
