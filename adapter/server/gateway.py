@@ -8,7 +8,6 @@ own ops by ``admin.py``; the gateway carries out the desk's actions in order.
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import logging
 import threading
@@ -23,44 +22,19 @@ from ..config import Config, ConfigError, load_risk
 from ..journal import Journal
 from ..keys import ClientKey, KeyFileError
 from ..ledger import Ledger
-from ..protocol import (
-    ProtocolError,
-    RequestError,
-    decode_request,
-    encode_error,
-    encode_event,
-    encode_ok,
-    encode_ok_packed,
-    errors,
-    events,
-    ops,
-    pack,
-    unpack,
-)
+from ..protocol import ProtocolError, RequestError, decode_request, encode_error, encode_event, encode_ok, encode_ok_packed, errors, events, ops
 from ..reference import reference_for
 from ..risk import HALTED, NORMAL, REDUCE_ONLY, RiskEngine
 from . import access, admin
 from .access import Access
 from .bounds import Bounds
-from .desk import (
-    GATEWAY_CLIENT,
-    JOURNAL_STORE,
-    LEDGER_STORE,
-    ORDER_RECORD_QUERIES,
-    Action,
-    Control,
-    Desk,
-    Publish,
-    Reconnect,
-    Refuse,
-    Reply,
-    Submit,
-    describe_result,
-)
+from .desk import GATEWAY_CLIENT, JOURNAL_STORE, LEDGER_STORE, Action, Control, Desk, Publish, Reconnect, Refuse, Reply, Submit
+from .encoding import Encoded, LargeAnswers, unrecorded
 from .inbox import Inbox
 from .killswitch import KillSwitch
 from .metrics import Metrics
 from .outbox import Outbox
+from .sockets import Sockets, bind, peer_changes, rebind, user_id
 from .view import BooksView
 
 log = logging.getLogger(__name__)
@@ -72,15 +46,6 @@ DROP_DELAY = 0.2  # seconds between a reload's reply and dropping connections, s
 # thread, so a day's orders do not stall everyone else; at most MAX_ENCODING wait there.
 LARGE_RESULT = 500
 MAX_ENCODING = 8
-
-
-class _Encoded:
-    """An inbox item: a large answer packed on the encoder thread (None: it failed)."""
-
-    __slots__ = ("reply", "packed")
-
-    def __init__(self, reply: Reply, packed: bytes | None) -> None:
-        self.reply, self.packed = reply, packed
 
 
 class Gateway:
@@ -102,12 +67,9 @@ class Gateway:
         self._reference = reference_for(config)
         self.risk = RiskEngine(config.risk_config(), self._reference)
         self.killswitch = KillSwitch(config.data_dir)
-        self._encoder = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="qmt-gateway-encode")
-        self._encoding = 0  # large answers handed to the encoder, not yet sent
         self.metrics: Metrics | None = Metrics() if config.metrics_port else None
         self.metrics_port = 0
         self._asked: dict[tuple[bytes, Any], tuple[str, float]] = {}  # (client, request id) -> (op, read at)
-        self._monitors: list[tuple[zmq.Socket, str]] = []
         self._peers = {"router": 0, "pub": 0}
         self.journal: Journal | None = None
         self.ledger: Ledger | None = None
@@ -120,9 +82,8 @@ class Gateway:
         self._batching = False
         self._held_replies: list[tuple[int, list[bytes], bytes]] = []  # (events made before it, ...)
         self._held_submits: list[Submit] = []
-        self._context: zmq.Context | None = None
-        self._router: zmq.Socket | None = None
-        self._pub: zmq.Socket | None = None
+        self.sockets: Sockets = None  # type: ignore[assignment]  # made in start()
+        self.encoder = LargeAnswers(lambda data: self.desk.link(data), self._inbox.post)
         self._thread: threading.Thread | None = None
         self._stopped = threading.Event()
         self._started_at = 0.0
@@ -131,33 +92,11 @@ class Gateway:
     # -- control (any thread) ----------------------------------------------------------
 
     def start(self) -> None:
-        context = zmq.Context()
+        sockets = self.sockets = bind(self.config, self.access, self.bounds.subscriptions.frame_cap,
+                                      monitored=self.metrics is not None)
+        self.router_endpoint, self.pub_endpoint = sockets.router_endpoint, sockets.pub_endpoint
         try:
-            self.access.start(context)  # ZAP is up before any socket binds
-        except BaseException:
-            context.term()
-            raise
-        router = context.socket(zmq.ROUTER)
-        # XPUB in manual mode: the I/O thread grants each subscription from the subscriber's key.
-        pub = context.socket(zmq.XPUB)
-        try:
-            pub.setsockopt(zmq.XPUB_MANUAL, 1)
-            pub.setsockopt(zmq.MAXMSGSIZE, self.bounds.subscriptions.frame_cap)  # a longer prefix drops its sender
-            self.access.secure(router)
-            self.access.secure(pub)
-            router.linger = 0
-            router.setsockopt(zmq.MAXMSGSIZE, self.config.max_message_size)
-            router.sndhwm = self.config.router_hwm  # a client that stops reading loses replies, not our memory
-            router.bind(self.config.router)
-            pub.linger = 0
-            pub.sndhwm = self.config.pub_hwm
-            pub.bind(self.config.pub)
-            self.router_endpoint = router.getsockopt_string(zmq.LAST_ENDPOINT)
-            self.pub_endpoint = pub.getsockopt_string(zmq.LAST_ENDPOINT)
             if self.metrics is not None:
-                events_mask = zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
-                self._monitors = [(router.get_monitor_socket(events_mask), "router"),
-                                  (pub.get_monitor_socket(events_mask), "pub")]
                 self.metrics_port = self.metrics.serve(self.config.metrics_port)
             self.journal = Journal(
                 self.config.data_dir,
@@ -165,7 +104,7 @@ class Gateway:
                 retention_days=self.config.retention_days,
                 retention_bytes=self.config.retention_bytes,
             )
-            self.outbox = Outbox(self.journal, pub.send_multipart, self._send)
+            self.outbox = Outbox(self.journal, sockets.pub.send_multipart, self._send)
             self.ledger = Ledger(self.config.data_dir, sync=self.config.ledger_sync)
             view = BooksView(self.config.accounts)
             view.rebuild(self.journal)
@@ -181,14 +120,13 @@ class Gateway:
                 self.broker.stop()
                 raise
         except BaseException:
-            for monitor, _ in self._monitors:
-                monitor.close(0)
-            router.close()
-            pub.close()
+            sockets.close_monitors()
+            sockets.router.close()
+            sockets.pub.close()
             if self.metrics is not None:
                 self.metrics.close()
             self.access.stop()
-            context.term()
+            sockets.context.term()
             for store in (self.journal, self.ledger):
                 if store is not None:
                     store.close()
@@ -198,7 +136,6 @@ class Gateway:
         for account_id, books in self.broker.view.items():
             self._inbox.post(Books(account_id, books))
         self._inbox.post(Connection(True, "connected and subscribed", time.time_ns()))
-        self._context, self._router, self._pub = context, router, pub
         self._started_at = time.monotonic()
         # Thread start is the memory barrier that lets the I/O thread take the sockets over.
         self._thread = threading.Thread(target=self._run, name="qmt-gateway-io", daemon=True)
@@ -225,16 +162,14 @@ class Gateway:
         self._inbox.post(_STOP)
         self._thread.join(timeout)
         self._thread = None
-        self._encoder.shutdown(wait=True)
+        self.encoder.close()
         close_reference = getattr(self._reference, "close", None)
         if close_reference is not None:
             close_reference()
         self.access.stop()
         if self.metrics is not None:
             self.metrics.close()
-        if self._context is not None:
-            self._context.term()
-            self._context = None
+        self.sockets.context.term()
         self._inbox.close()
         for store in (self.journal, self.ledger):
             if store is not None:
@@ -260,12 +195,11 @@ class Gateway:
     # -- I/O thread: the loop ------------------------------------------------------------
 
     def _run(self) -> None:
-        router, pub = self._router, self._pub
-        assert router is not None and pub is not None
+        router, pub = self.sockets.router, self.sockets.pub
         poller = zmq.Poller()
         poller.register(router, zmq.POLLIN)
         poller.register(pub, zmq.POLLIN)
-        for monitor, _ in self._monitors:
+        for monitor, _ in self.sockets.monitors:
             poller.register(monitor, zmq.POLLIN)
         inbox_fd = self._inbox.fileno()
         poller.register(inbox_fd, zmq.POLLIN)
@@ -278,7 +212,7 @@ class Gateway:
                         self._read_commands(router)
                 if pub in ready:
                     self._read_subscriptions(pub)
-                for monitor, name in self._monitors:
+                for monitor, name in self.sockets.monitors:
                     if monitor in ready:
                         self._count_peers(monitor, name)
                 if inbox_fd in ready:
@@ -298,11 +232,9 @@ class Gateway:
         finally:
             self.desk.on_stop()
             self._carry_out()
-            for monitor, _ in self._monitors:
-                monitor.close(0)
+            self.sockets.close_monitors()
             router.close(linger=500)  # let those last replies leave
-            if self._pub is not None:
-                self._pub.close()
+            pub.close()
             self._stopped.set()
 
     def _poll_timeout_ms(self) -> int:
@@ -317,12 +249,7 @@ class Gateway:
         return max(0, int((wake - time.monotonic()) * 1000) + 1)
 
     def _count_peers(self, monitor: zmq.Socket, name: str) -> None:
-        from zmq.utils.monitor import recv_monitor_message
-
-        while monitor.poll(0):
-            event = recv_monitor_message(monitor)["event"]
-            self._peers[name] += 1 if event == zmq.EVENT_HANDSHAKE_SUCCEEDED else -1
-            self._peers[name] = max(self._peers[name], 0)
+        self._peers[name] = max(self._peers[name] + peer_changes(monitor), 0)
         assert self.metrics is not None
         self.metrics.clients.labels(name).set(self._peers[name])
 
@@ -358,7 +285,7 @@ class Gateway:
                 message = self.bounds.receive(router, zmq.NOBLOCK)  # frame by frame: copies only what it keeps
             except zmq.Again:
                 return
-            key = self.access.identify(_user_id(message.last)) if curve else access.LOCAL
+            key = self.access.identify(user_id(message.last)) if curve else access.LOCAL
             frames = message.frames
             self.stats["commands"] += 1
             identity, body = frames[0], frames[1:]
@@ -386,18 +313,18 @@ class Gateway:
             data = frame.bytes
             if not data or data[0] not in (0, 1):
                 continue
-            user_id = _user_id(frame)
-            if self.access.curve and user_id is None:
+            subscriber = user_id(frame)
+            if self.access.curve and subscriber is None:
                 continue  # libzmq's own notice that a subscriber left; its subscriptions are gone already
-            key = self.access.identify(user_id)
+            key = self.access.identify(subscriber)
             allowed = access.allowed_prefixes(key) if key is not None else []
             prefix = data[1:].decode("utf-8", "replace")
             option = zmq.SUBSCRIBE if data[0] == 1 else zmq.UNSUBSCRIBE
             subscriptions = self.bounds.subscriptions
-            verdict = subscriptions.request(user_id, data[0] == 1, data[1:])
+            verdict = subscriptions.request(subscriber, data[0] == 1, data[1:])
             if verdict == subscriptions.CUT_OFF:  # only ending the connections frees what libzmq keeps of them
-                self.access.suspend(user_id, subscriptions.cut_off_seconds)
-                self._rebind(pub, self.pub_endpoint)
+                self.access.suspend(subscriber, subscriptions.cut_off_seconds)
+                rebind(pub, self.pub_endpoint)
                 subscriptions.reset()
                 return
             for granted in subscriptions.grantable(verdict, data[0] == 1, access.narrow(prefix, allowed)):
@@ -473,30 +400,12 @@ class Gateway:
             raise TypeError(f"unknown action {action!r}")
 
     def _answer(self, reply: Reply) -> None:
-        result = reply.result
-        if isinstance(result, list) and len(result) >= LARGE_RESULT and self._encoding < MAX_ENCODING:
-            self._encoding += 1
-            self._encoder.submit(self._encode_large, reply)
+        if self.encoder.take(reply):
             return
         if reply.op:
-            for data in result if isinstance(result, list) else (result,):
+            for data in reply.result if isinstance(reply.result, list) else (reply.result,):
                 self.desk.link(data)
-        self._reply_ok(reply.envelope, reply.request_id, result)
-
-    def _encode_large(self, reply: Reply) -> None:
-        """On the encoder thread: link and pack a long answer, then hand the bytes back. The
-        links only read the ledger's in-memory maps (each lookup one atomic dict read)."""
-        try:
-            if reply.op in ORDER_RECORD_QUERIES:
-                for data in reply.result:
-                    self.desk.link(data)
-            # Item by item: one packb call of a whole day's orders would hold the GIL for
-            # ~100 ms and stall the I/O thread all the same.
-            packed = b"".join([_array_header(len(reply.result)), *(pack(item) for item in reply.result)])
-            self._inbox.post(_Encoded(reply, packed))
-        except Exception:
-            log.exception("encoding a large answer failed")
-            self._inbox.post(_Encoded(reply, None))
+        self._reply_ok(reply.envelope, reply.request_id, reply.result)
 
     @contextlib.contextmanager
     def _batched(self) -> Iterator[None]:
@@ -525,7 +434,7 @@ class Gateway:
                 ledger.rollback([submit.record for submit in submits if submit.record is not None])
                 self.desk.storage_failed(LEDGER_STORE, str(exc))
                 # Outcomes this batch recorded are not on disk: their replies say storage_failed.
-                replies = [(at, envelope, _unrecorded(payload)) for at, envelope, payload in replies]
+                replies = [(at, envelope, unrecorded(payload)) for at, envelope, payload in replies]
             for submit in submits:
                 if committed or submit.record is None:
                     self.broker.submit(submit.token, submit.spec, submit.args)
@@ -541,8 +450,8 @@ class Gateway:
     def _handle_inbox(self) -> bool:
         with self._batched():
             for item in self._inbox.drain():
-                if isinstance(item, _Encoded):
-                    self._encoding -= 1
+                if isinstance(item, Encoded):
+                    self.encoder.done(item)
                     reply = item.reply
                     if item.packed is None:
                         self._reply_error(reply.envelope, reply.request_id, errors.INTERNAL_ERROR,
@@ -581,7 +490,7 @@ class Gateway:
         if lost:
             # Subscribers at once: no event published from now on reaches a revoked key. Commands
             # are refused by key already; the ROUTER waits so this reload's own reply leaves.
-            self._rebind(self._pub, self.pub_endpoint)
+            rebind(self.sockets.pub, self.pub_endpoint)
             self._drop_at = time.monotonic() + DROP_DELAY
         log.info(
             "keys reloaded: %d admitted%s", len(admitted),
@@ -592,23 +501,8 @@ class Gateway:
 
     def _drop_connections(self) -> None:
         self._drop_at = 0.0
-        self._rebind(self._router, self.router_endpoint)
+        rebind(self.sockets.router, self.router_endpoint)
         log.info("dropped every connection; clients reconnect with their keys checked again")
-
-    @staticmethod
-    def _rebind(socket: zmq.Socket | None, endpoint: str) -> None:
-        """Close every connection of ``socket`` by unbinding and binding again: libzmq cannot
-        close one peer's. Clients reconnect at once and pass ZAP with the keys now in force."""
-        assert socket is not None
-        socket.unbind(endpoint)
-        for attempt in range(50):  # the old listener closes asynchronously
-            try:
-                socket.bind(endpoint)
-                return
-            except zmq.ZMQError:
-                if attempt == 49:
-                    raise
-                time.sleep(0.02)
 
     def uptime(self) -> float:
         return round(time.monotonic() - self._started_at, 3)
@@ -647,8 +541,7 @@ class Gateway:
 
     def publish_control(self, event_type: str, data: dict[str, Any]) -> None:
         """Control events (pong, heartbeat, storage): not numbered, not journaled, sent at once."""
-        assert self._pub is not None
-        self._pub.send_multipart(encode_event(None, time.time_ns(), event_type, None, data, self.epoch()))
+        self.sockets.pub.send_multipart(encode_event(None, time.time_ns(), event_type, None, data, self.epoch()))
 
     # -- replies ----------------------------------------------------------------------
 
@@ -679,47 +572,16 @@ class Gateway:
             self.metrics.latency.labels(op).observe(time.perf_counter() - asked[1])
 
     def _send(self, envelope: list[bytes], payload: bytes) -> None:
-        assert self._router is not None
         if envelope[0] == GATEWAY_CLIENT:  # the gateway's own query: nobody to answer
             return
         if self._batching:
             self._held_replies.append((self.outbox.made, envelope, payload))
             return
         try:
-            self._router.send_multipart([*envelope, payload], zmq.NOBLOCK)
+            self.sockets.router.send_multipart([*envelope, payload], zmq.NOBLOCK)
         except zmq.ZMQError:
             # The client is gone or its queue is full; ROUTER cannot deliver, nothing to do.
             self.stats["replies_dropped"] += 1
 
 
 _STOP, _RELOAD = object(), object()  # inbox items from the controlling thread
-
-
-def _array_header(length: int) -> bytes:
-    """msgpack's array header: what ``pack`` writes before the items of a list that long."""
-    if length < 16:
-        return bytes([0x90 | length])
-    if length < 1 << 16:
-        return b"\xdc" + length.to_bytes(2, "big")
-    return b"\xdd" + length.to_bytes(4, "big")
-
-
-def _unrecorded(payload: bytes) -> bytes:
-    """An ok reply whose outcome the ledger could not record becomes storage_failed, naming it."""
-    body = unpack(payload)
-    if not isinstance(body, dict) or not body.get("ok"):
-        return payload
-    result = body.get("result")
-    known = f" (the counter answered {describe_result(result)})" if isinstance(result, dict) else ""
-    return encode_error(body.get("id"), errors.STORAGE_FAILED,
-                        f"the outcome could not be recorded{known}; it is settled from the counter's books "
-                        "when storage works: ask again with the same client_order_id", None)
-
-
-def _user_id(frame: zmq.Frame) -> str | None:
-    """The CURVE key libzmq authenticated this message's connection with, if any."""
-    try:
-        user_id = frame.get("User-Id")
-    except zmq.ZMQError:
-        return None
-    return user_id if isinstance(user_id, str) else None

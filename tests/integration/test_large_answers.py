@@ -9,7 +9,7 @@ import pytest
 
 from adapter.protocol import encode_ok, encode_ok_packed, pack, unpack
 from adapter.server import admin as admin_module
-from adapter.server import gateway as gateway_module
+from adapter.server import encoding as encoding_module
 
 from ..conftest import ACCOUNT, trading_session
 
@@ -23,7 +23,7 @@ def test_a_packed_result_makes_the_same_reply(request_id: Any) -> None:
 @pytest.mark.parametrize("length", [0, 1, 15, 16, 65535, 65536])
 def test_an_answer_packed_item_by_item_is_the_same_bytes(length: int) -> None:
     items = [{"n": n} for n in range(length)]
-    by_item = b"".join([gateway_module._array_header(length), *(pack(item) for item in items)])
+    by_item = b"".join([encoding_module.array_header(length), *(pack(item) for item in items)])
     assert by_item == pack(items)
 
 
@@ -36,13 +36,13 @@ def test_long_answers_come_from_the_encoder_with_client_order_ids(gateway_factor
         log.wait("order", count=12)
         inline = [o.to_dict() for o in client.query_stock_orders(ACCOUNT)]
         trades_inline = client.query_stock_trades(ACCOUNT)
-        monkeypatch.setattr(gateway_module, "LARGE_RESULT", 3)
+        monkeypatch.setattr(encoding_module, "LARGE_RESULT", 3)
         encoded = [o.to_dict() for o in client.query_stock_orders(ACCOUNT)]
         assert encoded == inline and len(encoded) == 6
         assert [(o["client_order_id"], o["order_remark"]) for o in encoded] == \
             [(f"big-{n}", f"remark-{n}") for n in range(6)]
         assert client.query_stock_trades(ACCOUNT) == trades_inline
-        assert client.ping().connected and gateway._encoding == 0
+        assert client.ping().connected and gateway.encoder.busy == 0
 
 
 def test_replay_pages_are_bounded_in_bytes_and_lose_nothing(gateway_factory: Any, monkeypatch: Any) -> None:

@@ -1,0 +1,100 @@
+"""The gateway's sockets: the ROUTER for commands, the XPUB for events, their monitors.
+
+Made on the control thread, then owned by the I/O thread alone (docs/architecture.md §2).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import zmq
+
+from ..config import Config
+from .access import Access
+
+
+@dataclass
+class Sockets:
+    context: zmq.Context
+    router: zmq.Socket
+    pub: zmq.Socket
+    router_endpoint: str
+    pub_endpoint: str
+    monitors: list[tuple[zmq.Socket, str]] = field(default_factory=list)  # (monitor, "router" | "pub")
+
+    def close_monitors(self) -> None:
+        for monitor, _ in self.monitors:
+            monitor.close(0)
+
+
+def bind(config: Config, access: Access, subscription_frame_cap: int, monitored: bool) -> Sockets:
+    """Bind both sockets with their security and bounds; ZAP is up before either binds."""
+    context = zmq.Context()
+    try:
+        access.start(context)
+    except BaseException:
+        context.term()
+        raise
+    router = context.socket(zmq.ROUTER)
+    # XPUB in manual mode: the I/O thread grants each subscription from the subscriber's key.
+    pub = context.socket(zmq.XPUB)
+    try:
+        pub.setsockopt(zmq.XPUB_MANUAL, 1)
+        pub.setsockopt(zmq.MAXMSGSIZE, subscription_frame_cap)  # a longer prefix drops its sender
+        access.secure(router)
+        access.secure(pub)
+        router.linger = 0
+        router.setsockopt(zmq.MAXMSGSIZE, config.max_message_size)
+        router.sndhwm = config.router_hwm  # a client that stops reading loses replies, not our memory
+        router.bind(config.router)
+        pub.linger = 0
+        pub.sndhwm = config.pub_hwm
+        pub.bind(config.pub)
+        sockets = Sockets(context, router, pub, router.getsockopt_string(zmq.LAST_ENDPOINT),
+                          pub.getsockopt_string(zmq.LAST_ENDPOINT))
+        if monitored:
+            events_mask = zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
+            sockets.monitors = [(router.get_monitor_socket(events_mask), "router"),
+                                (pub.get_monitor_socket(events_mask), "pub")]
+        return sockets
+    except BaseException:
+        router.close()
+        pub.close()
+        access.stop()
+        context.term()
+        raise
+
+
+def rebind(socket: zmq.Socket, endpoint: str) -> None:
+    """Close every connection of ``socket`` by unbinding and binding again: libzmq cannot
+    close one peer's. Clients reconnect at once and pass ZAP with the keys now in force."""
+    socket.unbind(endpoint)
+    for attempt in range(50):  # the old listener closes asynchronously
+        try:
+            socket.bind(endpoint)
+            return
+        except zmq.ZMQError:
+            if attempt == 49:
+                raise
+            time.sleep(0.02)
+
+
+def peer_changes(monitor: zmq.Socket) -> int:
+    """Connections made minus connections lost, from a socket monitor's queued events."""
+    from zmq.utils.monitor import recv_monitor_message
+
+    change = 0
+    while monitor.poll(0):
+        event = recv_monitor_message(monitor)["event"]
+        change += 1 if event == zmq.EVENT_HANDSHAKE_SUCCEEDED else -1
+    return change
+
+
+def user_id(frame: zmq.Frame) -> str | None:
+    """The CURVE key libzmq authenticated this message's connection with, if any."""
+    try:
+        value = frame.get("User-Id")
+    except zmq.ZMQError:
+        return None
+    return value if isinstance(value, str) else None
