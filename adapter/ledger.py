@@ -29,7 +29,7 @@ from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 import msgpack
 
@@ -404,6 +404,32 @@ class Ledger:
         with self._lock:
             return self._in_flight.get(number) or self._hit(self._recent.get(number)) or self._fetch(
                 "id = ?", (number,))
+
+    def names(self, tags: Iterable[Any]) -> dict[str, tuple[str, str]]:
+        """``tag -> (client_order_id, order_remark)`` for many counter remarks at once (a day's
+        orders): memory first, the rest in one indexed read per 500, nothing cached."""
+        wanted: dict[int, str] = {}
+        for tag in tags:
+            parsed = parse_tag(tag)
+            if parsed is not None and parsed[0] == self.tag_prefix:
+                wanted[parsed[1]] = tag
+        found: dict[str, tuple[str, str]] = {}
+        with self._lock:
+            missing = []
+            for number, tag in wanted.items():
+                record = self._in_flight.get(number) or self._recent.get(number)
+                if record is None:
+                    missing.append(number)
+                else:
+                    found[tag] = (record.client_order_id, record.order_remark)
+            for start in range(0, len(missing), 500):
+                chunk = missing[start:start + 500]
+                rows = self._db.execute(
+                    f"SELECT id, client_order_id, order_remark FROM orders WHERE id IN ({','.join('?' * len(chunk))})",
+                    chunk)
+                for number, client_order_id, remark in rows:
+                    found[wanted[number]] = (client_order_id, remark)
+        return found
 
     def by_order_id(self, account_id: str, order_id: Any) -> OrderRecord | None:
         if not isinstance(order_id, int) or isinstance(order_id, bool) or order_id <= 0:

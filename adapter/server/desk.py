@@ -477,6 +477,16 @@ class Desk:
             data["order_remark"] = record.order_remark
         return record
 
+    def link_all(self, records: list[dict[str, Any]]) -> None:
+        """``link`` for a long answer (a day's orders or trades), reading the ledger in bulk."""
+        names = self.ledger.names(data.get("order_remark") for data in records)
+        for data in records:
+            name = names.get(data.get("order_remark"))  # type: ignore[arg-type]
+            if name is not None:
+                data["client_order_id"], data["order_remark"] = name
+            elif data.get("order_id"):
+                self.link(data)
+
     def _learn(self, record: OrderRecord | None, event_type: str, data: dict[str, Any]) -> None:
         """An order event settles an order whose acknowledgement was lost, and a counter
         refusal after numbering (status 57) makes an acknowledged order rejected."""

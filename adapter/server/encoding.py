@@ -26,7 +26,7 @@ class Encoded:
 
 
 class LargeAnswers:
-    def __init__(self, link: Callable[[dict[str, Any]], Any], post: Callable[[Encoded], None]) -> None:
+    def __init__(self, link: Callable[[list[dict[str, Any]]], Any], post: Callable[[Encoded], None]) -> None:
         self._link = link  # reads the ledger only (its lookups are thread-safe)
         self._post = post
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="qmt-gateway-encode")
@@ -50,8 +50,7 @@ class LargeAnswers:
     def _encode(self, reply: Reply) -> None:
         try:
             if reply.op in ORDER_RECORD_QUERIES:
-                for data in reply.result:
-                    self._link(data)
+                self._link(reply.result)
             # Item by item: one packb call of a whole day's orders would hold the GIL for
             # ~100 ms and stall the I/O thread all the same.
             packed = b"".join([array_header(len(reply.result)), *(pack(item) for item in reply.result)])

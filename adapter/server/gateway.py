@@ -83,7 +83,7 @@ class Gateway:
         self._held_replies: list[tuple[int, list[bytes], bytes]] = []  # (events made before it, ...)
         self._held_submits: list[Submit] = []
         self.sockets: Sockets = None  # type: ignore[assignment]  # made in start()
-        self.encoder = LargeAnswers(lambda data: self.desk.link(data), self._inbox.post)
+        self.encoder = LargeAnswers(lambda records: self.desk.link_all(records), self._inbox.post)
         self._thread: threading.Thread | None = None
         self._stopped = threading.Event()
         self._started_at = 0.0
@@ -403,8 +403,7 @@ class Gateway:
         if self.encoder.take(reply):
             return
         if reply.op:
-            for data in reply.result if isinstance(reply.result, list) else (reply.result,):
-                self.desk.link(data)
+            self.desk.link_all(reply.result if isinstance(reply.result, list) else [reply.result])
         self._reply_ok(reply.envelope, reply.request_id, reply.result)
 
     @contextlib.contextmanager

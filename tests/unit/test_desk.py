@@ -344,3 +344,22 @@ def test_every_gateway_op_has_an_admin_handler() -> None:
 
     gateway_ops = {name for name, spec in ops.OPS.items() if spec.kind == ops.GATEWAY}
     assert gateway_ops == set(admin.HANDLERS)
+
+
+def test_a_long_answer_is_linked_in_bulk_like_one_by_one(h: Harness) -> None:
+    tags = []
+    for n in range(3):
+        [submit] = h.buy(client_order_id=f"bulk-{n}", order_remark=f"remark-{n}")
+        h.broker(order_response(submit, 1082130433 + n))
+        tags.append(submit.args["order_remark"])
+    h.ledger._recent.clear()  # settled records of earlier in the day: read from disk
+    records = [order_push(tag, 1082130433 + n, REPORTED).data for n, tag in enumerate(tags)]
+    records.append(order_push("manual", 99, REPORTED).data)  # placed at the terminal: left as it is
+    one_by_one = [dict(r) for r in records]
+    for data in one_by_one:
+        h.desk.link(data)
+    h.desk.link_all(records)
+    assert records == one_by_one
+    assert [(r["client_order_id"], r["order_remark"]) for r in records[:3]] == \
+        [(f"bulk-{n}", f"remark-{n}") for n in range(3)]
+    assert "client_order_id" not in records[3] or records[3]["client_order_id"] is None
