@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,9 +14,16 @@ PROTOCOL_VERSION = 1
 DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024
 
 
+_packers = threading.local()  # a Packer per thread: packb builds a new one per call
+
+
 def pack(obj: Any) -> bytes:
     """Encode with str as msgpack str and bytes as bin; never pickle."""
-    return msgpack.packb(obj, use_bin_type=True)
+    try:
+        packer = _packers.packer
+    except AttributeError:
+        packer = _packers.packer = msgpack.Packer(use_bin_type=True)
+    return packer.pack(obj)  # type: ignore[no-any-return]
 
 
 def unpack(data: bytes, max_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> Any:
@@ -124,6 +132,10 @@ def encode_error(request_id: Any, code: str, message: str, details: dict[str, An
     )
 
 
+_TOPICS: dict[tuple[str, str | None], bytes] = {}  # (type, account) -> topic frame
+_TOPICS_MAX = 4096  # a few types times the served accounts; never grows past this
+
+
 def event_topic(event_type: str, account_id: str | None) -> str:
     """``<type>.<account_id>.``; gateway events (``gateway.*``) have no account part.
 
@@ -161,7 +173,14 @@ def encode_event(
     if reconciled:
         body["reconciled"] = True
     payload = pack(body)
-    return event_topic(event_type, account_id).encode(), payload
+    if account_id is not None and type(account_id) is not str:  # not a key to keep
+        return event_topic(event_type, account_id).encode(), payload
+    topic = _TOPICS.get((event_type, account_id))
+    if topic is None:
+        topic = event_topic(event_type, account_id).encode()
+        if len(_TOPICS) < _TOPICS_MAX:
+            _TOPICS[(event_type, account_id)] = topic
+    return topic, payload
 
 
 def _type_name(value: Any) -> str:
