@@ -53,9 +53,9 @@ check_instrument = false
 SERVING = re.compile(r"serving: router (\S+), pub (\S+),")
 
 
-def start_gateway(directory: Path) -> tuple[subprocess.Popen[str], str, str]:
+def start_gateway(directory: Path, sim_process: bool) -> tuple[subprocess.Popen[str], str, str]:
     config = directory / "soak.toml"
-    config.write_text(CONFIG, encoding="utf-8")
+    config.write_text(("sim_process = true\n" if sim_process else "") + CONFIG, encoding="utf-8")
     proc = subprocess.Popen(
         [sys.executable, "-m", "adapter", "serve", "--config", str(config), "--data-dir", str(directory / "data"),
          "--router", "tcp://127.0.0.1:*", "--pub", "tcp://127.0.0.1:*"],
@@ -123,9 +123,11 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=200.0, help="orders per second")
     parser.add_argument("--query-every", type=float, default=1.0, help="seconds between full order queries")
     parser.add_argument("--out", default="", help="write the JSON report here")
+    parser.add_argument("--sim-process", action="store_true",
+                        help="the simulated counter in its own process (as QMT is): the gateway's RSS is its own")
     args = parser.parse_args()
     directory = Path(tempfile.mkdtemp(prefix="qmt-soak-"))
-    proc, router, pub = start_gateway(directory)
+    proc, router, pub = start_gateway(directory, args.sim_process)
     done = threading.Event()
     rss: list[tuple[float, float]] = []
     pings: list[tuple[float, float]] = []
@@ -173,7 +175,7 @@ def main() -> int:
     after_first = [mb for at, mb in rss if at >= 60] or [rss[-1][1]]
     first, last = per_minute[min(per_minute)], per_minute[max(per_minute)]
     report: dict[str, Any] = {
-        "seconds": args.seconds, "rate": args.rate, "orders_sent": sent, "orders_answered": len(latencies),
+        "seconds": args.seconds, "rate": args.rate, "sim_process": args.sim_process, "orders_sent": sent, "orders_answered": len(latencies),
         "rss_mb": [[round(at, 1), round(mb, 1)] for at, mb in rss],
         "rss_growth_after_first_minute_mb": round(after_first[-1] - after_first[0], 1),
         "per_minute": per_minute,

@@ -581,7 +581,7 @@ class Desk:
         """An accepted order found never placed reaches its final state in public: the
         order_response (order_id -1) and order_error an async sender waits for (PROTOCOL §3.4)."""
         message = f"order {record.client_order_id!r} was never placed: {record.error_msg}"
-        values = {"account_type": 2, "account_id": record.account_id, "order_id": -1, "error_id": -1,
+        values = {"account_type": mapping.ACCOUNT_TYPE_BY_NAME["STOCK"], "account_id": record.account_id, "order_id": -1, "error_id": -1,
                   "error_msg": message, "strategy_name": record.strategy_name, "order_remark": record.order_remark,
                   "seq": record.seq, "client_order_id": record.client_order_id}
         for event_type in ("order_response", "order_error"):

@@ -32,6 +32,7 @@ import msgpack
 from .. import journal as journal_module
 from .. import ledger as ledger_module
 from ..ledger import ACKNOWLEDGED, REJECTED, Ledger, LedgerUnreadable, OrderRecord, make_tag, parse_tag
+from .. import market
 from ..protocol import mapping
 
 log = logging.getLogger(__name__)
@@ -426,7 +427,14 @@ def _discard(ledger: Ledger) -> None:
 # xtconstant (PROTOCOL §3.5, adapter/market.py BROKER_PRICE_TYPES): the request's, guessed back.
 # 50 is sent for FIX_PRICE and LATEST_PRICE alike: taken as FIX_PRICE (a LATEST_PRICE order's
 # repeat then gets duplicate_client_order_id, never a second order).
-_REQUEST_PRICE_TYPE = {50: 11, 84: 44, 85: 43, 86: 45, 87: 46, 89: 48}
+_REQUEST_PRICE_TYPE = {
+    market.BROKER_PRICE_LIMIT: mapping.FIX_PRICE,
+    market.BROKER_PRICE_PEER_PRICE_FIRST: market.MARKET_PEER_PRICE_FIRST,
+    market.BROKER_PRICE_L5_FIRST_LIMITPX: market.MARKET_SH_CONVERT_5_LIMIT,
+    market.BROKER_PRICE_MINE_PRICE_FIRST: market.MARKET_MINE_PRICE_FIRST,
+    market.BROKER_PRICE_INSTBUSI_RESTCANCEL: market.MARKET_SZ_INSTBUSI_RESTCANCEL,
+    market.BROKER_PRICE_FULL_REAL_CANCEL: market.MARKET_SZ_FULL_OR_CANCEL,
+}
 _ARGUMENT_FIELDS = ("account_type", "stock_code", "order_type", "order_volume", "price_type", "price")
 
 
@@ -584,7 +592,7 @@ def _rebuilt_record(found: Evidence, at_counter: Mapping[str, Any] | None) -> Or
                    if d and isinstance(d.get("order_remark"), str)), "")
     account_type = source.get("account_type")
     if found.order_id:
-        refused = order.get("order_status") == 57
+        refused = order.get("order_status") == mapping.ORDER_JUNK
         state = REJECTED if refused else ACKNOWLEDGED
         error_msg = str(order.get("status_msg") or "") if refused else ""
         if not error_msg and refused and found.error:
