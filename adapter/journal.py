@@ -15,20 +15,18 @@ from __future__ import annotations
 import logging
 import secrets
 import sqlite3
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
-from .storage import open_database
+from .storage import Checkpoints, open_database
 
 log = logging.getLogger(__name__)
 
 FILE_NAME = "journal.sqlite3"
 AGE_PRUNE_INTERVAL = 60.0  # at most this many seconds between retention-by-age checks
 PRUNE_CHUNK = 10_000  # rows looked at per step when pruning by size
-CHECKPOINT_PAGES = 1000  # WAL pages between checkpoints: SQLite's own auto-checkpoint size
 PAGE_SIZE = 4096  # SQLite's default page size, for counting the pages an append writes
 
 _SCHEMA = """
@@ -74,9 +72,7 @@ class Journal:
         self._clock = clock
         # Opened on the control thread, used only by the I/O thread afterwards.
         self._db = open_database(self.path, _SCHEMA, full_sync=sync == "full")
-        self._db.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer's work (below)
-        self._checkpointer = _Checkpointer(self.path, full_sync=sync == "full")
-        self._wal_pages = 0  # written since the checkpointer was last asked
+        self._checkpoints = Checkpoints(self._db, self.path, full_sync=sync == "full", name="journal")
         epoch = self._meta("epoch")
         if epoch is None:
             epoch = secrets.token_hex(8)
@@ -134,18 +130,7 @@ class Journal:
         self._wrote(2 + size // PAGE_SIZE)  # a commit writes the leaf it appends to and a parent
 
     def _wrote(self, pages: int) -> None:
-        self._wal_pages += pages
-        if self._checkpointer.finished:
-            # The bulk is copied; the few frames appended meanwhile are copied here, so the
-            # next commit starts the WAL from its beginning again (the file stays bounded).
-            self._checkpointer.finished = False
-            try:  # after the commit: a failure here must not make the append look failed
-                self._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-            except sqlite3.Error as exc:
-                log.warning("journal checkpoint failed: %s", exc)
-        elif self._wal_pages >= CHECKPOINT_PAGES:
-            self._wal_pages = 0
-            self._checkpointer.request()
+        self._checkpoints.wrote(pages)
 
     def _transaction(self) -> "_Transaction":
         return _Transaction(self._db)
@@ -291,57 +276,15 @@ class Journal:
             self._set_meta("pruned_through", str(self._pruned_through))
         self.count -= dropped
         self.payload_bytes -= dropped_bytes
-        self._wrote(CHECKPOINT_PAGES)  # a delete touches many pages: checkpoint soon
+        self._checkpoints.request()  # a delete touches many pages: checkpoint soon
         oldest = self._db.execute("SELECT min(seq) FROM events").fetchone()[0]
         self._first_seq = oldest or 0
         log.info("journal retention dropped %d events through seq %d", dropped, seq)
         return int(dropped)
 
     def close(self) -> None:
-        self._checkpointer.close()
+        self._checkpoints.close()
         self._db.close()  # the last connection to close checkpoints what is left, as before
-
-
-class _Checkpointer:
-    """Copies the WAL into the database file when asked, on its own thread and connection.
-
-    A checkpoint syncs as the main connection would (same ``synchronous``); only where it runs
-    changes. PASSIVE never blocks the I/O thread's writes: a checkpoint that could not copy
-    everything is simply tried again at the next request."""
-
-    def __init__(self, path: Path, *, full_sync: bool) -> None:
-        self._db = open_database(path, "", full_sync=full_sync)
-        self._wanted = threading.Event()
-        self._closing = False
-        self.finished = False  # a pass copied the bulk: the I/O thread may end the WAL
-        self.checkpoints = 0
-        self._thread = threading.Thread(target=self._run, name="journal-checkpoint", daemon=True)
-        self._thread.start()
-
-    def request(self) -> None:
-        self._wanted.set()
-
-    def _run(self) -> None:
-        while True:
-            self._wanted.wait()
-            self._wanted.clear()
-            if self._closing:
-                return
-            try:
-                (_busy, frames, copied), = self._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-            except sqlite3.Error as exc:  # the next request tries again; commits are unaffected
-                log.warning("journal checkpoint failed: %s", exc)
-                continue
-            self.checkpoints += 1
-            # Appends made meanwhile keep a PASSIVE pass here from ever ending the WAL: the
-            # I/O thread copies that short rest (Journal._wrote), then the WAL starts over.
-            self.finished = 0 < copied <= frames
-
-    def close(self) -> None:
-        self._closing = True
-        self._wanted.set()
-        self._thread.join()
-        self._db.close()
 
 
 class _Transaction:

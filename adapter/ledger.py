@@ -34,7 +34,7 @@ from typing import Any, Iterable, Iterator, Mapping
 import msgpack
 
 from . import journal
-from .storage import open_database
+from .storage import Checkpoints, open_database
 
 log = logging.getLogger(__name__)
 
@@ -181,13 +181,16 @@ def _new_prefix(avoid: frozenset[str] = frozenset()) -> str:
 
 
 class Ledger:
-    def __init__(self, directory: str | Path, *, sync: str = "normal") -> None:
+    def __init__(self, directory: str | Path, *, sync: str = "normal", background_checkpoints: bool = False) -> None:
         self.path = Path(directory) / FILE_NAME
+        self._checkpoints: Checkpoints | None = None
         # Whether the file was there before: a ledger created now has no history (stores.py).
         self.existed = self.path.exists() and self.path.stat().st_size > 0
         try:
             self._db = open_database(self.path, _SCHEMA, full_sync=sync == "full")
             self._load()
+            if background_checkpoints:  # the gateway's: its I/O thread never waits for a checkpoint's fsync
+                self._checkpoints = Checkpoints(self._db, self.path, full_sync=sync == "full", name="ledger")
         except sqlite3.DatabaseError as exc:
             if getattr(self, "_db", None) is not None:
                 self._db.close()
@@ -213,6 +216,7 @@ class Ledger:
         # The encoder thread links records too (gateway._encode_large): lookups that fill the
         # cache from SQLite must not interleave with the I/O thread's.
         self._lock = threading.RLock()
+        self._changes = 0  # total_changes when the batch began
         self._in_flight: dict[int, OrderRecord] = {}
         self._recent: OrderedDict[int, OrderRecord] = OrderedDict()  # settled, least recently used first
         self._by_key: dict[tuple[str, str], OrderRecord] = {}  # over both of the above
@@ -521,10 +525,14 @@ class Ledger:
         for a whole batch of commands or answers)."""
         with self._lock:
             self._db.execute("BEGIN")
+            self._changes = self._db.total_changes
 
     def commit(self) -> None:
         with self._lock:
             self._db.execute("COMMIT")
+            if self._checkpoints is not None and self._db.total_changes != self._changes:
+                # about a table leaf and the index leaves each changed row touches
+                self._checkpoints.wrote(4 * (self._db.total_changes - self._changes))
 
     def rollback(self, created: list[OrderRecord]) -> None:
         """After a failed commit: forget the records that never reached the disk."""
@@ -536,6 +544,8 @@ class Ledger:
                 self._states[record.state] -= 1
 
     def close(self) -> None:
+        if self._checkpoints is not None:
+            self._checkpoints.close()
         self._db.close()
 
 

@@ -105,7 +105,7 @@ class Gateway:
                 retention_bytes=self.config.retention_bytes,
             )
             self.outbox = Outbox(self.journal, sockets.pub.send_multipart, self._send)
-            self.ledger = Ledger(self.config.data_dir, sync=self.config.ledger_sync)
+            self.ledger = Ledger(self.config.data_dir, sync=self.config.ledger_sync, background_checkpoints=True)
             view = BooksView(self.config.accounts)
             view.rebuild(self.journal)
             self.desk = Desk(self.config, self.ledger, self.risk, self.killswitch, view,

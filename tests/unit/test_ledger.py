@@ -201,3 +201,29 @@ def test_prune_deletes_settled_records_of_earlier_days_and_the_next_start_accept
     journal.close()
     ledger.close()
     assert prune(tmp_path, trading_day()) == (0, 1)  # nothing more; "named" is still named by the journal
+
+
+def test_the_gateways_ledger_checkpoints_on_its_own_thread_and_its_wal_stays_bounded(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path, background_checkpoints=True)
+    wal = Path(f"{ledger.path}-wal")
+    try:
+        sizes = []
+        for batch in range(300):  # bounded: 300 batches of 10 orders
+            ledger.begin()
+            for n in range(10):
+                record = ledger.create("A", f"wal-{batch}-{n}", ARGS)
+                ledger.settle(record, "acknowledged", order_id=batch * 10 + n + 1)
+            ledger.commit()
+            sizes.append(wal.stat().st_size)
+        checkpoints = ledger._checkpoints
+        assert checkpoints is not None
+        deadline = time.monotonic() + 10
+        while checkpoints.passes == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert checkpoints.passes > 0  # SQLite's own auto-checkpoint is off: this thread did it
+        assert max(sizes) < 8 << 20  # the WAL starts over instead of growing with the day
+    finally:
+        ledger.close()
+    reopened = Ledger(tmp_path)
+    assert reopened.get("A", "wal-299-9") is not None
+    reopened.close()
