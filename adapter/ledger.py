@@ -477,6 +477,7 @@ class Ledger:
     def create(self, account_id: str, client_order_id: str, args: dict[str, Any]) -> OrderRecord:
         """Record a new order: committed before this returns, or with the batch (``begin``)."""
         now = time.time_ns()
+        same = fingerprint(args)
         with self._lock:
             # The number is chosen here, never by SQLite: it stays above every number used before,
             # also above a rebuilt ledger's floor and the numbers of rolled-back records.
@@ -484,12 +485,12 @@ class Ledger:
             self._db.execute(
                 "INSERT INTO orders (id, account_id, client_order_id, fingerprint, strategy_name, order_remark, "
                 "state, created_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (record_id, account_id, client_order_id, fingerprint(args), args["strategy_name"],
+                (record_id, account_id, client_order_id, same, args["strategy_name"],
                  args["order_remark"], SENDING, now),
             )
             self._last_id = record_id
             record = OrderRecord(
-                record_id, account_id, client_order_id, fingerprint(args), args["strategy_name"],
+                record_id, account_id, client_order_id, same, args["strategy_name"],
                 args["order_remark"], SENDING, created_ns=now,
             )
             self._keep(record)

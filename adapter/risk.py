@@ -48,6 +48,7 @@ RULES = (
 BUY, SELL = 23, 24
 LIMIT_PRICE = 11
 CHINA = dt.timezone(dt.timedelta(hours=8))  # no daylight saving in China
+_CHINA_OFFSET = 8 * 3600
 
 
 class RiskConfigError(ValueError):
@@ -188,6 +189,7 @@ class RiskEngine:
         self._wall = wall
         self._usage: dict[str, _Usage] = {}
         self.denials: dict[str, int] = {}
+        self._day = (-1, "")  # (days since the epoch in China time, its date): one strftime a day
 
     # -- checks ------------------------------------------------------------------------
 
@@ -329,6 +331,14 @@ class RiskEngine:
             raise Denial("hours.closed", f"{now:%a %H:%M:%S} China time is outside the trading sessions "
                          f"{', '.join(limits.sessions)}", list(limits.sessions), f"{now:%H:%M:%S}")
 
+    def _today(self) -> str:
+        """The trading day's date in China time (checked per order: kept until it changes)."""
+        wall = self._wall()
+        number = int((wall + _CHINA_OFFSET) // 86_400)
+        if number != self._day[0]:
+            self._day = (number, dt.datetime.fromtimestamp(wall, CHINA).strftime("%Y-%m-%d"))
+        return self._day[1]
+
     def _usage_of(self, scope: str) -> _Usage:
         usage = self._usage.get(scope)
         if usage is None:
@@ -337,7 +347,7 @@ class RiskEngine:
 
     def _check_rate(self, scope: str, limits: Limits, now: float) -> None:
         usage = self._usage_of(scope)
-        today = dt.datetime.fromtimestamp(self._wall(), CHINA).strftime("%Y-%m-%d")
+        today = self._today()
         if usage.day != today:
             usage.day, usage.today = today, 0
         if limits.orders_per_day and usage.today >= limits.orders_per_day:
@@ -372,7 +382,7 @@ class RiskEngine:
             mine = self._usage.get(f"account:{account_id}") or _Usage()
             usage[account_id] = {
                 "open_orders": len(books(account_id)["open"]),
-                "today": mine.today if mine.day == dt.datetime.fromtimestamp(self._wall(), CHINA).strftime("%Y-%m-%d") else 0,
+                "today": mine.today if mine.day == self._today() else 0,
                 "tokens": round(max(mine.tokens, 0.0), 3) if mine.tokens >= 0 else None,
             }
         return {

@@ -242,6 +242,7 @@ class Books:
         self._minimum = rules.to_decimal(config.commission_min)
         self._walk = PriceWalk(config.seed, config.walk_step)
         self.quotes: dict[str, Quote] = {}
+        self._market_values: dict[str, Decimal] = {}  # account -> value of its positions at the last prices
         for code, instrument in sorted(load_instruments(config.instruments_file or None).items()):
             tick = rules.tick_size(code)
             self.quotes[code] = Quote(instrument, instrument.prev_close, instrument.last_price, tick)
@@ -288,11 +289,17 @@ class Books:
 
     def asset(self, account_id: str) -> Asset:
         account = self.account(account_id)
-        market_value = sum(
-            (rules.trade_amount(self.quotes[p.code].last, p.volume) for p in account.positions.values()),
-            Decimal(0),
-        )
+        market_value = self._market_values.get(account_id)
+        if market_value is None:  # valued again only after a fill or a price move (revalue)
+            market_value = self._market_values[account_id] = sum(
+                (rules.trade_amount(self.quotes[p.code].last, p.volume) for p in account.positions.values()),
+                Decimal(0),
+            )
         return Asset(account_id, account.cash, account.frozen_cash, market_value)
+
+    def revalue(self) -> None:
+        """Positions or prices changed: market values are computed again when next asked."""
+        self._market_values.clear()
 
     def open_orders(self, code: str | None = None) -> list[Order]:
         found = [
@@ -499,6 +506,7 @@ class Books:
         if not quote.down <= value <= quote.up:
             raise ValueError(f"{value} is outside the daily limits [{quote.down}, {quote.up}] of {code}")
         quote.last = value
+        self.revalue()
         events: list[Event] = []
         for order in self.open_orders(code):
             self._match_order(self.accounts[order.account_id], order, quote, events)
@@ -509,6 +517,7 @@ class Books:
         if self.config.price_model == "walk":
             for quote in self.quotes.values():  # insertion order is sorted by code: reproducible
                 quote.last = self._walk.next_price(quote.last, quote.tick, quote.down, quote.up)
+            self.revalue()
         events: list[Event] = []
         for order in self.open_orders():
             self._match_order(self.accounts[order.account_id], order, self.quotes[order.code], events)
@@ -523,6 +532,7 @@ class Books:
         self._fill(account, order, quote.last, volume, events)
 
     def _fill(self, account: Account, order: Order, price: Decimal, volume: int, events: list[Event]) -> None:
+        self._market_values.pop(account.account_id, None)  # its holding changes
         amount = rules.trade_amount(price, volume)
         fee = rules.commission(amount, self._rate, self._minimum)
         position = account.positions.get(order.code)

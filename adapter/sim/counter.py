@@ -256,6 +256,7 @@ class SimCounter:
         books.next_order_id = max(saved_ids[0], top_order + 1, FIRST_ORDER_ID)
         books.next_sysid = max(saved_ids[1], top_sysid + 1, FIRST_SYSID)
         books.next_trade_id = max(saved_ids[2], top_trade + 1, FIRST_TRADE_ID)
+        books.revalue()  # positions and prices came from the file
 
     def _touch(self, changed: Order) -> None:
         """Note a new or changed order for the next write (other books are diffed)."""

@@ -303,3 +303,20 @@ def test_a_status_change_outside_the_table_raises() -> None:
     order.status = C.ORDER_UNREPORTED  # e.g. left behind by a failed round: next_day cannot expire it
     with pytest.raises(B.status.IllegalStatusTransition, match="ORDER_UNREPORTED -> ORDER_CANCELED"):
         books.next_day()
+
+
+def test_the_asset_is_valued_again_after_every_fill_and_price_move() -> None:
+    books = make_books()
+
+    def valued_now() -> Decimal:
+        account = books.account(ACCOUNT)
+        return sum((rules.trade_amount(books.quote(p.code).last, p.volume) for p in account.positions.values()),
+                   Decimal(0))
+
+    assert books.asset(ACCOUNT).market_value == valued_now() == Decimal("11800.00")
+    buy(books, 200)  # fills at once: a new holding
+    assert books.asset(ACCOUNT).market_value == valued_now() == Decimal("11800.00") + Decimal("2120.00")
+    books.set_price("600000.SH", 10.70)
+    assert books.asset(ACCOUNT).market_value == valued_now()
+    sell(books, 1000)
+    assert books.asset(ACCOUNT).market_value == valued_now() == Decimal("2140.00")
