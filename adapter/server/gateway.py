@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 # Commands read per wake-up before the inbox gets a turn, so neither side starves.
 COMMAND_BATCH = 256
+INBOX_BATCH = 512  # broker messages handled per wake-up: a burst never keeps commands waiting long
 DROP_DELAY = 0.2  # seconds between a reload's reply and dropping connections, so the reply leaves
 # A query answer this long (records) is linked and encoded on the encoder thread, not the I/O
 # thread, so a day's orders do not stall everyone else; at most MAX_ENCODING wait there.
@@ -448,7 +449,7 @@ class Gateway:
 
     def _handle_inbox(self) -> bool:
         with self._batched():
-            for item in self._inbox.drain():
+            for item in self._inbox.drain(INBOX_BATCH):
                 if isinstance(item, Encoded):
                     self.encoder.done(item)
                     reply = item.reply

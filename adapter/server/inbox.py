@@ -37,17 +37,21 @@ class Inbox:
         """Thread-safe; never blocks."""
         self._items.append(item)
         if not self._signalled:
-            self._signalled = True
-            try:
-                if self._writer is None:
-                    os.eventfd_write(self._fd, 1)
-                else:
-                    self._writer.send(b"\x00")
-            except (BlockingIOError, OSError):
-                pass  # a full counter or pipe already holds a wake-up
+            self._wake()
 
-    def drain(self) -> list[Any]:
-        """Called by the I/O thread only. Clears the wake-up, then takes every item."""
+    def _wake(self) -> None:
+        self._signalled = True
+        try:
+            if self._writer is None:
+                os.eventfd_write(self._fd, 1)
+            else:
+                self._writer.send(b"\x00")
+        except (BlockingIOError, OSError):
+            pass  # a full counter or pipe already holds a wake-up
+
+    def drain(self, limit: int = 0) -> list[Any]:
+        """Called by the I/O thread only. Clears the wake-up, then takes every item, or at most
+        ``limit`` (the rest signals a wake-up again, so the poller comes back for it)."""
         try:
             if self._reader is None:
                 os.eventfd_read(self._fd)  # reads and zeroes the counter
@@ -59,13 +63,16 @@ class Inbox:
         # Cleared after reading the wake-up and before taking items: a producer that saw the
         # flag set has its item taken below; one that sees it clear signals anew.
         self._signalled = False
-        items = []
+        items: list[Any] = []
         pop = self._items.popleft
-        try:
-            while True:
+        while not limit or len(items) < limit:
+            try:
                 items.append(pop())
-        except IndexError:
-            return items
+            except IndexError:
+                return items
+        if self._items:
+            self._wake()
+        return items
 
     def close(self) -> None:
         if self._reader is None:
