@@ -217,6 +217,7 @@ class Ledger:
         # cache from SQLite must not interleave with the I/O thread's.
         self._lock = threading.RLock()
         self._changes = 0  # total_changes when the batch began
+        self._batching = False  # between begin and commit
         self._in_flight: dict[int, OrderRecord] = {}
         self._recent: OrderedDict[int, OrderRecord] = OrderedDict()  # settled, least recently used first
         self._by_key: dict[tuple[str, str], OrderRecord] = {}  # over both of the above
@@ -482,6 +483,7 @@ class Ledger:
             # The number is chosen here, never by SQLite: it stays above every number used before,
             # also above a rebuilt ledger's floor and the numbers of rolled-back records.
             record_id = max(self._last_id, self._id_floor) + 1
+            self._writing()
             self._db.execute(
                 "INSERT INTO orders (id, account_id, client_order_id, fingerprint, strategy_name, order_remark, "
                 "state, created_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -510,6 +512,7 @@ class Ledger:
                 if response is not None or record.response is not None else None
             new_order_id = order_id if order_id is not None else record.order_id
             new_error = error_msg if error_msg or state == ACKNOWLEDGED else record.error_msg  # no old reason kept
+            self._writing()
             self._db.execute(
                 "UPDATE orders SET state = ?, order_id = ?, error_msg = ?, response = ? WHERE id = ?",
                 (state, new_order_id, new_error, blob, record.id),
@@ -523,13 +526,21 @@ class Ledger:
 
     def begin(self) -> None:
         """Hold the writes that follow in one transaction, until ``commit`` (one disk write
-        for a whole batch of commands or answers)."""
-        with self._lock:
+        for a whole batch of commands or answers). The transaction opens at the first write:
+        a batch that records nothing costs nothing."""
+        self._batching = True
+
+    def _writing(self) -> None:
+        """Before a write (under the lock): open the batch's transaction if it is not open."""
+        if self._batching and not self._db.in_transaction:
             self._db.execute("BEGIN")
             self._changes = self._db.total_changes
 
     def commit(self) -> None:
         with self._lock:
+            self._batching = False
+            if not self._db.in_transaction:
+                return
             self._db.execute("COMMIT")
             if self._checkpoints is not None and self._db.total_changes != self._changes:
                 # about a table leaf and the index leaves each changed row touches
@@ -538,6 +549,7 @@ class Ledger:
     def rollback(self, created: list[OrderRecord]) -> None:
         """After a failed commit: forget the records that never reached the disk."""
         with self._lock:
+            self._batching = False
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
             for record in created:
