@@ -222,6 +222,7 @@ class Ledger:
         self._recent: OrderedDict[int, OrderRecord] = OrderedDict()  # settled, least recently used first
         self._by_key: dict[tuple[str, str], OrderRecord] = {}  # over both of the above
         self._by_order_id: dict[tuple[str, int], OrderRecord] = {}
+        self._sending: dict[str, set[int]] = {}  # account -> its records in state sending
         # Counts of the states in flight are exact from the start; the settled ones are read
         # once, when first asked for, and kept from then on.
         self._states: Counter[str] = Counter()
@@ -356,6 +357,11 @@ class Ledger:
     def _keep(self, record: OrderRecord) -> None:
         """Hold a record in memory: in flight for as long as it is, else among the recent."""
         record.tag = record.tag or self._tag(record.id)
+        sending = self._sending.setdefault(record.account_id, set())
+        if record.state == SENDING:
+            sending.add(record.id)
+        else:
+            sending.discard(record.id)
         if record.state in IN_FLIGHT:
             self._recent.pop(record.id, None)
             self._in_flight[record.id] = record
@@ -370,6 +376,7 @@ class Ledger:
             self._by_order_id[(record.account_id, record.order_id)] = record
 
     def _drop(self, record: OrderRecord) -> None:
+        self._sending.get(record.account_id, set()).discard(record.id)
         self._in_flight.pop(record.id, None)
         self._recent.pop(record.id, None)
         key = (record.account_id, record.client_order_id)
@@ -460,6 +467,10 @@ class Ledger:
                 if account_id is None or record.account_id == account_id:
                     found[record.id] = record
         return [found[number] for number in sorted(found)]
+
+    def sending(self, account_id: str) -> int:
+        """The account's orders on their way to the counter (the risk checks' in-flight count)."""
+        return len(self._sending.get(account_id, ()))
 
     def in_flight(self) -> list[OrderRecord]:
         return list(self._in_flight.values())

@@ -236,9 +236,8 @@ class Desk:
         key_name = key.name if self._curve else None
         account_id = args["account_id"]
         if spec.kind in (ops.ORDER, ops.ORDER_ASYNC):
-            sending = sum(1 for r in self.ledger.in_flight() if r.account_id == account_id and r.state == SENDING)
             self.risk.check_order(account_id, key_name, args, self.view.books(account_id), self.killswitch.state,
-                                  in_flight=sending)
+                                  in_flight=self.ledger.sending(account_id))
         else:
             self.risk.check_cancel(account_id, key_name)
 

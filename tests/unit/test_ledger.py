@@ -227,3 +227,21 @@ def test_the_gateways_ledger_checkpoints_on_its_own_thread_and_its_wal_stays_bou
     reopened = Ledger(tmp_path)
     assert reopened.get("A", "wal-299-9") is not None
     reopened.close()
+
+
+def test_orders_on_their_way_are_counted_per_account(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path)
+    a1, a2 = ledger.create("A", "c1", ARGS), ledger.create("A", "c2", ARGS)
+    ledger.create("B", "c3", ARGS)
+    assert (ledger.sending("A"), ledger.sending("B"), ledger.sending("C")) == (2, 1, 0)
+    ledger.settle(a1, ACKNOWLEDGED, order_id=1)
+    ledger.settle(a2, UNKNOWN, error_msg="time-out")
+    assert (ledger.sending("A"), ledger.sending("B")) == (0, 1)
+    ledger.begin()
+    ledger.create("A", "c4", ARGS)
+    ledger.rollback([r for r in ledger.in_flight() if r.client_order_id == "c4"])
+    assert ledger.sending("A") == 0
+    ledger.close()
+    reopened = Ledger(tmp_path)
+    assert (reopened.sending("A"), reopened.sending("B")) == (0, 1)
+    reopened.close()
