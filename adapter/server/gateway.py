@@ -12,6 +12,7 @@ import contextlib
 import logging
 import threading
 import time
+from pathlib import Path
 from typing import Any, Iterator
 
 import zmq
@@ -36,6 +37,7 @@ from .metrics import Metrics
 from .outbox import Outbox
 from .sockets import Sockets, bind, peer_changes, rebind, user_id
 from .view import BooksView
+from .viewstore import FILE_NAME as VIEW_FILE
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +102,7 @@ class Gateway:
         sockets = self.sockets = bind(self.config, self.access, self.bounds.subscriptions.frame_cap,
                                       monitored=self.metrics is not None)
         self.router_endpoint, self.pub_endpoint = sockets.router_endpoint, sockets.pub_endpoint
+        view: BooksView | None = None
         try:
             if self.metrics is not None:
                 self.metrics_port = self.metrics.serve(self.config.metrics_port)
@@ -111,7 +114,7 @@ class Gateway:
             )
             self.outbox = Outbox(self.journal, sockets.pub.send_multipart, self._send)
             self.ledger = Ledger(self.config.data_dir, sync=self.config.ledger_sync, background_checkpoints=True)
-            view = BooksView(self.config.accounts)
+            view = BooksView(self.config.accounts, Path(self.config.data_dir) / VIEW_FILE)
             view.rebuild(self.journal)
             self.desk = Desk(self.config, self.ledger, self.risk, self.killswitch, view,
                              curve=self.access.curve, metrics=self.metrics)
@@ -136,6 +139,8 @@ class Gateway:
                 if store is not None:
                     store.close()
             self.journal = self.ledger = None
+            if view is not None:
+                view.close()
             raise
         # Reconciled by the I/O thread before it reads any command (see _run).
         for account_id, books in self.broker.view.items():
@@ -180,6 +185,7 @@ class Gateway:
             if store is not None:
                 store.close()
         self.journal = self.ledger = None
+        self.desk.view.close()
         log.info("stopped")
 
     def reload(self) -> None:
@@ -450,6 +456,9 @@ class Gateway:
                 else:
                     self._act(action)
             self._flush(replies)  # the batch's events and replies, in the order they were made
+            # The view writes its finished orders and trades once the replies and events are out
+            # (lookups see them meanwhile); never raises.
+            self.desk.view.commit()
 
     def _handle_inbox(self) -> bool:
         with self._batched():
