@@ -80,7 +80,7 @@ def _serve(args: argparse.Namespace) -> int:
     configure(config.log_level, config.log_json)
     log.info("qmt-adapter %s starting (backend %s)", __version__, config.backend)
     if args.reset_ledger:
-        from .ledger import reset
+        from .server.ledger import reset
 
         try:
             reset(config.data_dir)  # archives orders.sqlite3 and says so loudly; the start records what is lost
@@ -106,7 +106,7 @@ def _serve(args: argparse.Namespace) -> int:
     gateway = Gateway(config, args.config)
     if hasattr(signal, "SIGHUP"):  # not on Windows: use 'qmt-adapter reload' there
         signal.signal(signal.SIGHUP, lambda *_: gateway.reload())
-    from .ledger import LedgerUnreadable
+    from .server.ledger import LedgerUnreadable
     from .server.stores import StoresMismatch
 
     try:

@@ -92,11 +92,11 @@ class Config:
     insecure: bool = False  # allow binding non-loopback addresses without CURVE
     log_level: str = "INFO"
     sim: SimConfig = field(default_factory=SimConfig)
-    risk: dict[str, Any] = field(default_factory=dict)  # [risk] limits (adapter/risk.py); reloadable
+    risk: dict[str, Any] = field(default_factory=dict)  # [risk] limits (adapter/server/risk.py); reloadable
 
     def risk_config(self) -> Any:
         """The parsed ``[risk]`` table (a ``RiskConfig``)."""
-        from .risk import RiskConfigError, parse_risk
+        from .server.risk import RiskConfigError, parse_risk
 
         try:
             return parse_risk(self.risk)

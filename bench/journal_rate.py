@@ -27,7 +27,7 @@ import zmq
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from adapter.config import load_config  # noqa: E402
-from adapter.journal import Journal  # noqa: E402
+from adapter.server.journal import Journal  # noqa: E402
 from adapter.protocol import encode_event, events  # noqa: E402
 
 ORDER = {name: 0 for name in events.ORDER_FIELDS} | {

@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from adapter.ledger import ACKNOWLEDGED, FILE_NAME, Ledger  # noqa: E402
+from adapter.server.ledger import ACKNOWLEDGED, FILE_NAME, Ledger  # noqa: E402
 
 ARGS = {"account_type": "STOCK", "stock_code": "600000.SH", "order_type": 23, "order_volume": 100,
         "price_type": 11, "price": 10.7, "strategy_name": "bench", "order_remark": "ledger_memory"}

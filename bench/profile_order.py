@@ -71,8 +71,8 @@ def _instrument() -> None:
     from xtquant import xttrader
 
     from adapter.broker import xt
-    from adapter.journal import Journal
-    from adapter.ledger import Ledger
+    from adapter.server.journal import Journal
+    from adapter.server.ledger import Ledger
     from adapter.server import gateway, inbox
     from adapter.sim import counter
 

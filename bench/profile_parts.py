@@ -21,7 +21,7 @@ import zmq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from adapter.journal import Journal  # noqa: E402
+from adapter.server.journal import Journal  # noqa: E402
 from adapter.protocol import decode_request, encode_event, encode_ok, encode_request, events  # noqa: E402
 from adapter.server.inbox import Inbox  # noqa: E402
 

@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from .. import __version__
 from ..config import ConfigError
-from ..journal import SeqExpired
+from .journal import SeqExpired
 from ..keys import ClientKey, KeyFileError
 from ..protocol import PROTOCOL_VERSION, ProtocolError, errors, events
-from ..risk import HALTED, NORMAL, REDUCE_ONLY
+from .risk import HALTED, NORMAL, REDUCE_ONLY
 from . import access
 from .bounds import page_bytes
 

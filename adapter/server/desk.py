@@ -24,9 +24,9 @@ from typing import Any, Callable, Union
 from ..broker.messages import Answered, Books, BrokerMessage, Connection, Failed, Pushed, Responded, Sent
 from ..config import Config
 from ..keys import ClientKey
-from ..ledger import ACKNOWLEDGED, IN_FLIGHT, NOT_PLACED, REJECTED, SENDING, UNKNOWN, Ledger, OrderRecord, fingerprint, new_client_order_id
+from .ledger import ACKNOWLEDGED, IN_FLIGHT, NOT_PLACED, REJECTED, SENDING, UNKNOWN, Ledger, OrderRecord, fingerprint, new_client_order_id
 from ..protocol import ProtocolError, errors, events, mapping, ops
-from ..risk import HALTED, Denial, RiskEngine
+from .risk import HALTED, Denial, RiskEngine
 from . import access
 from .killswitch import KillSwitch
 from .metrics import Metrics

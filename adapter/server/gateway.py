@@ -20,12 +20,12 @@ import zmq
 from ..broker import XtBroker
 from ..broker.messages import Books, BrokerMessage, Connection
 from ..config import Config, ConfigError, load_risk
-from ..journal import Journal
+from .journal import Journal
 from ..keys import ClientKey, KeyFileError
-from ..ledger import Ledger
+from .ledger import Ledger
 from ..protocol import ProtocolError, RequestError, decode_request, encode_error, encode_event, encode_ok, encode_ok_packed, errors, events, ops
-from ..reference import reference_for
-from ..risk import HALTED, NORMAL, REDUCE_ONLY, RiskEngine
+from .reference import reference_for
+from .risk import HALTED, NORMAL, REDUCE_ONLY, RiskEngine
 from . import access, admin
 from .access import Access
 from .bounds import Bounds

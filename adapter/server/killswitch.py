@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..risk import HALTED, NORMAL, TRADING_STATES
+from .risk import HALTED, NORMAL, TRADING_STATES
 
 log = logging.getLogger(__name__)
 

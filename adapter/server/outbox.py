@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable
 
-from ..journal import Journal
+from .journal import Journal
 from ..protocol import encode_event
 
 log = logging.getLogger(__name__)

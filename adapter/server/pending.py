@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ..keys import ClientKey
-from ..ledger import OrderRecord
+from .ledger import OrderRecord
 from ..protocol import ops
 
 

@@ -29,9 +29,9 @@ from typing import Any, Callable, Container, Iterable, Iterator, Mapping, Sequen
 
 import msgpack
 
-from .. import journal as journal_module
-from .. import ledger as ledger_module
-from ..ledger import ACKNOWLEDGED, REJECTED, Ledger, LedgerUnreadable, OrderRecord, make_tag, parse_tag
+from . import journal as journal_module
+from . import ledger as ledger_module
+from .ledger import ACKNOWLEDGED, REJECTED, Ledger, LedgerUnreadable, OrderRecord, make_tag, parse_tag
 from .. import market
 from ..protocol import mapping
 

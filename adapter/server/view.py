@@ -25,13 +25,13 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Ty
 
 import msgpack
 
-from ..ledger import day_start_ns, trading_day
+from .ledger import day_start_ns, trading_day
 from ..protocol import unpack
 from ..protocol.mapping import FINAL_ORDER_STATUSES, ORDER_STATUS_NAMES, STOCK_BUY
 from .viewstore import FileStore, FullKey, MemoryStore, Writes
 
 if TYPE_CHECKING:
-    from ..journal import Journal
+    from .journal import Journal
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from ..storage import Checkpoints, open_database
+from .storage import Checkpoints, open_database
 
 log = logging.getLogger(__name__)
 

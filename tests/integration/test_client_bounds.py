@@ -12,7 +12,7 @@ import pytest
 import zmq
 
 from adapter.client import Client
-from adapter.journal import Journal
+from adapter.server.journal import Journal
 from adapter.protocol import encode_event, encode_request
 
 from ..conftest import ACCOUNT, raw_dealer, subscribed_log, wait_for

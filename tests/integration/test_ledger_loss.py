@@ -21,7 +21,7 @@ import pytest
 
 from adapter.broker import XtBroker
 from adapter.client import Client
-from adapter.ledger import LedgerUnreadable
+from adapter.server.ledger import LedgerUnreadable
 from adapter.server import stores
 from adapter.server.stores import StoresMismatch
 

@@ -64,7 +64,7 @@ def test_the_readme_lists_every_setting(tmp_path: Path) -> None:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
     block = readme.split("## Configuration", 1)[1].split("```toml", 1)[1].split("```", 1)[0]
     listed = {line.split("=", 1)[0].strip() for line in block.splitlines() if "=" in line and not line.startswith("[")}
-    from adapter.risk import Limits
+    from adapter.server.risk import Limits
 
     wanted = {f.name for f in fields(Config) if f.name not in ("sim", "risk")}
     wanted |= {f.name for f in fields(SimConfig) if f.name != "positions"} | {f.name for f in fields(Limits)}
@@ -86,7 +86,7 @@ def test_the_readme_lists_every_setting(tmp_path: Path) -> None:
                     assert sim_value == defaults["sim"][sim_name], f"README sim.{sim_name}"
         elif name == "risk":
             limits = listed_config.risk_config().base
-            assert limits == Limits(), "README [risk] differs from adapter/risk.py Limits defaults"
+            assert limits == Limits(), "README [risk] differs from adapter/server/risk.py Limits defaults"
         else:
             assert value == defaults[name], f"README {name} = {value!r}, the default is {defaults[name]!r}"
 

@@ -15,10 +15,10 @@ import pytest
 from adapter.broker.messages import Answered, Books, Connection, Failed, Pushed, Responded, Sent
 from adapter.config import Config
 from adapter.keys import ClientKey
-from adapter.ledger import ACKNOWLEDGED, NOT_PLACED, REJECTED, SENDING, UNKNOWN, Ledger, OrderRecord
+from adapter.server.ledger import ACKNOWLEDGED, NOT_PLACED, REJECTED, SENDING, UNKNOWN, Ledger, OrderRecord
 from adapter.protocol import ProtocolError, errors, events, mapping, ops
-from adapter.reference import reference_for
-from adapter.risk import HALTED, RiskEngine
+from adapter.server.reference import reference_for
+from adapter.server.risk import HALTED, RiskEngine
 from adapter.server import access
 from adapter.server.desk import GATEWAY_CLIENT, Control, Desk, Publish, Reconnect, Refuse, Reply, Submit
 from adapter.server.killswitch import KillSwitch

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from adapter.journal import Journal, SeqExpired
+from adapter.server.journal import Journal, SeqExpired
 
 
 def rows(first: int, last: int, topic: str = "order.1", ts0: int = 1_000, size: int = 10) -> list[tuple[int, int, str, bytes]]:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from adapter.cli import main
-from adapter.ledger import (
+from adapter.server.ledger import (
     ACKNOWLEDGED, NOT_PLACED, RECENT, REJECTED, SENDING, STATES, TRANSITIONS, UNKNOWN, IllegalTransition, Ledger,
     OrderRecord, day_start_ns, fingerprint, trading_day,
 )
@@ -160,7 +160,7 @@ def test_order_outcomes_lists_the_day_and_what_is_in_flight(tmp_path: Path) -> N
 
 
 def test_prune_deletes_settled_records_of_earlier_days_and_the_next_start_accepts_it(tmp_path: Path) -> None:
-    from adapter.journal import Journal
+    from adapter.server.journal import Journal
     from adapter.protocol.codec import encode_event
     from adapter.server.stores import check_stores
 

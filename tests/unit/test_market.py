@@ -251,6 +251,6 @@ def test_the_risk_checks_load_nothing_of_the_simulator() -> None:
     import subprocess
     import sys
 
-    code = "import sys, adapter.risk, adapter.reference; print(any(m.startswith('adapter.sim') for m in sys.modules))"
+    code = "import sys, adapter.server.risk, adapter.server.reference; print(any(m.startswith('adapter.sim') for m in sys.modules))"
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert loaded.stdout.strip() == "False"

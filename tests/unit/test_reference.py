@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from adapter.reference import RETRY_AFTER, XtdataReference
-from adapter.risk import ReferenceUnavailable
+from adapter.server.reference import RETRY_AFTER, XtdataReference
+from adapter.server.risk import ReferenceUnavailable
 
 from ..conftest import wait_for
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from adapter.risk import (
+from adapter.server.risk import (
     CHINA,
     HALTED,
     NORMAL,

@@ -1,5 +1,5 @@
 """The start-up check of the order ledger against the journal and the counter, the rebuild plan,
-and the ledger's parts they use (adapter/server/stores.py, adapter/ledger.py). No sockets."""
+and the ledger's parts they use (adapter/server/stores.py, adapter/server/ledger.py). No sockets."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from adapter.config import ConfigError, load_config
-from adapter.journal import Journal
-from adapter.ledger import (
+from adapter.server.journal import Journal
+from adapter.server.ledger import (
     ACKNOWLEDGED, REJECTED, Ledger, LedgerUnreadable, archive, fingerprint, in_use, make_tag, reset,
 )
 from adapter.protocol import encode_event, events
@@ -264,7 +264,7 @@ def test_a_rebuild_recovers_numbers_states_responses_and_fingerprints() -> None:
 
 
 def test_a_rebuild_keeps_the_surviving_records_and_numbers_above_the_journals_note() -> None:
-    from adapter.ledger import OrderRecord
+    from adapter.server.ledger import OrderRecord
 
     kept = OrderRecord(1, A, "c1", fingerprint(ARGS), "s", "mine", ACKNOWLEDGED, order_id=101)
     evidence = gather_evidence([sighting(1, "order", "c1", order_event("c1", 101)),

@@ -16,8 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from adapter.journal import Journal
-from adapter.ledger import day_start_ns, trading_day
+from adapter.server.journal import Journal
+from adapter.server.ledger import day_start_ns, trading_day
 from adapter.protocol import events
 from adapter.protocol.codec import encode_event
 from adapter.protocol.mapping import ORDER_JUNK, ORDER_STATUS_NAMES, STOCK_BUY, STOCK_SELL

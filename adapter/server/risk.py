@@ -18,8 +18,8 @@ from collections import deque
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Callable
 
-from . import market as rules
-from .market import Instrument
+from .. import market as rules
+from ..market import Instrument
 
 NORMAL, HALTED, REDUCE_ONLY = "normal", "halted", "reduce_only"
 TRADING_STATES = (NORMAL, HALTED, REDUCE_ONLY)

@@ -17,10 +17,10 @@ import threading
 import time
 from typing import Any, Callable
 
-from .config import Config
+from ..config import Config
 from .risk import CHINA, ReferenceUnavailable
-from . import market as rules
-from .market import Instrument
+from .. import market as rules
+from ..market import Instrument
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ MAX_WAITING = 256  # codes being fetched at once at most; beyond, checks go with
 
 def reference_for(config: Config) -> Callable[[str], Instrument | None]:
     if config.backend == "sim":  # the simulated counter's own table: what it trades is what is listed
-        from .sim.instruments import load_instruments
+        from ..sim.instruments import load_instruments
 
         return load_instruments(config.sim.instruments_file or None).get
     return XtdataReference()
