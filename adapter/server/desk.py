@@ -541,12 +541,15 @@ class Desk:
             for data in counter_records:
                 self.link(data)
         published = 0
+        # One read of the view's store for the day, not one per counter record.
+        seen_trades = set(known["trades"])
+        seen_orders = {order["order_id"]: order for order in known["orders"].records()}
         for trade in trades:
-            if trade["traded_id"] not in known["trades"]:
+            if trade["traded_id"] not in seen_trades:
                 self._publish("trade", account_id, trade, now, reconciled=True)
                 published += 1
         for order in orders:
-            if known["orders"].get(order["order_id"]) != order:
+            if seen_orders.get(order["order_id"]) != order:
                 self._publish("order", account_id, order, now, reconciled=True)
                 published += 1
         for position in books.get("positions", ()):
