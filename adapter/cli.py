@@ -100,9 +100,6 @@ def _serve(args: argparse.Namespace) -> int:
             return 1
         if created:
             log.info("created the server key pair; give %s to clients", public)
-    from .server.gateway import GIL_SWITCH_INTERVAL
-
-    sys.setswitchinterval(GIL_SWITCH_INTERVAL)  # the I/O thread gets the GIL back sooner (see there)
     gateway = Gateway(config, args.config)
     if hasattr(signal, "SIGHUP"):  # not on Windows: use 'qmt-adapter reload' there
         signal.signal(signal.SIGHUP, lambda *_: gateway.reload())

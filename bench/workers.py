@@ -7,7 +7,6 @@ share an interpreter lock with the measuring side. Only loopback addresses are u
 from __future__ import annotations
 
 import logging
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -92,10 +91,8 @@ def gateway(conn: Any, settings: dict[str, Any]) -> None:
     """The gateway over the sim, with the journal on; pushes asset events on request."""
     from adapter.config import SimConfig, load_config
     from adapter.server import Gateway
-    from adapter.server.gateway import GIL_SWITCH_INTERVAL
 
     logging.basicConfig(level=logging.WARNING)
-    sys.setswitchinterval(GIL_SWITCH_INTERVAL)  # as `qmt-adapter serve` runs it
     with tempfile.TemporaryDirectory() as directory:
         sim = SimConfig(**settings.get("sim", {}))
         config = load_config(

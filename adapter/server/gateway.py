@@ -43,10 +43,6 @@ log = logging.getLogger(__name__)
 
 # Commands read per wake-up before the inbox gets a turn, so neither side starves.
 COMMAND_BATCH = 256
-# The gateway process's GIL switch interval (Python's default: 5 ms). The I/O thread waits for
-# the GIL after every socket call; with the broker, callback and encoder threads busy it waited
-# up to 5 ms each time. Set by `qmt-adapter serve` and the bench, not by a library import.
-GIL_SWITCH_INTERVAL = 0.0005
 INBOX_BATCH = 512  # broker messages handled per wake-up: a burst never keeps commands waiting long
 DROP_DELAY = 0.2  # seconds between a reload's reply and dropping connections, so the reply leaves
 # A query answer this long (records) is linked and encoded on the encoder thread, not the I/O
