@@ -25,7 +25,7 @@ from ..keys import ClientKey, KeyFileError
 from .ledger import Ledger
 from ..protocol import ProtocolError, RequestError, decode_request, encode_error, encode_event, encode_ok, encode_ok_packed, errors, events, ops
 from .reference import reference_for
-from .risk import HALTED, NORMAL, REDUCE_ONLY, RiskEngine
+from .risk import RiskEngine
 from . import access, admin
 from .access import Access
 from .bounds import Bounds
@@ -34,8 +34,9 @@ from .encoding import Encoded, LargeAnswers, unrecorded
 from .inbox import Inbox
 from .killswitch import KillSwitch
 from .metrics import Metrics
+from .observe import Observer
 from .outbox import Outbox
-from .sockets import Sockets, bind, peer_changes, rebind, user_id
+from .sockets import Sockets, bind, rebind, user_id
 from .view import BooksView
 from .viewstore import FILE_NAME as VIEW_FILE
 
@@ -72,8 +73,7 @@ class Gateway:
         self.killswitch = KillSwitch(config.data_dir)
         self.metrics: Metrics | None = Metrics() if config.metrics_port else None
         self.metrics_port = 0
-        self._asked: dict[tuple[bytes, Any], tuple[str, float]] = {}  # (client, request id) -> (op, read at)
-        self._peers = {"router": 0, "pub": 0}
+        self.observer = Observer(self.metrics)
         self.journal: Journal | None = None
         self.ledger: Ledger | None = None
         self.desk: Desk = None  # type: ignore[assignment]  # made in start(), with the ledger
@@ -221,7 +221,7 @@ class Gateway:
                     self._read_subscriptions(pub)
                 for monitor, name in self.sockets.monitors:
                     if monitor in ready:
-                        self._count_peers(monitor, name)
+                        self.observer.peers(monitor, name)
                 if inbox_fd in ready:
                     running = self._handle_inbox()
                 now = time.monotonic()
@@ -255,29 +255,13 @@ class Gateway:
             wake = min(wake, self._drop_at)
         return max(0, int((wake - time.monotonic()) * 1000) + 1)
 
-    def _count_peers(self, monitor: zmq.Socket, name: str) -> None:
-        self._peers[name] = max(self._peers[name] + peer_changes(monitor), 0)
-        assert self.metrics is not None
-        self.metrics.clients.labels(name).set(self._peers[name])
-
-    def _refresh_metrics(self) -> None:
-        """Gauges that read the journal and the ledger: refreshed here, on the I/O thread."""
-        metrics = self.metrics
-        if metrics is None or self.journal is None:
-            return
-        status = self.desk.status()
-        metrics.journal_bytes.set(float(self.journal.info()["size_bytes"]))  # type: ignore[arg-type]
-        metrics.last_seq.set(self.outbox.published_seq)
-        metrics.connected.set(1 if status["connected"] else 0)
-        metrics.unknown_orders.set(status["unknown_orders"])
-        for state in (NORMAL, HALTED, REDUCE_ONLY):
-            metrics.trading_halted.labels(state).set(1 if status["trading_state"] == state else 0)
-
     def _heartbeat(self, now: float) -> None:
         self._next_heartbeat = now + self.config.heartbeat_interval
         if self.outbox.unjournaled and not self._batching:
             self._flush()  # the journal may take the waiting events now
-        self._refresh_metrics()
+        if self.journal is not None:
+            self.observer.refresh(int(self.journal.info()["size_bytes"]), self.outbox.published_seq,  # type: ignore[call-overload]
+                                  self.desk.status())
         self._apply_retention()
         data = {"last_seq": self.outbox.published_seq, "connected": self.desk.connected,
                 "interval": self.config.heartbeat_interval}
@@ -353,12 +337,7 @@ class Gateway:
         except RequestError as exc:
             self._reply_error(envelope, exc.request_id, exc.code, exc.message)
             return
-        if self.metrics is not None:
-            # Only known op names become labels: a client cannot grow the label set.
-            op = request.op if isinstance(request.op, str) and request.op in ops.OPS else "unknown"
-            if len(self._asked) > 100_000:
-                self._asked.clear()
-            self._asked[(envelope[0], request.id)] = (op, time.perf_counter())
+        self.observer.asked(envelope[0], request.id, request.op)
         try:
             self._on_request(envelope, request, key)
         except Exception:
@@ -466,7 +445,7 @@ class Gateway:
                         self._reply_error(reply.envelope, reply.request_id, errors.INTERNAL_ERROR,
                                           "internal error; see the gateway log")
                     else:
-                        self._observe(reply.envelope, reply.request_id, "ok")
+                        self.observer.answered(reply.envelope[0], reply.request_id, "ok")
                         self._send(reply.envelope, encode_ok_packed(reply.request_id, item.packed))
                 elif item is _RELOAD:
                     try:
@@ -535,8 +514,7 @@ class Gateway:
         else:
             self.desk.storage_failed(JOURNAL_STORE, self.outbox.error)
         self._carry_out()  # the storage alarm or its all-clear
-        if journaled and self.metrics is not None:
-            self.metrics.events.inc(self.outbox.published - before)
+        self.observer.published(self.outbox.published - before)
         if journaled:
             self._apply_retention()
 
@@ -555,7 +533,7 @@ class Gateway:
     # -- replies ----------------------------------------------------------------------
 
     def _reply_ok(self, envelope: list[bytes], request_id: Any, result: Any) -> None:
-        self._observe(envelope, request_id, "ok")
+        self.observer.answered(envelope[0], request_id, "ok")
         self._send(envelope, encode_ok(request_id, result))
 
     def _reply_error(
@@ -565,20 +543,8 @@ class Gateway:
 
     def _error_payload(self, refusal: Refuse) -> bytes:
         self.stats["errors"] += 1
-        self._observe(refusal.envelope, refusal.request_id, refusal.code)
+        self.observer.answered(refusal.envelope[0], refusal.request_id, refusal.code)
         return encode_error(refusal.request_id, refusal.code, refusal.message, refusal.details)
-
-    def _observe(self, envelope: list[bytes], request_id: Any, outcome: str) -> None:
-        if self.metrics is None:
-            return
-        try:
-            asked = self._asked.pop((envelope[0], request_id), None)
-        except TypeError:  # an unhashable id never made it into the table
-            asked = None
-        op = asked[0] if asked else "invalid"
-        self.metrics.commands.labels(op, outcome).inc()
-        if asked:
-            self.metrics.latency.labels(op).observe(time.perf_counter() - asked[1])
 
     def _send(self, envelope: list[bytes], payload: bytes) -> None:
         if envelope[0] == GATEWAY_CLIENT:  # the gateway's own query: nobody to answer
