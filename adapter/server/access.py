@@ -27,7 +27,7 @@ from ..keys import (
     load_client_keys,
     load_server_secret,
 )
-from ..protocol import events, ops
+from ..protocol import event_topic, events, ops
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ def allowed_prefixes(key: ClientKey) -> list[str] | None:
         return []
     if key.accounts is None:
         return None
-    return [GATEWAY_PREFIX] + [f"{etype}.{account}." for account in sorted(key.accounts) for etype in ACCOUNT_EVENT_TYPES]
+    return [GATEWAY_PREFIX] + [event_topic(etype, account) for account in sorted(key.accounts) for etype in ACCOUNT_EVENT_TYPES]
 
 
 def narrow(prefix: str, allowed: list[str] | None) -> list[str]:

@@ -30,12 +30,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Protocol
 
-from ..protocol import events
+from ..protocol import event_topic, events
+from .access import ACCOUNT_EVENT_TYPES, GATEWAY_PREFIX
 
 log = logging.getLogger(__name__)
 
-GATEWAY_PREFIX = "gateway."
-ACCOUNT_EVENT_TYPES = tuple(sorted(t for t in events.EVENT_FIELDS if not t.startswith(GATEWAY_PREFIX)))
 GATEWAY_EVENT_TYPES = tuple(sorted(t for t in events.EVENT_FIELDS if t.startswith(GATEWAY_PREFIX)))
 # ZMTP 3.1 sends a subscription as a command frame: "\x09SUBSCRIBE" + prefix (older peers: "\x01").
 SUBSCRIBE_OVERHEAD = 10
@@ -56,14 +55,10 @@ def topics(accounts: Iterable[str]) -> frozenset[str]:
     bare type of an account event without an account, and the ``gateway.*`` types."""
     served = sorted(set(accounts))
     return frozenset(
-        [f"{etype}.{account}." for etype in ACCOUNT_EVENT_TYPES for account in served]
+        [event_topic(etype, account) for etype in ACCOUNT_EVENT_TYPES for account in served]
         + list(ACCOUNT_EVENT_TYPES)
         + list(GATEWAY_EVENT_TYPES)
     )
-
-
-def longest_topic(accounts: Iterable[str]) -> int:
-    return max(len(topic.encode()) for topic in topics(accounts))
 
 
 class SubscriptionBounds:
