@@ -147,12 +147,13 @@ def counter_case(sim: dict[str, Any], count: int, price: float, warmup: int = 20
     return percentiles(samples)
 
 
-def pipelined(socket: zmq.Socket, total: int, window: int) -> float:
+def pipelined(socket: zmq.Socket, total: int, window: int, first: int = 0) -> float:
+    """Orders per second with ``window`` in flight; ``first`` numbers the requests (unique ids)."""
     sent = received = 0
     start = time.perf_counter()
     while received < total:
         while sent < total and sent - received < window:
-            socket.send(order_request(sent))
+            socket.send(order_request(first + sent))
             sent += 1
         reply = msgpack.unpackb(socket.recv(), raw=False)
         if not reply.get("ok"):

@@ -28,13 +28,12 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-import msgpack
 import zmq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from . import workers  # noqa: E402
-from .__main__ import POSITIONS, RISK, dealer, instruments_file, order_request  # noqa: E402
+from .__main__ import POSITIONS, RISK, dealer, instruments_file, order_request, pipelined  # noqa: E402
 
 SPAWN = multiprocessing.get_context("spawn")
 STAMPS: list[tuple[int, str]] = []
@@ -188,7 +187,6 @@ class _ThreadProfiles:
 def gateway_child(conn: Any, settings: dict[str, Any], cprofile: bool, stamps: bool = True,
                   switch: float = 0.0, experiments: tuple[str, ...] = ()) -> None:
     global _original_post
-    from adapter.config import SimConfig, load_config
     from adapter.server import Gateway, inbox
 
     from . import profile_experiments
@@ -202,11 +200,7 @@ def gateway_child(conn: Any, settings: dict[str, Any], cprofile: bool, stamps: b
     if profiles is None and stamps:
         _instrument()
     with tempfile.TemporaryDirectory() as directory:
-        sim = SimConfig(**settings["sim"])
-        config = load_config(None, router=workers.LOOPBACK, pub=workers.LOOPBACK, data_dir=str(Path(directory) / "d"),
-                             risk=settings["risk"], pub_hwm=1_000_000, heartbeat_interval=1.0)
-        config = type(config)(**{**config.__dict__, "sim": sim})
-        gw = Gateway(config)
+        gw = Gateway(workers.gateway_config(directory, settings))
         if profiles is not None:
             profiles.install()
         gw.start()
@@ -370,7 +364,7 @@ def main() -> int:
             sub.close(0)
         conn.send(("reset",))
         before = conn.recv()
-        rate = _pipelined(sock, args.pipelined, args.window)
+        rate = pipelined(sock, args.pipelined, args.window, first=1_000_000)
         conn.send(("stamps",))
         _, after = conn.recv()
         out.append(f"### CPU per pipelined order (window {args.window}, {args.pipelined} orders, "
@@ -385,21 +379,6 @@ def main() -> int:
         sock.close(0)
     print("\n\n".join(out))
     return 0
-
-
-def _pipelined(sock: zmq.Socket, total: int, window: int) -> float:
-    sent = received = 0
-    base = 1_000_000
-    start = time.perf_counter()
-    while received < total:
-        while sent < total and sent - received < window:
-            sock.send(order_request(base + sent))
-            sent += 1
-        reply = msgpack.unpackb(sock.recv(), raw=False)
-        if not reply.get("ok"):
-            raise RuntimeError(f"order refused: {reply['error']}")
-        received += 1
-    return total / (time.perf_counter() - start)
 
 
 if __name__ == "__main__":

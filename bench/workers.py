@@ -87,22 +87,26 @@ def raw_publisher(conn: Any, count: int, size: int) -> None:
     context.term()
 
 
+def gateway_config(directory: str, settings: dict[str, Any]) -> Any:
+    """The benchmarked gateway's settings: loopback, journal on, a deep PUB queue."""
+    from adapter.config import SimConfig, load_config
+
+    config = load_config(
+        None, router=LOOPBACK, pub=LOOPBACK, data_dir=str(Path(directory) / "data"),
+        curve=settings.get("curve", False), keys_dir=settings.get("keys_dir", "qmt-adapter-keys"),
+        risk=settings.get("risk", {}), pub_hwm=1_000_000, heartbeat_interval=1.0,
+        sim_process=settings.get("sim_process", False),
+    )
+    return type(config)(**{**config.__dict__, "sim": SimConfig(**settings.get("sim", {}))})
+
+
 def gateway(conn: Any, settings: dict[str, Any]) -> None:
     """The gateway over the sim, with the journal on; pushes asset events on request."""
-    from adapter.config import SimConfig, load_config
     from adapter.server import Gateway
 
     logging.basicConfig(level=logging.WARNING)
     with tempfile.TemporaryDirectory() as directory:
-        sim = SimConfig(**settings.get("sim", {}))
-        config = load_config(
-            None, router=LOOPBACK, pub=LOOPBACK, data_dir=str(Path(directory) / "data"),
-            curve=settings.get("curve", False), keys_dir=settings.get("keys_dir", "qmt-adapter-keys"),
-            risk=settings.get("risk", {}), pub_hwm=1_000_000, heartbeat_interval=1.0,
-            sim_process=settings.get("sim_process", False),
-        )
-        config = type(config)(**{**config.__dict__, "sim": sim})
-        gw = Gateway(config)
+        gw = Gateway(gateway_config(directory, settings))
         gw.start()
         conn.send((gw.router_endpoint, gw.pub_endpoint))
         while True:
