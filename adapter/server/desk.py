@@ -422,9 +422,7 @@ class Desk:
         if record is None:
             self._refuse(pending.envelope, pending.request_id, message.code, message.message)
             return
-        # The call failed, but the request may have left: only the counter's books can tell.
-        if record.state == SENDING:
-            self.ledger.settle(record, UNKNOWN, error_msg=message.message)
+        self._lost(record, message.message)  # the request may have left: only the counter's books can tell
         # The failed request is among the order's waiters; the others wait on the same outcome.
         for waiter in [pending, *(w for w in record.waiters if w is not pending)]:
             if waiter is pending or self.pending.pop(waiter.token, None) is not None:
@@ -515,8 +513,7 @@ class Desk:
             self.pending.pop(pending.token)
             record = pending.record
             if record is not None:
-                if record.state == SENDING:
-                    self.ledger.settle(record, UNKNOWN, error_msg="counter connection lost")
+                self._lost(record, "counter connection lost")
                 record.waiters.clear()
                 self._refuse(pending.envelope, pending.request_id, errors.OUTCOME_UNKNOWN, unknown_message(record))
             else:
@@ -633,8 +630,7 @@ class Desk:
             )
             record = pending.record
             if record is not None:
-                if record.state == SENDING:
-                    self.ledger.settle(record, UNKNOWN, error_msg="no answer from the counter in time")
+                self._lost(record, "no answer from the counter in time")
                 if pending in record.waiters:
                     record.waiters.remove(pending)
                 self._refuse(pending.envelope, pending.request_id, errors.OUTCOME_UNKNOWN, unknown_message(record))
@@ -647,12 +643,16 @@ class Desk:
                 f"{self.config.broker_timeout:g} s{_cancel_unknown(pending)}",
             )
 
+    def _lost(self, record: OrderRecord, why: str) -> None:
+        """An order on its way got no answer: its outcome is unknown until the counter tells."""
+        if record.state == SENDING:
+            self.ledger.settle(record, UNKNOWN, error_msg=why)
+
     def on_stop(self) -> None:
         """The gateway stops: what reached the broker has an unknown outcome, as with a time-out."""
         for pending in self.pending.values():
             if pending.record is not None:
-                if pending.record.state == SENDING:
-                    self.ledger.settle(pending.record, UNKNOWN, error_msg="the gateway stopped before the counter answered")
+                self._lost(pending.record, "the gateway stopped before the counter answered")
                 self._refuse(pending.envelope, pending.request_id, errors.OUTCOME_UNKNOWN,
                              unknown_message(pending.record))
                 continue
