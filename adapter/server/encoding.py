@@ -41,7 +41,8 @@ class LargeAnswers:
         self._executor.submit(self._encode, reply)
         return True
 
-    def done(self, item: Encoded) -> None:
+    def done(self) -> None:
+        """An answer handed over has been sent (or refused)."""
         self.busy -= 1
 
     def close(self) -> None:

@@ -259,9 +259,8 @@ class Gateway:
         self._next_heartbeat = now + self.config.heartbeat_interval
         if self.outbox.unjournaled and not self._batching:
             self._flush()  # the journal may take the waiting events now
-        if self.journal is not None:
-            self.observer.refresh(int(self.journal.info()["size_bytes"]), self.outbox.published_seq,  # type: ignore[call-overload]
-                                  self.desk.status())
+        if self.metrics is not None and self.journal is not None:
+            self.observer.refresh(self.journal.size_bytes(), self.outbox.published_seq, self.desk.status())
         self._apply_retention()
         data = {"last_seq": self.outbox.published_seq, "connected": self.desk.connected,
                 "interval": self.config.heartbeat_interval}
@@ -439,7 +438,7 @@ class Gateway:
         with self._batched():
             for item in self._inbox.drain(INBOX_BATCH):
                 if isinstance(item, Encoded):
-                    self.encoder.done(item)
+                    self.encoder.done()
                     reply = item.reply
                     if item.packed is None:
                         self._reply_error(reply.envelope, reply.request_id, errors.INTERNAL_ERROR,

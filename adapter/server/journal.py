@@ -214,14 +214,14 @@ class Journal:
             "first_seq": self._first_seq,
             "last_seq": self.last_seq,
             "count": self.count,
-            "size_bytes": self._file_size(),
+            "size_bytes": self.size_bytes(),
             "payload_bytes": self.payload_bytes,
             "path": str(self.path),
             "retention_days": self.retention_days,
             "retention_bytes": self.retention_bytes,
         }
 
-    def _file_size(self) -> int:
+    def size_bytes(self) -> int:
         total = 0
         for suffix in ("", "-wal"):
             try:
