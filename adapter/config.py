@@ -44,6 +44,8 @@ class SimConfig:
     ack_delay: float = 0.0  # seconds the counter's responses and pushes are held after its books are written
     persist: bool = True  # keep the books in data_dir/sim-counter.sqlite3 across restarts; false: memory only
     positions: dict[str, dict[str, int]] = field(default_factory=dict)  # account -> code -> shares held since yesterday
+    market_hours: str = "always"  # "always": continuous trading at any hour; "exchange": the exchanges' sessions and holidays
+    suspended: tuple[str, ...] = ()  # codes suspended today: quoted, never traded
 
     def validate(self) -> None:
         if self.price_model not in ("fixed", "walk"):
@@ -56,6 +58,8 @@ class SimConfig:
             raise ConfigError("sim.order_latency and sim.ack_delay must be >= 0")
         if self.cash < 0 or self.commission_rate < 0 or self.commission_min < 0:
             raise ConfigError("sim.cash, sim.commission_rate and sim.commission_min must be >= 0")
+        if self.market_hours not in ("always", "exchange"):
+            raise ConfigError(f"sim.market_hours must be 'always' or 'exchange', got {self.market_hours!r}")
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,7 @@ from adapter.sim.books import (
     Trade,
     TradeMade,
 )
+from adapter.sim.feed import SimFeed
 from adapter.sim.native import (
     CB_ACCOUNT_STATUS,
     CB_ASSET,
@@ -149,7 +150,8 @@ class SimCounter:
         """
         config.validate()
         self.config = config
-        self._books = Books(config, accounts, clock or time.time)
+        self._clock = clock or time.time
+        self._books = Books(config, accounts, self._clock)
         self._session_ids = itertools.count(1)
         self._sessions: dict[int, Session] = {}
         self._outbox: _Outbox = collections.deque()
@@ -194,6 +196,9 @@ class SimCounter:
         self._saved_ids: tuple[int, int, int] | None = None
         if state_path is not None:
             self._open_state(state_path)
+        # The market as xtdata shows it, over these books' quotes (after the file's prices are in).
+        self.feed = SimFeed(config, self._books.quotes, self._clock)
+        self._quote_callbacks: tuple[Callable[[dict[str, dict[str, Any]]], None], ...] = ()
 
     # -- the state file ------------------------------------------------------------------
 
@@ -443,7 +448,7 @@ class SimCounter:
     def _run(self) -> None:
         interval = self.config.tick_interval
         walking = self.config.price_model == "walk"
-        next_tick = time.monotonic() + interval if walking else None
+        next_tick = time.monotonic() + interval  # "fixed" too: the market's phases go on
         while True:
             deadlines = [t for t in (next_tick, self._deferred[0][0] if self._deferred else None) if t is not None]
             wait = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
@@ -473,7 +478,10 @@ class SimCounter:
             while self._deferred and self._deferred[0][0] <= now:
                 self._guarded(heapq.heappop(self._deferred)[2])
             if next_tick is not None and next_tick <= now:
-                self._guarded(self._tick)
+                if walking:
+                    self._guarded(self._tick)
+                else:
+                    self._run_task(self._feed_tick)  # books untouched: nothing to write or deliver
                 next_tick += interval
                 if next_tick < now:  # fell behind (slow host): skip missed ticks instead of bursting
                     next_tick = now + interval
@@ -529,7 +537,11 @@ class SimCounter:
     def set_price(self, code: str, price: float) -> None:
         """Move the last price (rounded to tick, must be inside the band), then match resting orders."""
 
-        self._call(lambda: self._publish(self._books.set_price(code, price)))
+        def work() -> None:
+            self._publish(self._books.set_price(code, price))
+            self._feed_tick({code: self._books.quotes[code]})
+
+        self._call(work)
 
     def step(self) -> None:
         """One price-walk step (model "walk" only) and one matching pass over every open order."""
@@ -630,6 +642,7 @@ class SimCounter:
             self._publish(self._books.next_day())
             if self._store is not None:
                 self._cleared.update(self._books.accounts)
+            self._quotes_out(self.feed.next_day(self._books.quotes, ticks=bool(self._quote_callbacks)))
 
         self._call(work)
 
@@ -647,6 +660,55 @@ class SimCounter:
             return snapshot
 
         return self._call(work)
+
+    # -- market data (adapter.sim.feed; callable from any thread) ---------------------------
+
+    def on_quotes(self, callback: Callable[[dict[str, dict[str, Any]]], None]) -> Callable[[], None]:
+        """Call ``callback({code: tick})`` on the counter's thread after every price step (and
+        ``set_price``, ``next_day``) with the ticks that changed; it must only hand them off (and
+        not change them: every subscriber gets the same dicts). Returns the unsubscribe."""
+        with self._lock:
+            self._quote_callbacks += (callback,)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                self._quote_callbacks = tuple(c for c in self._quote_callbacks if c is not callback)
+
+        return unsubscribe
+
+    def full_tick(self, codes: list[str]) -> dict[str, dict[str, Any]]:
+        """``SimFeed.full_tick``; the codes asked for move with the walk from now on."""
+        ticks = self.feed.full_tick(codes)
+        self._watch(list(ticks))
+        return ticks
+
+    def record_ticks(self, codes: list[str]) -> None:
+        """``SimFeed.record_ticks`` (a tick subscription); the codes move with the walk."""
+        self.feed.record_ticks(codes)
+        self._watch(codes)
+
+    def market_data(self, *args: Any, **kwargs: Any) -> dict[str, dict[str, list[Any]]]:
+        """``SimFeed.market_data`` (xtdata's get_market_data_ex arguments)."""
+        return self.feed.market_data(*args, **kwargs)
+
+    def local_data(self, *args: Any, **kwargs: Any) -> dict[str, dict[str, list[Any]]]:
+        return self.feed.local_data(*args, **kwargs)
+
+    def trading_dates(self, market: str, start_time: str = "", end_time: str = "", count: int = -1) -> list[int]:
+        return self.feed.trading_dates(market, start_time, end_time, count)
+
+    def download_history(self, *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+        """``SimFeed.download_history``: the progress dicts (also given to a ``callback``)."""
+        return self.feed.download_history(*args, **kwargs)
+
+    def _watch(self, codes: list[str]) -> None:
+        # Asking the books for a quote marks it as in use (the walk moves what is in use); on the
+        # counter's thread, without waiting for it.
+        def work() -> None:
+            for code in codes:
+                self._books.quote(code)
+
+        self._post(work)
 
     # -- everything below runs on the counter thread -------------------------------------
 
@@ -762,7 +824,26 @@ class SimCounter:
             session.deliver(CB_ORDER_ERROR, error)  # errors go to the requester only: seqs are per client
 
     def _tick(self) -> None:
-        self._publish(self._books.step())
+        # With sim.market_hours "exchange" nothing trades outside continuous trading: no walk then.
+        if len(self.feed.frozen(int(self._clock() * 1000))) < len(self._books.quotes):
+            self._publish(self._books.step())
+        self._feed_tick()
+
+    def _feed_tick(self, quotes: dict[str, Any] | None = None) -> None:
+        """The market takes the quotes as they are now; subscribers get the ticks that changed."""
+        callbacks = self._quote_callbacks
+        ticks = self.feed.on_step(int(self._clock() * 1000), self._books.quotes if quotes is None else quotes,
+                                  ticks=bool(callbacks))
+        self._quotes_out(ticks)
+
+    def _quotes_out(self, ticks: dict[str, dict[str, Any]]) -> None:
+        if not ticks:
+            return
+        for callback in self._quote_callbacks:
+            try:
+                callback(ticks)
+            except Exception:  # a subscriber's bug must not stop the counter
+                log.exception("a quote subscriber failed")
 
     # -- cancels -------------------------------------------------------------------------
 

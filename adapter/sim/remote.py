@@ -14,6 +14,7 @@ client's two sockets by one random token):
     client req socket  -> ["req", [method, seq, RequestFields]] | ["detach", ""]
     counter            -> sub socket ["cb", [callback, args]]  (a delivery, in the counter's order)
     control socket     -> ["ctl", [id, hook, args]]           <- ["ctl", [id, ok, result | [type, text]]]
+    quote socket       -> ["quotes", ""]                      <- ["quotes", {code: tick}] after each price step
 
 Requests go out on their own socket under a lock (any thread may send); deliveries arrive on the
 other, read only by the link's delivery thread, which calls the bound callbacks as the counter's
@@ -24,6 +25,8 @@ process is back at the path.
 
 The control channel (``RemoteCounter``) offers ``SimCounter``'s test/ops hooks by name;
 ``CounterProcess`` also starts, kills and stops the process (the gateway's ``sim_process``).
+The market data hooks (``full_tick``, ``market_data`` ...: ``adapter.sim.feed``) go the same way;
+``on_quotes`` opens a quote socket whose own thread hands each push to the callback.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterable, cast
+from typing import Any, Callable, Iterable, Sequence, cast
 
 import zmq
 
@@ -59,6 +62,8 @@ HEARTBEAT_TIMEOUT_MS = 3000
 CONTROL_HOOKS = frozenset({
     "set_price", "step", "push_assets", "last_price", "price_limits", "drop_connections", "set_ack_delay",
     "set_order_latency", "refuse_connections", "refuse_connections_for", "connected_sessions", "next_day", "books",
+    # the market (adapter.sim.feed)
+    "full_tick", "record_ticks", "market_data", "local_data", "trading_dates", "download_history",
 })
 _LOST_EVENTS = zmq.EVENT_DISCONNECTED | zmq.EVENT_CLOSED | zmq.EVENT_CONNECT_RETRIED
 
@@ -300,12 +305,18 @@ class CounterServer:
         self._out_push.connect(inproc)
         self._out_lock = threading.Lock()  # the counter and control threads both send out
         self._peers: dict[bytes, _Peer] = {}  # token -> peer; touched on the I/O thread only
+        self._quote_peers: set[bytes] = set()  # routing ids of quote sockets; I/O thread only
+        self._unsubscribe_quotes = counter.on_quotes(self._on_quotes)
         self._control: queue.SimpleQueue[tuple[bytes, Any] | None] = queue.SimpleQueue()
         self.stopping = threading.Event()
 
     def send_out(self, frames: list[bytes]) -> None:
         with self._out_lock:
             self._out_push.send_multipart(frames)
+
+    def _on_quotes(self, ticks: dict[str, dict[str, Any]]) -> None:  # on the counter's thread
+        if self._quote_peers:  # read without the I/O thread's lock: a late push is only dropped
+            self.send_out([b"", b"quotes", wire.pack(ticks)])
 
     def write_endpoint(self) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
@@ -350,6 +361,7 @@ class CounterServer:
         finally:
             self._remove_endpoint()
             self._control.put(None)
+            self._unsubscribe_quotes()
             self.counter.close()  # every active session gets its disconnected push
             self._flush(100_000)
             worker.join(5.0)
@@ -365,6 +377,13 @@ class CounterServer:
                 frames = self._out_pull.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
+            if frames[0] == b"":  # a quote push: to every quote socket
+                for identity in list(self._quote_peers):
+                    try:
+                        self._router.send_multipart([identity, *frames[1:]], zmq.NOBLOCK)
+                    except zmq.ZMQError:
+                        self._quote_peers.discard(identity)
+                continue
             try:
                 self._router.send_multipart(frames, zmq.NOBLOCK)
             except zmq.ZMQError:  # the client's connection is gone: its session too
@@ -406,6 +425,10 @@ class CounterServer:
                 self._control.put((b"", ("forget", peer)))
         elif kind == b"ctl":
             self._control.put((identity, wire.unpack(body)))
+        elif kind == b"quotes":
+            self._quote_peers.add(identity)
+        elif kind == b"unquotes":
+            self._quote_peers.discard(identity)
 
     def _control_loop(self) -> None:
         """Hooks run here, one at a time, so a long one never holds the link's I/O."""
@@ -532,6 +555,111 @@ class RemoteCounter:
 
     def books(self, account_id: str) -> dict[str, Any]:
         return cast(dict[str, Any], self._call("books", account_id))
+
+    # -- the market (adapter.sim.feed): the same calls as SimCounter's -----------------------
+
+    def full_tick(self, codes: list[str]) -> dict[str, dict[str, Any]]:
+        return cast(dict[str, dict[str, Any]], self._call("full_tick", list(codes)))
+
+    def record_ticks(self, codes: list[str]) -> None:
+        self._call("record_ticks", list(codes))
+
+    def market_data(
+        self, field_list: Sequence[str] = (), stock_list: Sequence[str] = (), period: str = "1d", start_time: str = "",
+        end_time: str = "", count: int = -1, dividend_type: str = "none", fill_data: bool = True,
+    ) -> dict[str, dict[str, list[Any]]]:
+        args = (list(field_list), list(stock_list), period, start_time, end_time, count, dividend_type, fill_data)
+        return cast(dict[str, dict[str, list[Any]]], self._call("market_data", *args, timeout=120.0))
+
+    def local_data(
+        self, field_list: Sequence[str] = (), stock_list: Sequence[str] = (), period: str = "1d", start_time: str = "",
+        end_time: str = "", count: int = -1, dividend_type: str = "none", fill_data: bool = True,
+    ) -> dict[str, dict[str, list[Any]]]:
+        args = (list(field_list), list(stock_list), period, start_time, end_time, count, dividend_type, fill_data)
+        return cast(dict[str, dict[str, list[Any]]], self._call("local_data", *args, timeout=120.0))
+
+    def trading_dates(self, market: str, start_time: str = "", end_time: str = "", count: int = -1) -> list[int]:
+        return cast(list[int], self._call("trading_dates", market, start_time, end_time, count))
+
+    def download_history(
+        self, stock_list: Any, period: str, start_time: str = "", end_time: str = "",
+        callback: Callable[[dict[str, Any]], None] | None = None, incrementally: bool | None = None,
+    ) -> list[dict[str, Any]]:
+        """The progress is reported here, once the counter process is done (a callback cannot travel)."""
+        codes = [stock_list] if isinstance(stock_list, str) else list(stock_list)
+        progress = cast(list[dict[str, Any]], self._call("download_history", codes, period, start_time, end_time))
+        if callback is not None:
+            for item in progress:
+                callback(dict(item))
+        return progress
+
+    def on_quotes(self, callback: Callable[[dict[str, dict[str, Any]]], None]) -> Callable[[], None]:
+        """``SimCounter.on_quotes`` across processes: ``callback({code: tick})`` on a thread of
+        this process for each push; it must only hand off. Follows a counter process restarted
+        at the path. Returns the unsubscribe (which stops that thread)."""
+        watch = QuoteWatch(self.path, callback)
+        watch.start()
+        return watch.close
+
+
+class QuoteWatch:
+    """The quote pushes of the counter process serving ``path``, handed to ``callback`` on the
+    watch's thread. A counter process that goes away and comes back (a new endpoint) is
+    subscribed again; pushes meanwhile are lost (quotes are snapshots: the next one replaces them)."""
+
+    def __init__(self, path: str | os.PathLike[str], callback: Callable[[dict[str, dict[str, Any]]], None]) -> None:
+        self.path = Path(path)
+        self._callback = callback
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sim-quotes", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stopping.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(5.0)
+
+    def _run(self) -> None:
+        socket: zmq.Socket[Any] | None = None
+        endpoint: str | None = None
+        checked = 0.0
+        try:
+            while not self._stopping.is_set():
+                now = time.monotonic()
+                if now - checked >= 0.5:  # the endpoint file names the live counter process
+                    checked = now
+                    found = read_endpoint(self.path)
+                    if found != endpoint:
+                        if socket is not None:
+                            socket.close(0)
+                            socket = None
+                        endpoint = found
+                        if endpoint is not None:
+                            socket = _shared_context().socket(zmq.DEALER)
+                            socket.linger = 0
+                            _heartbeat(socket)
+                            socket.connect(endpoint)
+                            socket.send_multipart([b"quotes", b""])
+                if socket is None or not socket.poll(100):
+                    if socket is None:
+                        self._stopping.wait(0.1)
+                    continue
+                frames = socket.recv_multipart()
+                if len(frames) == 2 and frames[0] == b"quotes":
+                    try:
+                        self._callback(wire.unpack(frames[1]))
+                    except Exception:
+                        log.exception("a quote subscriber failed")
+        finally:
+            if socket is not None:
+                socket.linger = 100  # long enough for the goodbye to leave
+                try:
+                    socket.send_multipart([b"unquotes", b""], zmq.NOBLOCK)
+                except zmq.ZMQError:
+                    pass
+                socket.close(0)
 
 
 class CounterProcess(RemoteCounter):
