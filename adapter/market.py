@@ -9,6 +9,7 @@ The rules follow the exchanges' published ones, simplified where noted.
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
@@ -49,9 +50,16 @@ class Board(enum.Enum):
     BJ = "bj"
     SH_FUND = "sh_fund"
     SZ_FUND = "sz_fund"
+    INDEX = "index"  # SH 000xxx, SZ 399xxx: quoted, never traded
 
 
 FUND_BOARDS: Final = frozenset({Board.SH_FUND, Board.SZ_FUND})
+
+# Instrument kinds (xtdata.get_instrument_type's names).
+STOCK: Final = "stock"
+FUND: Final = "fund"
+INDEX: Final = "index"
+KINDS: Final = (STOCK, FUND, INDEX)
 
 _CODE_RE = re.compile(r"^(\d{6})\.(SH|SZ|BJ)$")
 
@@ -77,8 +85,12 @@ def split_code(code: str) -> tuple[str, str]:
     return match.group(1), match.group(2)
 
 
+@functools.lru_cache(maxsize=1 << 14)  # every check asks it; a table holds some 5,600 codes
 def classify(code: str) -> Board:
-    """The board a code trades on, from its digits and suffix; ValueError if not a supported kind."""
+    """The board a code trades on, from its digits and suffix; ValueError if not a supported kind.
+
+    Index codes (SH 000xxx, SZ 399xxx) classify as ``Board.INDEX``: they are quoted, never traded.
+    """
     digits, suffix = split_code(code)
     if suffix == "SH":
         if digits.startswith("60"):
@@ -87,13 +99,17 @@ def classify(code: str) -> Board:
             return Board.STAR
         if digits.startswith("5"):
             return Board.SH_FUND
+        if digits.startswith("000"):
+            return Board.INDEX
     elif suffix == "SZ":
         if digits.startswith(("000", "001", "002", "003")):
             return Board.SZ_MAIN
-        if digits.startswith(("300", "301")):
+        if digits.startswith(("300", "301", "302")):
             return Board.CHINEXT
         if digits.startswith(("15", "16")):
             return Board.SZ_FUND
+        if digits.startswith("399"):
+            return Board.INDEX
     elif digits.startswith(("4", "8", "920")):
         return Board.BJ
     raise ValueError(f"unsupported security code: {code!r}")
@@ -136,6 +152,7 @@ def round_to_tick(price: Number, tick: Number) -> Decimal:
     return (units * step).quantize(step)
 
 
+@functools.lru_cache(maxsize=1 << 14)  # each quote's band, computed again for each new set of books
 def price_limits(code: str, name: str, prev_close: Number) -> tuple[Decimal, Decimal]:
     """(down limit, up limit) from the previous close, rounded half up to the tick."""
     base = to_decimal(prev_close)
@@ -286,15 +303,40 @@ def truncate_remark(remark: str, limit: int = 24) -> str:
     return remark.encode("utf-8")[:limit].decode("utf-8", errors="ignore")
 
 
+def default_kind(code: str) -> str:
+    """The kind a code has unless its table says otherwise: by its board."""
+    board = classify(code)
+    if board is Board.INDEX:
+        return INDEX
+    return FUND if board in FUND_BOARDS else STOCK
+
+
 @dataclass(frozen=True)
 class Instrument:
-    """A listed security: its code, name and reference prices (the previous close sets the band)."""
+    """A listed security or index: its code, name and reference prices (the previous close sets the band)."""
 
     code: str
     name: str
     prev_close: Decimal
     last_price: Decimal
+    kind: str = ""  # STOCK, FUND (ETF) or INDEX; empty: by the code (default_kind)
+    list_date: str = ""  # YYYYMMDD; empty when not known
+    total_volume: int = 0  # shares; 0 when not known
+    float_volume: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.kind:
+            try:
+                kind = default_kind(self.code)
+            except ValueError:
+                kind = STOCK
+            object.__setattr__(self, "kind", kind)
 
     @property
     def board(self) -> Board:
         return classify(self.code)
+
+    @property
+    def is_index(self) -> bool:
+        """An index is quoted but never traded."""
+        return self.kind == INDEX

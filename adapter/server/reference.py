@@ -30,10 +30,26 @@ MAX_WAITING = 256  # codes being fetched at once at most; beyond, checks go with
 
 def reference_for(config: Config) -> Callable[[str], Instrument | None]:
     if config.backend == "sim":  # the simulated counter's own table: what it trades is what is listed
+        return SimTableReference(config.sim.instruments_file)
+    return XtdataReference()
+
+
+class SimTableReference:
+    """The sim's instrument table; ``unknown`` words the denial of a code it lacks."""
+
+    def __init__(self, instruments_file: str = "") -> None:
         from ..sim.instruments import load_instruments
 
-        return load_instruments(config.sim.instruments_file or None).get
-    return XtdataReference()
+        self._file = instruments_file
+        self._table = load_instruments(instruments_file or None)
+
+    def __call__(self, code: str) -> Instrument | None:
+        return self._table.get(code)
+
+    def unknown(self, code: str) -> str:
+        from ..sim.instruments import unknown_code
+
+        return unknown_code(code, self._file)
 
 
 def _get_instrument_detail(code: str) -> Any:

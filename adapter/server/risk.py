@@ -293,7 +293,7 @@ class RiskEngine:
         self, code: str, side: int, volume: int, price: float, price_type: int, position: dict[str, Any]
     ) -> Instrument | None:
         try:
-            rules.classify(code)
+            board = rules.classify(code)
         except ValueError as exc:
             raise Denial("code.format", str(exc)) from None
         try:
@@ -302,7 +302,11 @@ class RiskEngine:
             reference = None  # lot and tick are still checked; the price band needs the reference
         else:
             if reference is None:
-                raise Denial("code.unknown", f"{code}: no reference data (not a listed instrument)")
+                explain = getattr(self._reference, "unknown", None)  # the sim's table says how to add a code
+                raise Denial("code.unknown", explain(code) if explain is not None
+                             else f"{code}: no reference data (not a listed instrument)")
+        if board is rules.Board.INDEX or (reference is not None and reference.is_index):
+            raise Denial("code.format", f"{code} is an index: indices are quoted, not traded")
         if side == BUY and not rules.is_valid_buy_volume(code, volume):
             lot = "at least 200" if rules.classify(code) is rules.Board.STAR else "a multiple of 100"
             raise Denial("instrument.lot", f"buy volume {volume} of {code} must be {lot}", lot, volume)

@@ -19,6 +19,7 @@ Accounting choices (the brief left them open):
 from __future__ import annotations
 
 import copy
+import hashlib
 import zlib
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -27,7 +28,7 @@ from typing import Any, Callable, Iterable, Union
 from adapter import market as rules
 from adapter.config import SimConfig
 from adapter.sim import status
-from adapter.sim.instruments import Instrument, load_instruments
+from adapter.sim.instruments import Instrument, load_instruments, unknown_code
 from adapter.sim.prices import PriceWalk
 from xtquant import xtconstant  # imported by adapter.sim.status without its update check
 
@@ -46,6 +47,7 @@ FIRST_TRADE_ID = 20000001
 # ...]" (https://github.com/litaolemo/xtquant_big_convert/issues/60). The ids, texts and keys below
 # are the sim's own: each broker's counter has its own.
 ERR_UNKNOWN_CODE = (120100, "证券代码不存在或不允许交易")
+ERR_INDEX = (120101, "指数不能交易")
 ERR_ORDER_TYPE = (120120, "不支持的委托类型")
 ERR_CASH = (120147, "资金可用金额不足")
 ERR_SHARES = (120149, "证券可用数量不足")
@@ -240,8 +242,10 @@ class Books:
         self._clock = clock
         self._rate = rules.to_decimal(config.commission_rate)
         self._minimum = rules.to_decimal(config.commission_min)
-        self._walk = PriceWalk(config.seed, config.walk_step)
+        self._walks: dict[str, PriceWalk] = {}  # code -> its own generator (_walk_of)
         self.quotes: dict[str, Quote] = {}
+        self.moved: set[str] = set()  # codes whose quote changed since the counter last saved them
+        self._watched: set[str] = set()  # codes asked for by quote(): the walk moves them
         self._market_values: dict[str, Decimal] = {}  # account -> value of its positions at the last prices
         for code, instrument in sorted(load_instruments(config.instruments_file or None).items()):
             tick = rules.tick_size(code)
@@ -266,6 +270,8 @@ class Books:
                 quote = self.quotes.get(code)
                 if quote is None:
                     raise ValueError(f"sim.positions: {code!r} is not in the instrument table")
+                if quote.instrument.is_index:
+                    raise ValueError(f"sim.positions: {code} is an index, which cannot be held")
                 if not isinstance(shares, int) or isinstance(shares, bool) or shares < 0:
                     raise ValueError(f"sim.positions: shares of {code} must be a non-negative int, got {shares!r}")
                 if shares == 0:
@@ -279,6 +285,7 @@ class Books:
         quote = self.quotes.get(code)
         if quote is None:
             raise ValueError(f"unknown code {code!r}")
+        self._watched.add(code)
         return quote
 
     def account(self, account_id: str) -> Account:
@@ -404,7 +411,10 @@ class Books:
             except ValueError:
                 pass
         if quote is None:
-            return _refuse(ERR_UNKNOWN_CODE, stock_code=order.code)
+            refusal = _refuse(ERR_UNKNOWN_CODE, stock_code=order.code)  # then the simulator's own note
+            return Refusal(refusal.error_id, f"{refusal.message} ({unknown_code(order.code, self.config.instruments_file)})")
+        if quote.instrument.is_index:
+            return _refuse(ERR_INDEX, stock_code=order.code)
         code = order.code
         if order.order_type not in (BUY, SELL):
             return _refuse(ERR_ORDER_TYPE, order_type=order.order_type)
@@ -506,6 +516,7 @@ class Books:
         if not quote.down <= value <= quote.up:
             raise ValueError(f"{value} is outside the daily limits [{quote.down}, {quote.up}] of {code}")
         quote.last = value
+        self.moved.add(code)
         self.revalue()
         events: list[Event] = []
         for order in self.open_orders(code):
@@ -513,15 +524,34 @@ class Books:
         return events
 
     def step(self) -> list[Event]:
-        """One price-walk step (model "walk" only) and one matching pass over every open order."""
+        """One price-walk step (model "walk" only) and one matching pass over every open order.
+
+        The walk moves the quotes in use: held, with an open order, or asked for (``quote``); the
+        rest of a table of thousands stays at its last price, so a step costs what is in use.
+        """
+        open_orders = self.open_orders()
         if self.config.price_model == "walk":
-            for quote in self.quotes.values():  # insertion order is sorted by code: reproducible
-                quote.last = self._walk.next_price(quote.last, quote.tick, quote.down, quote.up)
+            live = self._watched.union(order.code for order in open_orders)
+            for account in self.accounts.values():
+                live.update(account.positions)
+            for code in live:
+                quote = self.quotes[code]
+                quote.last = self._walk_of(code).next_price(quote.last, quote.tick, quote.down, quote.up)
+            self.moved |= live
             self.revalue()
         events: list[Event] = []
-        for order in self.open_orders():
+        for order in open_orders:
             self._match_order(self.accounts[order.account_id], order, self.quotes[order.code], events)
         return events
+
+    def _walk_of(self, code: str) -> PriceWalk:
+        """Each code walks on its own generator, seeded by the seed and the code: its path does
+        not depend on which other codes move, nor on when they started to."""
+        walk = self._walks.get(code)
+        if walk is None:
+            digest = hashlib.blake2b(f"{self.config.seed}:{code}".encode(), digest_size=8).digest()
+            walk = self._walks[code] = PriceWalk(int.from_bytes(digest, "big"), self.config.walk_step)
+        return walk
 
     def _match_order(self, account: Account, order: Order, quote: Quote, events: list[Event]) -> None:
         """One matching pass for one order: fill up to ``fill_volume`` at the last price."""
@@ -604,8 +634,10 @@ class Books:
         events: list[Event] = []
         for order in self.open_orders():
             self._finish_cancel(self.accounts[order.account_id], order, events)
-        for quote in self.quotes.values():
-            quote.rebase(quote.last)
+        for code, quote in self.quotes.items():
+            if quote.prev_close != quote.last:  # else the band stays
+                quote.rebase(quote.last)
+                self.moved.add(code)
         for account in self.accounts.values():
             account.orders.clear()
             account.trades.clear()

@@ -304,7 +304,8 @@ class SimCounter:
                 changes.orders.append(
                     tuple(str(v) if isinstance(v, Decimal) else v for v in (getattr(order, c) for c in ORDER_COLUMNS))
                 )
-        for code, quote in self._books.quotes.items():
+        for code in self._books.moved:  # the others are as the table or the file has them
+            quote = self._books.quotes[code]
             snap_quote = (quote.prev_close, quote.last)
             if self._saved_quotes.get(code) != snap_quote:
                 quotes[code] = snap_quote
@@ -320,6 +321,7 @@ class SimCounter:
             self._saved_positions.update(positions)
             self._saved_trades.update(trades)
             self._saved_quotes.update(quotes)
+            self._books.moved.clear()
             self._saved_ids = ids
             self._dirty_orders.clear()
             self._cleared.clear()

@@ -819,9 +819,18 @@ def test_matching_goes_on_while_the_link_is_down(desk: Desk) -> None:
     assert old_events.since(mark) == []
 
 
-def test_the_walk_fills_resting_orders_during_an_outage(make_desk: Callable[..., Desk]) -> None:
-    # Seed 22 takes 600000.SH from 10.60 to 10.29 on step 33, never below 10.39 before (~0.6 s).
-    desk = make_desk(price_model="walk", tick_interval=0.02, walk_step=0.01, seed=22)
+def walk_table(tmp_path: Any) -> str:
+    """The held codes and 600000.SH: the walk tests step a few quotes, not the full table's thousands."""
+    path = tmp_path / "walk.csv"
+    path.write_text("code,name,prev_close\n000001.SZ,平安银行,11.80\n600000.SH,浦发银行,10.60\n"
+                    "600519.SH,贵州茅台,1460.00\n688981.SH,中芯国际,88.00\n", encoding="utf-8")
+    return str(path)
+
+
+def test_the_walk_fills_resting_orders_during_an_outage(make_desk: Callable[..., Desk], tmp_path: Any) -> None:
+    # Seed 164 walks 600000.SH (from the order on) from 10.60 to 10.29 on step 29, never below 10.39 before.
+    desk = make_desk(price_model="walk", tick_interval=0.02, walk_step=0.01, seed=164,
+                     instruments_file=walk_table(tmp_path))
     old, old_events = desk.trader(ACCOUNT)
     buy = old.order_stock(ACC, "600000.SH", C.STOCK_BUY, 100, C.FIX_PRICE, 10.30, "s", "walk-buy")
     desk.counter.drop_connections()
@@ -1023,10 +1032,11 @@ def test_instruments_file_replaces_the_table(make_desk: Callable[..., Desk], tmp
         sim.SimCounter(SimConfig(instruments_file=str(table), positions={ACCOUNT: {"600000.SH": 100}}), [ACCOUNT])
 
 
-def test_walk_is_seeded_and_stays_inside_the_band(make_desk: Callable[..., Desk]) -> None:
+def test_walk_is_seeded_and_stays_inside_the_band(make_desk: Callable[..., Desk], tmp_path: Any) -> None:
+    table = walk_table(tmp_path)
     paths = []
     for _ in range(2):
-        desk = make_desk(price_model="walk", tick_interval=3600.0, walk_step=0.01, seed=11)
+        desk = make_desk(price_model="walk", tick_interval=3600.0, walk_step=0.01, seed=11, instruments_file=table)
         prices = []
         for _ in range(40):
             desk.counter.step()
@@ -1035,7 +1045,7 @@ def test_walk_is_seeded_and_stays_inside_the_band(make_desk: Callable[..., Desk]
         down, up = desk.counter.price_limits("600000.SH")
         assert all(down <= p <= up and rules.is_on_tick(p, "600000.SH") for p in prices)
     assert paths[0] == paths[1] and len(set(paths[0])) > 3
-    other = make_desk(price_model="walk", tick_interval=3600.0, walk_step=0.01, seed=12)
+    other = make_desk(price_model="walk", tick_interval=3600.0, walk_step=0.01, seed=12, instruments_file=table)
     assert [other.counter.step() or other.counter.last_price("600000.SH") for _ in range(40)] != paths[0]
 
 
