@@ -23,7 +23,7 @@ import hashlib
 import zlib
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Callable, Iterable, Union
+from typing import Any, Callable, Collection, Iterable, Union
 
 from adapter import market as rules
 from adapter.config import SimConfig
@@ -523,17 +523,19 @@ class Books:
             self._match_order(self.accounts[order.account_id], order, quote, events)
         return events
 
-    def step(self) -> list[Event]:
+    def step(self, frozen: Collection[str] = ()) -> list[Event]:
         """One price-walk step (model "walk" only) and one matching pass over every open order.
 
         The walk moves the quotes in use: held, with an open order, or asked for (``quote``); the
         rest of a table of thousands stays at its last price, so a step costs what is in use.
+        ``frozen``: codes the walk leaves alone this step (suspended, or not trading now).
         """
         open_orders = self.open_orders()
         if self.config.price_model == "walk":
             live = self._watched.union(order.code for order in open_orders)
             for account in self.accounts.values():
                 live.update(account.positions)
+            live.difference_update(frozen)
             for code in live:
                 quote = self.quotes[code]
                 quote.last = self._walk_of(code).next_price(quote.last, quote.tick, quote.down, quote.up)

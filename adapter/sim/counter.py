@@ -679,9 +679,10 @@ class SimCounter:
         return unsubscribe
 
     def full_tick(self, codes: list[str]) -> dict[str, dict[str, Any]]:
-        """``SimFeed.full_tick``; the codes asked for move with the walk from now on."""
+        """``SimFeed.full_tick``; the codes named move with the walk from now on (a whole market
+        asked as "SH" / "SZ" / "BJ" does not: thousands of codes would walk every step)."""
         ticks = self.feed.full_tick(codes)
-        self._watch(list(ticks))
+        self._watch([code for code in codes if code in ticks])
         return ticks
 
     def record_ticks(self, codes: list[str]) -> None:
@@ -826,9 +827,11 @@ class SimCounter:
             session.deliver(CB_ORDER_ERROR, error)  # errors go to the requester only: seqs are per client
 
     def _tick(self) -> None:
-        # With sim.market_hours "exchange" nothing trades outside continuous trading: no walk then.
-        if len(self.feed.frozen(int(self._clock() * 1000))) < len(self._books.quotes):
-            self._publish(self._books.step())
+        # Suspended codes, and with sim.market_hours "exchange" all outside continuous trading, stay
+        # where they are; while that is every code there is nothing to step.
+        frozen = self.feed.frozen(int(self._clock() * 1000))
+        if len(frozen) < len(self._books.quotes):
+            self._publish(self._books.step(frozen))
         self._feed_tick()
 
     def _feed_tick(self, quotes: dict[str, Any] | None = None) -> None:

@@ -24,7 +24,7 @@ Session phases (``SimConfig.market_hours``):
 
 Suspended codes (``SimConfig.suspended``) never trade: no volume, and their tick says so.
 ``frozen(now)`` names the codes whose price must not move now (suspended, or not in continuous
-trading); the counter skips its walk while that is every code (nights, lunch, holidays).
+trading): the counter's walk leaves them alone.
 
 Tick fields and types are those of xtdata's ``get_full_tick`` (the manual's tick fields plus
 what real answers carry: ``timetag``, ``settlementPrice``, ``pe``, ``volRatio``, ``speed1Min``,

@@ -437,6 +437,28 @@ def test_the_counter_does_not_walk_outside_continuous_trading(table: str) -> Non
             counter.step()
         assert counter.last_price("600000.SH") != 10.60
         assert counter.full_tick(["600000.SH"])["600000.SH"]["lastPrice"] == counter.last_price("600000.SH")
+        now[0] = at(14, 58) / 1000  # the closing auction: SH funds trade on
+        counter.full_tick(["510300.SH"])
+        stock, fund = counter.last_price("600000.SH"), counter.last_price("510300.SH")
+        for _ in range(5):
+            counter.step()
+        assert counter.last_price("600000.SH") == stock and counter.last_price("510300.SH") != fund
+    finally:
+        counter.close()
+
+
+def test_the_counters_walk_leaves_suspended_codes_alone(table: str) -> None:
+    from adapter.sim.counter import SimCounter
+
+    config = SimConfig(instruments_file=table, price_model="walk", walk_step=0.01, tick_interval=3600.0,
+                       suspended=("000001.SZ",))
+    counter = SimCounter(config, [ACCOUNT], clock=lambda: at(10, 0) / 1000)
+    try:
+        counter.full_tick(["000001.SZ", "600000.SH"])
+        for _ in range(5):
+            counter.step()
+        assert counter.last_price("000001.SZ") == 11.80 and counter.last_price("600000.SH") != 10.60
+        assert counter.full_tick(["000001.SZ"])["000001.SZ"]["volume"] == 0
     finally:
         counter.close()
 
