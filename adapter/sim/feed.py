@@ -185,7 +185,7 @@ class _Code:
     """One instrument's market today (prices in ticks of 1/scale CNY)."""
 
     __slots__ = (
-        "code", "instrument", "scale", "kind", "closing_auction", "suspended", "_lots", "_steps_per_day", "key",
+        "code", "instrument", "scale", "kind", "closing_auction", "suspended", "_lots", "_steps_per_day", "key", "cash_price",
         "last_dec", "pre_dec", "last", "pre", "down", "up", "open", "high", "low", "shares", "amount",
         "trades", "status", "time", "opened", "closed", "bars", "ticks",
     )
@@ -195,6 +195,8 @@ class _Code:
         self.instrument = quote.instrument
         self.scale = 1000 if quote.tick == rules.FUND_TICK else 100
         self.kind = getattr(quote.instrument, "kind", "") or "stock"
+        # the price (ticks) a trade's amount is counted at: its own, or an index's constituents'
+        self.cash_price = int(history.INDEX_SHARE_PRICE * self.scale) if self.kind == "index" else 0
         # SZ and BJ close by call auction for everything, SH for stocks (not funds) since 2018-08-20.
         self.closing_auction = not (code.endswith(".SH") and self.scale == 1000)
         self.suspended = suspended
@@ -407,8 +409,9 @@ class SimFeed:
             return
         shares = lots * LOT
         st.high, st.low = max(st.high, price), min(st.low, price) if st.low else price
+        cash = shares * (st.cash_price or price)
         st.shares += shares
-        st.amount += shares * price
+        st.amount += cash
         st.trades += 1 + lots // 50
         bars = st.bars
         if len(bars) and bars[-_BAR] == index:
@@ -416,9 +419,9 @@ class SimFeed:
             bars[-4] = min(bars[-4], price)
             bars[-3] = price
             bars[-2] += shares
-            bars[-1] += shares * price
+            bars[-1] += cash
         else:
-            bars.extend((index, price, price, price, price, shares, shares * price))
+            bars.extend((index, price, price, price, price, shares, cash))
             if len(bars) > 241 * _BAR:  # "always": the last 241 minutes
                 del bars[:_BAR]
 

@@ -20,7 +20,8 @@ Bars as xtdata stamps them (times are epoch ms, China time):
 The 1m .. 1h bars of a day add up to that day's daily bar (open, high, low, close, volume);
 their amounts are each bar's volume at its own average price, so their sum is near the daily
 amount, not equal to it. ``volume`` is in lots of 100 shares, as xtdata gives it; ``amount``
-in CNY. There are no dividends: every ``dividend_type`` gives the same bars.
+in CNY (an index's: its constituents' volume at ``INDEX_SHARE_PRICE`` a share). There are no
+dividends: every ``dividend_type`` gives the same bars.
 
 numpy is imported by the generating functions only: the counter builds ``Spec``s at start.
 """
@@ -46,6 +47,7 @@ BAR_FIELDS = (
 INTRADAY_MINUTES = {"1m": 1, "5m": 5, "15m": 15, "30m": 30, "1h": 60}
 BAR_PERIODS = ("1m", "5m", "15m", "30m", "1h", "1d")
 LOT = 100  # shares per lot: xtdata's volume unit for A-share bars and ticks
+INDEX_SHARE_PRICE = 15.0  # an index's amount: its volume at this average price (CNY), not at the index level
 
 # The trading sessions in minutes of the day (China time): 09:30-11:30, 13:00-15:00.
 SESSIONS = ((570, 690), (780, 900))
@@ -74,6 +76,7 @@ class Spec:
     base_lots: float  # a typical day's volume in lots
     sigma: float  # daily volatility
     first_day: int  # ordinal of the listing day: no bars before it
+    index: bool = False  # volume and amount are its constituents'
 
 
 def make_spec(instrument: Any, prev_close: Decimal) -> Spec:
@@ -93,6 +96,7 @@ def make_spec(instrument: Any, prev_close: Decimal) -> Spec:
         base_lots=base_lots(instrument, anchor / scale),
         sigma=0.02 if kind == "stock" else 0.012,
         first_day=max(_ordinal(getattr(instrument, "list_date", None)) or FIRST_DAY, FIRST_DAY),
+        index=kind == "index",
     )
 
 
@@ -199,7 +203,7 @@ def daily(spec: Spec, seed: int, first: int, last: int, anchor_day: int) -> Dail
     high = np.clip(np.ceil(top * (1 + spec.sigma * 0.6 * u[:, 4])).astype(np.int64), top, up)
     low = np.clip(np.floor(bottom * (1 - spec.sigma * 0.6 * u[:, 5])).astype(np.int64), down, bottom)
     volume = np.maximum(spec.base_lots * (0.6 + 0.8 * u[:, 6]) * (1 + 8 * np.abs(ret)), 1).astype(np.int64)
-    amount = np.round(volume * LOT * (opened + high + low + close) / 4 / spec.scale, 2)
+    amount = np.round(volume * LOT * _amount_price(spec, opened + high + low + close), 2)
     cut = slice(0, keep)
     return Daily(chain[cut], opened[cut], high[cut], low[cut], close[cut], pre[cut], volume[cut], amount[cut])
 
@@ -264,8 +268,13 @@ def minutes(spec: Spec, seed: int, days: Daily) -> dict[str, np.ndarray]:
         volume[int(np.argmax(volume))] += int(days.volume[row]) - int(volume.sum())
         out["open"][row], out["close"][row], out["high"][row], out["low"][row] = opened, path, top, bottom
         out["volume"][row] = volume
-    out["amount"] = np.round(out["volume"] * LOT * (out["open"] + out["high"] + out["low"] + out["close"]) / 4 / spec.scale, 2)
+    out["amount"] = np.round(out["volume"] * LOT * _amount_price(spec, out["open"] + out["high"] + out["low"] + out["close"]), 2)
     return out
+
+
+def _amount_price(spec: Spec, ohlc_sum: np.ndarray) -> Any:
+    """The average price (CNY) a bar's volume traded at: its mean price, or an index's constituents'."""
+    return INDEX_SHARE_PRICE if spec.index else ohlc_sum / 4 / spec.scale
 
 
 def aggregate(bars: dict[str, np.ndarray], period_minutes: int) -> dict[str, np.ndarray]:

@@ -21,13 +21,14 @@ from adapter.sim import books as B
 from adapter.sim import calendar, feed as F, history
 
 ACCOUNT = "1000000365"
-TABLE = """code,name,prev_close,last_price
-600000.SH,浦发银行,10.60,10.60
-600696.SH,ST岩石,4.20,4.20
-000001.SZ,平安银行,11.80,11.80
-300750.SZ,宁德时代,265.00,265.00
-510300.SH,沪深300ETF,3.950,3.950
-159915.SZ,创业板ETF,2.200,2.200
+TABLE = """code,name,prev_close,last_price,kind
+600000.SH,浦发银行,10.60,10.60,
+600696.SH,ST岩石,4.20,4.20,
+000001.SZ,平安银行,11.80,11.80,
+300750.SZ,宁德时代,265.00,265.00,
+510300.SH,沪深300ETF,3.950,3.950,
+159915.SZ,创业板ETF,2.200,2.200,
+000300.SH,沪深300,3900.00,3900.00,index
 """
 THURSDAY = dt.date(2025, 10, 9)  # a trading day (after the National Day holiday)
 
@@ -153,6 +154,13 @@ def test_the_book_stays_inside_the_limits(make: Callable[..., Market]) -> None:
     assert tick["askPrice"][0] == float(down)
     fund = market.set("510300.SH", "3.961")["510300.SH"]
     assert fund["askPrice"][:2] == [3.961, 3.962] and fund["bidPrice"][0] == 3.96  # a fund's tick is 0.001
+
+
+def test_an_index_is_quoted_without_a_book(make: Callable[..., Market]) -> None:
+    market = make()
+    tick = market.set("000300.SH", "3910.00", at(10, 0, 1))["000300.SH"]
+    assert tick["lastPrice"] == 3910.0 and tick["askPrice"] == [0.0] * 5 and tick["bidVol"] == [0] * 5
+    assert tick["amount"] == pytest.approx(tick["pvolume"] * history.INDEX_SHARE_PRICE)
 
 
 def test_the_same_seed_gives_the_same_ticks(make: Callable[..., Market]) -> None:

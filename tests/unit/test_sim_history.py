@@ -162,3 +162,5 @@ def test_a_volume_from_the_float_and_indices() -> None:
     assert index.sigma < spec().sigma
     bars = history.bars(index, 1, "1d", first_of_last(5), ANCHOR, ANCHOR)
     assert bars["close"][-1] == 3900.00
+    # an index's amount is its constituents' volume at their prices, not at the index level
+    assert (bars["amount"] == bars["volume"] * history.LOT * history.INDEX_SHARE_PRICE).all()
