@@ -17,7 +17,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
+import queue
 import re
 import subprocess
 import sys
@@ -89,6 +91,36 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def watch(router: str, pub: str, pid: int, began: float, stop: Any, results: Any) -> None:
+    """Pings every 50 ms (how long the I/O thread is ever busy) and reads the gateway's RSS per 10 s."""
+    rss: list[tuple[float, float]] = []
+    pings: list[tuple[float, float]] = []
+    with Client(router, pub, timeout=30.0) as client:
+        next_rss = 0.0
+        while not stop.is_set():  # bounded by the run's length
+            now = time.monotonic() - began
+            if now >= next_rss:
+                rss.append((now, rss_mb(pid)))
+                next_rss = now + 10.0
+            t = time.perf_counter()
+            client.ping()
+            pings.append((now, time.perf_counter() - t))
+            stop.wait(0.05)
+    results.put(("rss", rss))
+    results.put(("pings", pings))
+
+
+def query(router: str, pub: str, every: float, began: float, stop: Any, results: Any) -> None:
+    """Asks for the day's orders every ``every`` seconds."""
+    queries: list[tuple[float, float, int]] = []
+    with Client(router, pub, timeout=60.0) as client:
+        while not stop.wait(every):  # bounded by the run's length
+            t = time.perf_counter()
+            orders = client.query_stock_orders(ACCOUNT)
+            queries.append((time.monotonic() - began, time.perf_counter() - t, len(orders)))
+    results.put(("queries", queries))
+
+
 async def load(router: str, pub: str, seconds: float, rate: float, latencies: list[tuple[float, float]],
                refused: list[str]) -> int:
     start = time.monotonic()
@@ -133,46 +165,37 @@ def main() -> int:
     args = parser.parse_args()
     directory = Path(tempfile.mkdtemp(prefix="qmt-soak-"))
     proc, router, pub = start_gateway(directory, args.sim_process)
-    done = threading.Event()
-    rss: list[tuple[float, float]] = []
-    pings: list[tuple[float, float]] = []
-    queries: list[tuple[float, float, int]] = []
+    began = time.monotonic()
+    # The pinger and the querier run in processes of their own: decoding a day's orders holds a
+    # client's GIL for seconds, which would show up as the gateway's latency if they shared one.
+    ctx = multiprocessing.get_context("spawn")
+    results: multiprocessing.Queue[tuple[str, Any]] = ctx.Queue()
+    stop = ctx.Event()
+    watchers = [ctx.Process(target=watch, args=(router, pub, proc.pid, began, stop, results), daemon=True),
+                ctx.Process(target=query, args=(router, pub, args.query_every, began, stop, results), daemon=True)]
+    for watcher in watchers:
+        watcher.start()
     latencies: list[tuple[float, float]] = []
     refused: list[str] = []
-    began = time.monotonic()
-
-    def watch() -> None:
-        with Client(router, pub, timeout=30.0) as client:
-            next_rss = 0.0
-            while not done.is_set():
-                now = time.monotonic() - began
-                if now >= next_rss:
-                    rss.append((now, rss_mb(proc.pid)))
-                    next_rss = now + 10.0
-                t = time.perf_counter()
-                client.ping()
-                pings.append((now, time.perf_counter() - t))
-                done.wait(0.05)
-
-    def query() -> None:
-        with Client(router, pub, timeout=60.0) as client:
-            while not done.wait(args.query_every):
-                t = time.perf_counter()
-                orders = client.query_stock_orders(ACCOUNT)
-                queries.append((time.monotonic() - began, time.perf_counter() - t, len(orders)))
-
-    threads = [threading.Thread(target=watch, daemon=True), threading.Thread(target=query, daemon=True)]
-    for thread in threads:
-        thread.start()
     try:
         sent = asyncio.run(load(router, pub, args.seconds, args.rate, latencies, refused))
     finally:
-        done.set()
-        for thread in threads:
-            thread.join(90)
-        rss.append((time.monotonic() - began, rss_mb(proc.pid)))
+        stop.set()
+        gathered: dict[str, Any] = {}
+        for _ in range(3):  # bounded: rss and pings from the watcher, queries from the querier
+            try:
+                kind, value = results.get(timeout=120)
+                gathered[kind] = value
+            except queue.Empty:
+                break
+        for watcher in watchers:
+            watcher.join(10)
+        final_rss = (time.monotonic() - began, rss_mb(proc.pid))
         proc.terminate()
         proc.wait(30)
+    rss: list[tuple[float, float]] = [*gathered.get("rss", []), final_rss]
+    pings: list[tuple[float, float]] = gathered.get("pings", [])
+    queries: list[tuple[float, float, int]] = gathered.get("queries", [])
     minutes: dict[int, list[float]] = {}
     for at, latency in latencies:
         minutes.setdefault(int(at // 60), []).append(latency)
