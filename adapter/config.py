@@ -89,6 +89,14 @@ class Config:
     replay_client_bytes: int = 16 << 20  # replay page bytes one client may have in flight (not yet continued)
     replay_total_bytes: int = 128 << 20  # replay page bytes all clients together may have in flight
     replay_hold: float = 30.0  # seconds a replay page counts as in flight unless the client continues after it
+    quote_pub: str = ""  # the quote PUB (PROTOCOL §16); "": the PUB's port + 1
+    quote_hwm: int = 10_000  # quotes queued per quote subscriber before they are dropped (latest-value data)
+    quote_lease: float = 60.0  # seconds a quote subscription lives unless renewed
+    max_quote_codes: int = 6_000  # codes one client key may hold across its quote subscriptions
+    market_workers: int = 2  # threads answering market data ops (xtdata calls), never the I/O thread
+    market_queue: int = 64  # market data requests waiting at most; beyond, too_many_requests
+    market_timeout: float = 10.0  # seconds before a market data request is answered broker_timeout
+    download_timeout: float = 600.0  # the same for download_history_data(2)
     curve: bool = False  # CURVE encryption and per-key access on both sockets (keys in keys_dir)
     keys_dir: str = DEFAULT_KEYS_DIR  # server.key_secret and clients/NAME.key (qmt-adapter keys new)
     metrics_port: int = 0  # Prometheus metrics on http://127.0.0.1:PORT/metrics; 0: off
@@ -97,6 +105,17 @@ class Config:
     log_level: str = "INFO"
     sim: SimConfig = field(default_factory=SimConfig)
     risk: dict[str, Any] = field(default_factory=dict)  # [risk] limits (adapter/server/risk.py); reloadable
+
+    def quote_endpoint(self) -> str:
+        """Where the quote PUB binds: ``quote_pub``, else next to the PUB (its port + 1)."""
+        if self.quote_pub:
+            return self.quote_pub
+        head, _, port = self.pub.rpartition(":")
+        if self.pub.startswith("tcp://") and port.isdigit():
+            return f"{head}:{int(port) + 1}"
+        if self.pub.startswith("tcp://"):
+            return self.pub  # a wildcard port: another wildcard
+        return self.pub + "-quotes"  # ipc:// and inproc:// names
 
     def risk_config(self) -> Any:
         """The parsed ``[risk]`` table (a ``RiskConfig``)."""
@@ -135,7 +154,11 @@ class Config:
             raise ConfigError(f"max_subscription_bytes must be at least {longest}, the longest topic of these accounts")
         if self.retention_days < 0 or self.retention_bytes < 0 or self.heartbeat_interval < 0:
             raise ConfigError("retention_days, retention_bytes and heartbeat_interval must be >= 0")
-        for name, endpoint in (("router", self.router), ("pub", self.pub)):
+        if min(self.quote_hwm, self.max_quote_codes, self.market_workers, self.market_queue) < 1 or min(
+                self.quote_lease, self.market_timeout, self.download_timeout) <= 0:
+            raise ConfigError("quote_hwm, max_quote_codes, market_workers and market_queue must be >= 1; "
+                              "quote_lease, market_timeout and download_timeout > 0")
+        for name, endpoint in (("router", self.router), ("pub", self.pub), ("quote_pub", self.quote_endpoint())):
             if not self.curve and not self.insecure and not is_local_endpoint(endpoint):
                 raise ConfigError(
                     f"refusing to bind {name} {endpoint} without CURVE: anyone who can reach it could "

@@ -23,7 +23,7 @@ import zmq
 import zmq.auth
 from zmq.utils import z85
 
-PERMISSIONS = ("read", "trade", "admin")
+PERMISSIONS = ("read", "trade", "admin", "quote")
 ALL_ACCOUNTS = "*"
 SERVER = "server"
 KEY_LENGTH = 40  # a Z85-encoded CURVE key

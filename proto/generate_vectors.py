@@ -85,6 +85,29 @@ RISK_LIMITS = {
     "sessions": ["09:15-11:30", "13:00-15:00"],
 }
 
+TICK = {
+    "time": 1796194958307, "timetag": "20261202 15:02:38", "lastPrice": 10.6, "open": 10.58, "high": 10.62,
+    "low": 10.55, "lastClose": 10.6, "amount": 21404.0, "volume": 20, "pvolume": 2000, "stockStatus": 3,
+    "openInt": 13, "transactionNum": 4, "settlementPrice": 0.0, "lastSettlementPrice": 10.6, "pe": 0.0,
+    "askPrice": [10.61, 10.62, 10.63, 10.64, 10.65], "bidPrice": [10.6, 10.59, 10.58, 10.57, 10.56],
+    "askVol": [12, 30, 8, 25, 40], "bidVol": [9, 14, 33, 20, 18], "volRatio": 0.0, "speed1Min": 0.0,
+    "speed5Min": 0.0,
+}
+BARS_ARGS = {"field_list": [], "stock_list": ["600000.SH"], "period": "1d", "start_time": "", "end_time": "",
+             "count": 2, "dividend_type": "none", "fill_data": True}
+BARS = {"time": [1796054400000, 1796140800000], "open": [10.46, 10.6], "high": [10.71, 10.74], "low": [10.41, 10.6],
+        "close": [10.6, 10.72], "volume": [581523, 20], "amount": [613216003.5, 21404.0],
+        "settelementPrice": [0.0, 0.0], "openInterest": [0, 0], "preClose": [10.35, 10.6], "suspendFlag": [0, 0]}
+DETAIL = {
+    "ExchangeID": "SH", "InstrumentID": "600000", "InstrumentName": "浦发银行", "ProductID": "", "ProductName": "",
+    "ProductType": -1, "ExchangeCode": "SH", "UniCode": "600000", "CreateDate": "0", "OpenDate": "19991110",
+    "ExpireDate": "99999999", "TradingDay": "20261202", "PreClose": 10.6, "SettlementPrice": 10.6,
+    "UpStopPrice": 11.66, "DownStopPrice": 9.54, "FloatVolume": 3752355800.0, "TotalVolume": 6894610800.0,
+    "LongMarginRatio": 0.0, "ShortMarginRatio": 0.0, "PriceTick": 0.01, "VolumeMultiple": 1, "MainContract": 0,
+    "LastVolume": 0, "InstrumentStatus": 0, "IsTrading": True, "IsRecent": False, "ProductTradeQuota": None,
+    "ContractTradeQuota": None, "ProductOpenInterestQuota": None, "ContractOpenInterestQuota": None,
+}
+
 # op -> (arguments, result)
 OPS = {
     "ping": (
@@ -150,6 +173,23 @@ OPS = {
     "query_stock_trades": (ACCOUNT_ARG, [TRADE]),
     "query_account_infos": ({}, [ACCOUNT_INFO]),
     "query_account_status": ({}, [ACCOUNT_STATUS]),
+    # market data (PROTOCOL §16)
+    "get_full_tick": ({"code_list": ["600000.SH"]}, {"600000.SH": TICK}),
+    "get_market_data_ex": (BARS_ARGS, {"600000.SH": BARS}),
+    "get_local_data": (BARS_ARGS, {"600000.SH": BARS}),
+    "get_instrument_detail": ({"stock_code": "600000.SH", "iscomplete": False}, DETAIL),
+    "get_sector_list": ({}, ["上证A股", "创业板", "沪深A股", "沪深ETF", "沪深指数"]),
+    "get_stock_list_in_sector": ({"sector_name": "沪深指数"}, ["000001.SH", "000300.SH", "399001.SZ"]),
+    "get_trading_dates": ({"market": "SH", "start_time": "", "end_time": "", "count": 2},
+                          [1796054400000, 1796140800000]),
+    "download_history_data": ({"stock_code": "600000.SH", "period": "1d", "start_time": "20250101",
+                               "end_time": "", "incrementally": None, "task": ""}, None),
+    "download_history_data2": ({"stock_list": ["600000.SH", "000001.SZ"], "period": "1m", "start_time": "20261101",
+                                "end_time": "", "incrementally": None, "task": "dl-1"}, None),
+    "subscribe_quote": ({"stock_code": "600000.SH", "period": "tick", "count": 0}, {"seq": 1, "lease": 60.0}),
+    "subscribe_whole_quote": ({"code_list": ["SH", "SZ"]}, {"seq": 2, "lease": 60.0}),
+    "unsubscribe_quote": ({"seq": 1}, None),
+    "renew_quotes": ({"seqs": [1, 2]}, {"unknown": [1]}),
 }
 
 EVENTS = {

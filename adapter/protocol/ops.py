@@ -26,6 +26,7 @@ ORDER_ASYNC = "order_async"  # reply carries the xtquant seq at once
 CANCEL = "cancel"
 CANCEL_ASYNC = "cancel_async"
 QUERY = "query"
+MARKET = "market"  # xtdata's market data: answered by the gateway's market workers (PROTOCOL §16)
 
 # Gateway ops that need the admin permission.
 ADMIN_OPS = frozenset({"reload", "halt", "reduce_only", "resume"})
@@ -158,6 +159,96 @@ def as_stock_code(name: str, value: Any) -> str:
     return code
 
 
+# -- market data (PROTOCOL §16) ----------------------------------------------------------
+
+PERIODS = ("tick", "1m", "5m", "15m", "30m", "1h", "1d")
+DIVIDEND_TYPES = ("none", "front", "back", "front_ratio", "back_ratio")
+MARKETS = ("SH", "SZ", "BJ")
+MAX_QUOTE_CODES = 6000  # codes in one list: the whole A-share table fits
+MAX_FIELDS = 64
+MAX_SEQS = 1000
+_TIME = re.compile(r"^(\d{8}|\d{14})?$")
+_TASK = re.compile(r"^[0-9A-Za-z_.:-]{0,64}$")
+
+
+def as_period(name: str, value: Any) -> str:
+    if not isinstance(value, str) or value not in PERIODS:
+        raise _fail(name, f"{_describe(value)} is not a period; use one of {', '.join(PERIODS)}")
+    return value
+
+
+def as_time(name: str, value: Any) -> str:
+    """xtdata's time strings: '' (open), 'YYYYMMDD' or 'YYYYMMDDhhmmss'."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10**14:
+        value = str(value)  # xtdata accepts 20240102 as well as '20240102'
+    if not isinstance(value, str) or not _TIME.match(value):
+        raise _fail(name, f"expected '', 'YYYYMMDD' or 'YYYYMMDDhhmmss', got {_describe(value)}")
+    return value
+
+
+def as_count(name: str, value: Any) -> int:
+    count = as_int(name, value)
+    if count < -1:
+        raise _fail(name, f"expected -1 (all) or a count >= 0, got {count}")
+    return count
+
+
+def as_dividend_type(name: str, value: Any) -> str:
+    if not isinstance(value, str) or value not in DIVIDEND_TYPES:
+        raise _fail(name, f"{_describe(value)} is not a dividend type; use one of {', '.join(DIVIDEND_TYPES)}")
+    return value
+
+
+def _as_list(name: str, value: Any, most: int, item: Callable[[str, Any], Any]) -> list[Any]:
+    if isinstance(value, str):
+        value = [value]  # xtdata takes one code where it takes a list
+    if not isinstance(value, (list, tuple)):
+        raise _fail(name, f"expected an array, got {_describe(value)}")
+    if len(value) > most:
+        raise _fail(name, f"at most {most} entries, got {len(value)}")
+    return [item(f"{name}[{i}]", entry) for i, entry in enumerate(value)]
+
+
+def as_code_or_market(name: str, value: Any) -> str:
+    if isinstance(value, str) and value.upper() in MARKETS:
+        return value.upper()
+    return as_stock_code(name, value)
+
+
+def as_code_list(name: str, value: Any) -> list[str]:
+    """Codes, or markets (SH, SZ, BJ) standing for all their codes."""
+    return _as_list(name, value, MAX_QUOTE_CODES, as_code_or_market)
+
+
+def as_stock_list(name: str, value: Any) -> list[str]:
+    return _as_list(name, value, MAX_QUOTE_CODES, as_stock_code)
+
+
+def as_field_list(name: str, value: Any) -> list[str]:
+    return _as_list(name, value, MAX_FIELDS, lambda n, v: as_text(n, v, allow_empty=False))
+
+
+def as_seqs(name: str, value: Any) -> list[int]:
+    return _as_list(name, value, MAX_SEQS, as_positive_int)
+
+
+def as_optional_bool(name: str, value: Any) -> bool | None:
+    return None if value is None else as_bool(name, value)
+
+
+def as_task(name: str, value: Any) -> str:
+    if not isinstance(value, str) or not _TASK.match(value):
+        raise _fail(name, f"expected up to 64 of 0-9 A-Z a-z _ . : -, got {_describe(value)}")
+    return value
+
+
+def as_exchange(name: str, value: Any) -> str:
+    text = as_text(name, value, allow_empty=False).upper()
+    if text not in MARKETS:
+        raise _fail(name, f"{_describe(value)} is not a market; use one of {', '.join(MARKETS)}")
+    return text
+
+
 _REQUIRED = object()
 
 
@@ -214,6 +305,22 @@ _CANCEL_SYSID_PARAMS = (
     Param("sysid", lambda n, v: as_text(n, v, allow_empty=False), doc="counter contract number"),
 )
 
+_BARS_PARAMS = (
+    Param("field_list", as_field_list, (), "fields wanted; none: all"),
+    Param("stock_list", as_stock_list, doc="codes"),
+    Param("period", as_period, "1d"),
+    Param("start_time", as_time, ""),
+    Param("end_time", as_time, ""),
+    Param("count", as_count, -1, "-1: all; n: the last n up to end_time"),
+    Param("dividend_type", as_dividend_type, "none"),
+    Param("fill_data", as_bool, True),
+)
+_DOWNLOAD_PARAMS = (
+    Param("start_time", as_time, ""),
+    Param("end_time", as_time, ""),
+    Param("incrementally", as_optional_bool, None),
+    Param("task", as_task, "", "names the download.<task>. progress topic"),
+)
 OPS: dict[str, OpSpec] = {
     spec.name: spec
     for spec in (
@@ -289,8 +396,42 @@ OPS: dict[str, OpSpec] = {
         OpSpec("query_credit_assure", QUERY, doc="collateral securities (标的担保品)"),
         OpSpec("query_new_purchase_limit", QUERY, doc="IPO subscription quota: {key: shares}"),
         OpSpec("query_ipo_data", QUERY, takes_account=False, doc="today's new issues: {code: {name, type, ...}}"),
+        OpSpec("get_full_tick", MARKET, (Param("code_list", as_code_list, doc="codes, or SH / SZ / BJ"),),
+               takes_account=False, doc="the latest tick of each code"),
+        OpSpec("get_market_data_ex", MARKET, _BARS_PARAMS, takes_account=False,
+               doc="bars or ticks per code, as plain columns"),
+        OpSpec("get_local_data", MARKET, _BARS_PARAMS, takes_account=False,
+               doc="the same, from the terminal's local data"),
+        OpSpec("get_instrument_detail", MARKET,
+               (Param("stock_code", as_stock_code), Param("iscomplete", as_bool, False, "every field")),
+               takes_account=False, doc="an instrument's reference data, or nil"),
+        OpSpec("get_sector_list", MARKET, takes_account=False, doc="the sector names"),
+        OpSpec("get_stock_list_in_sector", MARKET, (Param("sector_name", as_text),), takes_account=False,
+               doc="the codes of a sector"),
+        OpSpec("get_trading_dates", MARKET,
+               (Param("market", as_exchange), Param("start_time", as_time, ""), Param("end_time", as_time, ""),
+                Param("count", as_count, -1)),
+               takes_account=False, doc="trading days as ms timestamps"),
+        OpSpec("download_history_data", MARKET,
+               (Param("stock_code", as_stock_code), Param("period", as_period), *_DOWNLOAD_PARAMS),
+               takes_account=False, doc="fetch history into the terminal; replies when done"),
+        OpSpec("download_history_data2", MARKET,
+               (Param("stock_list", as_stock_list), Param("period", as_period), *_DOWNLOAD_PARAMS),
+               takes_account=False, doc="the same for many codes; progress on download.<task>."),
+        OpSpec("subscribe_quote", MARKET,
+               (Param("stock_code", as_stock_code), Param("period", as_period, "1d"), Param("count", as_count, 0)),
+               takes_account=False, doc="quotes of one code and period on the quote PUB; a leased seq"),
+        OpSpec("subscribe_whole_quote", MARKET, (Param("code_list", as_code_list),), takes_account=False,
+               doc="ticks of many codes or whole markets; a leased seq"),
+        OpSpec("unsubscribe_quote", MARKET, (Param("seq", as_int),), takes_account=False,
+               doc="end a subscription"),
+        OpSpec("renew_quotes", MARKET, (Param("seqs", as_seqs),), takes_account=False,
+               doc="renew subscription leases; answers the seqs no longer held"),
     )
 }
+
+
+MARKET_OPS = frozenset(name for name, spec in OPS.items() if spec.kind == MARKET)
 
 
 def validate_args(spec: OpSpec, raw: dict[str, Any]) -> dict[str, Any]:

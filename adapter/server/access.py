@@ -47,7 +47,14 @@ def permission_for(spec: ops.OpSpec) -> str | None:
         return "admin" if spec.name in ops.ADMIN_OPS else "read"
     if spec.kind == ops.QUERY:
         return "read"
+    if spec.kind == ops.MARKET:
+        return "quote"
     return "trade"
+
+
+def has_permission(key: ClientKey, permission: str) -> bool:
+    """``read`` implies ``quote`` (PROTOCOL §13.3)."""
+    return permission in key.permissions or (permission == "quote" and "read" in key.permissions)
 
 
 def may_use(key: ClientKey, account_id: str | None) -> bool:

@@ -61,6 +61,7 @@ def ping(gateway: Gateway, call: Call) -> dict[str, Any]:
         "storage": {"ok": not desk.storage_problems, "failed": dict(desk.storage_problems),
                     "unjournaled": gateway.outbox.unjournaled},
         "uptime": gateway.uptime(),
+        "quote_pub": gateway.quote_endpoint,
         "bounds": gateway.bounds.report(),
     }
 

@@ -160,7 +160,7 @@ class Desk:
         if key is None:
             raise ProtocolError(errors.PERMISSION_DENIED, f"{spec.name}: this key is no longer authorised")
         permission = access.permission_for(spec)
-        if permission is not None and permission not in key.permissions:
+        if permission is not None and not access.has_permission(key, permission):
             raise ProtocolError(
                 errors.PERMISSION_DENIED,
                 f"{spec.name} needs the {permission!r} permission; key {key.name!r} has "

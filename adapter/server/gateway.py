@@ -34,7 +34,9 @@ from .encoding import Encoded, LargeAnswers, unrecorded
 from .inbox import Inbox
 from .killswitch import KillSwitch
 from .metrics import Metrics
+from .marketdata import source_for
 from .observe import Observer
+from .quotes import MarketAnswer, MarketDesk, PackedReply, QuoteThread
 from .outbox import Outbox
 from .sockets import Sockets, bind, rebind, user_id
 from .view import BooksView
@@ -86,6 +88,9 @@ class Gateway:
         self._held_replies: list[tuple[int, list[bytes], bytes]] = []  # (events made before it, ...)
         self._held_submits: list[Submit] = []
         self.sockets: Sockets = None  # type: ignore[assignment]  # made in start()
+        self.market = MarketDesk(config, self._inbox.post)  # xtdata's ops and quote leases (PROTOCOL §16)
+        self.quotes: QuoteThread | None = None
+        self.quote_endpoint = ""
         self.encoder = LargeAnswers(lambda records: self.desk.link_all(records), self._inbox.post)
         self._thread: threading.Thread | None = None
         self._stopped = threading.Event()
@@ -98,6 +103,7 @@ class Gateway:
         sockets = self.sockets = bind(self.config, self.access, self.bounds.subscriptions.frame_cap,
                                       monitored=self.metrics is not None)
         self.router_endpoint, self.pub_endpoint = sockets.router_endpoint, sockets.pub_endpoint
+        self.quote_endpoint = sockets.quotes_endpoint
         view: BooksView | None = None
         try:
             if self.metrics is not None:
@@ -127,6 +133,7 @@ class Gateway:
             sockets.close_monitors()
             sockets.router.close()
             sockets.pub.close()
+            sockets.quotes.close()
             if self.metrics is not None:
                 self.metrics.close()
             self.access.stop()
@@ -138,6 +145,11 @@ class Gateway:
             if view is not None:
                 view.close()
             raise
+        source = source_for(self.config, self.broker)
+        self.quotes = QuoteThread(self.config, sockets.quotes, source.latest_bars, self.access.identify,
+                                  self.access.curve)
+        self.market.attach(source, self.quotes)
+        self.quotes.start()
         # Reconciled by the I/O thread before it reads any command (see _run).
         for account_id, books in self.broker.view.items():
             self._inbox.post(Books(account_id, books))
@@ -147,12 +159,13 @@ class Gateway:
         self._thread = threading.Thread(target=self._run, name="qmt-gateway-io", daemon=True)
         self._thread.start()
         log.info(
-            "serving: router %s, pub %s, backend %s, session %s, accounts %s",
+            "serving: router %s, pub %s, backend %s, session %s, accounts %s, quotes %s",
             self.router_endpoint,
             self.pub_endpoint,
             self.config.backend,
             self.broker.session_id,
             ", ".join(self.config.accounts),
+            self.quote_endpoint,
         )
         log.info(
             "journal %s: epoch %s, seq %d..%d", self.journal.path, self.journal.epoch,
@@ -168,6 +181,8 @@ class Gateway:
         self._inbox.post(_STOP)
         self._thread.join(timeout)
         self._thread = None
+        if self.quotes is not None:
+            self.quotes.stop()
         self.encoder.close()
         close_reference = getattr(self._reference, "close", None)
         if close_reference is not None:
@@ -225,6 +240,10 @@ class Gateway:
                 if inbox_fd in ready:
                     running = self._handle_inbox()
                 now = time.monotonic()
+                market_wake = self.market.next_wake()
+                if market_wake is not None and now >= market_wake:
+                    for action in self.market.on_tick(now):
+                        self._act(action)
                 wake = self.desk.next_wake()
                 if wake is not None and now >= wake:
                     with self._batched():
@@ -239,6 +258,8 @@ class Gateway:
         finally:
             self.desk.on_stop()
             self._carry_out()
+            for refusal in self.market.stop():
+                self._act(refusal)
             self.sockets.close_monitors()
             router.close(linger=500)  # let those last replies leave
             pub.close()
@@ -246,9 +267,9 @@ class Gateway:
 
     def _poll_timeout_ms(self) -> int:
         wake = time.monotonic() + 1.0
-        desk_wake = self.desk.next_wake()
-        if desk_wake is not None:
-            wake = min(wake, desk_wake)
+        for other in (self.desk.next_wake(), self.market.next_wake()):
+            if other is not None:
+                wake = min(wake, other)
         if self.config.heartbeat_interval:
             wake = min(wake, self._next_heartbeat)
         if self._drop_at:
@@ -349,6 +370,10 @@ class Gateway:
         try:
             spec, args = self.desk.admit(request.op, request.args, key)
             assert key is not None
+            if spec.kind == ops.MARKET:
+                for action in self.market.on_command(envelope, request.id, spec, args, key):
+                    self._act(action)
+                return
             if spec.kind == ops.GATEWAY:
                 call = admin.Call(args, key, request.id, envelope[0])
                 self._reply_ok(envelope, request.id, admin.HANDLERS[spec.name](self, call))
@@ -365,11 +390,14 @@ class Gateway:
         for action in self.desk.drain():
             self._act(action)
 
-    def _act(self, action: Action) -> None:
+    def _act(self, action: Action | PackedReply) -> None:
         if isinstance(action, Publish):
             self.outbox.number(action.event_type, action.account_id, action.data, action.ts, action.reconciled)
         elif isinstance(action, Reply):
             self._answer(action)
+        elif isinstance(action, PackedReply):
+            self.observer.answered(action.envelope[0], action.request_id, "ok")
+            self._send(action.envelope, encode_ok_packed(action.request_id, action.packed))
         elif isinstance(action, Refuse):
             self._reply_error(action.envelope, action.request_id, action.code, action.message, action.details)
         elif isinstance(action, Submit):
@@ -446,6 +474,9 @@ class Gateway:
                     else:
                         self.observer.answered(reply.envelope[0], reply.request_id, "ok")
                         self._send(reply.envelope, encode_ok_packed(reply.request_id, item.packed))
+                elif isinstance(item, MarketAnswer):
+                    for action in self.market.on_answer(item):
+                        self._act(action)
                 elif item is _RELOAD:
                     try:
                         self.reload_now()
@@ -458,6 +489,8 @@ class Gateway:
         return True
 
     def _on_broker(self, message: BrokerMessage) -> None:
+        if isinstance(message, Connection) and message.connected:
+            self.market.resubscribe()  # QMT's subscriptions are gone after a reconnect; ours are not
         try:
             self.desk.on_broker(message)
         finally:

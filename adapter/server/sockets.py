@@ -21,6 +21,8 @@ class Sockets:
     pub: zmq.Socket
     router_endpoint: str
     pub_endpoint: str
+    quotes: zmq.Socket  # the quote PUB: owned by the quote thread, not the I/O thread
+    quotes_endpoint: str
     monitors: list[tuple[zmq.Socket, str]] = field(default_factory=list)  # (monitor, "router" | "pub")
 
     def close_monitors(self) -> None:
@@ -39,6 +41,7 @@ def bind(config: Config, access: Access, subscription_frame_cap: int, monitored:
     router = context.socket(zmq.ROUTER)
     # XPUB in manual mode: the I/O thread grants each subscription from the subscriber's key.
     pub = context.socket(zmq.XPUB)
+    quotes = context.socket(zmq.XPUB)
     try:
         pub.setsockopt(zmq.XPUB_MANUAL, 1)
         pub.setsockopt(zmq.MAXMSGSIZE, subscription_frame_cap)  # a longer prefix drops its sender
@@ -51,8 +54,15 @@ def bind(config: Config, access: Access, subscription_frame_cap: int, monitored:
         pub.linger = 0
         pub.sndhwm = config.pub_hwm
         pub.bind(config.pub)
+        quotes.setsockopt(zmq.XPUB_MANUAL, 1)
+        quotes.setsockopt(zmq.MAXMSGSIZE, subscription_frame_cap)
+        access.secure(quotes)
+        quotes.linger = 0
+        quotes.sndhwm = config.quote_hwm  # latest-value data: a slow subscriber loses old quotes
+        quotes.bind(config.quote_endpoint())
         sockets = Sockets(context, router, pub, router.getsockopt_string(zmq.LAST_ENDPOINT),
-                          pub.getsockopt_string(zmq.LAST_ENDPOINT))
+                          pub.getsockopt_string(zmq.LAST_ENDPOINT), quotes,
+                          quotes.getsockopt_string(zmq.LAST_ENDPOINT))
         if monitored:
             events_mask = zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
             sockets.monitors = [(router.get_monitor_socket(events_mask), "router"),
@@ -61,6 +71,7 @@ def bind(config: Config, access: Access, subscription_frame_cap: int, monitored:
     except BaseException:
         router.close()
         pub.close()
+        quotes.close()
         access.stop()
         context.term()
         raise

@@ -119,7 +119,15 @@ def test_every_op_needs_a_known_permission() -> None:
     assert needs["ping"] is None and needs["reload"] == "admin"
     assert needs["order_stock"] == needs["cancel_order_stock_sysid_async"] == "trade"
     assert needs["query_stock_asset"] == needs["replay"] == needs["snapshot"] == "read"
-    assert set(needs.values()) <= {None, "read", "trade", "admin"}
+    assert needs["get_full_tick"] == needs["subscribe_quote"] == needs["download_history_data2"] == "quote"
+    assert set(needs.values()) <= {None, "read", "trade", "admin", "quote"}
+
+
+def test_read_implies_quote_and_quote_alone_reads_no_account() -> None:
+    assert access.has_permission(key(None, "read"), "quote")
+    assert access.has_permission(key(None, "quote"), "quote")
+    assert not access.has_permission(key(None, "trade"), "quote")
+    assert not access.has_permission(key(None, "quote"), "read")
 
 
 def test_subscriptions_are_narrowed_to_the_keys_accounts() -> None:
