@@ -92,7 +92,7 @@ class Config:
     quote_pub: str = ""  # the quote PUB (PROTOCOL §16); "": the PUB's port + 1
     quote_hwm: int = 10_000  # quotes queued per quote subscriber before they are dropped (latest-value data)
     quote_lease: float = 60.0  # seconds a quote subscription lives unless renewed
-    max_quote_codes: int = 6_000  # codes one client key may hold across its quote subscriptions
+    max_quote_codes: int = 10_000  # codes one client key may hold across its quote subscriptions (a market: 3,000)
     market_workers: int = 2  # threads answering market data ops (xtdata calls), never the I/O thread
     market_queue: int = 64  # market data requests waiting at most; beyond, too_many_requests
     market_timeout: float = 10.0  # seconds before a market data request is answered broker_timeout

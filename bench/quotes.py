@@ -1,0 +1,265 @@
+"""``python -m bench.quotes``: market data through the gateway against a raw PUB, in one run.
+
+- fan-out: quotes per second each of 1 and 4 subscriber processes receive from the quote PUB,
+  with every code of the instrument table walking at the fastest cadence and subscribed whole
+  (``subscribe_whole_quote(["SH", "SZ", "BJ"])``); alongside, a raw pyzmq PUB flooding messages
+  of a tick's size to the same number of SUB processes: the floor's rate;
+- the trading stream while quotes flood: sequential ``order_stock`` round trips with the flood
+  on and off (p50, p99, and round trips over 100 ms: stalls);
+- queries: ``get_full_tick`` of 500 codes and ``get_market_data_ex`` of 250 daily bars x 100
+  codes, round trips.
+
+Writes ``bench/results/quotes-<time>.json`` and prints a table. Loopback only; every loop is
+bounded in count and time. Figures on a shared 2-core machine are noisy: the ratios travel.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import logging
+import multiprocessing
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import msgpack
+import zmq
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+ACCOUNT = "1000000365"
+LOOPBACK = "tcp://127.0.0.1:*"
+SPAWN = multiprocessing.get_context("spawn")
+RESULTS = Path(__file__).resolve().parent / "results"
+RISK = {"orders_per_second": 0, "orders_per_day": 0, "duplicate_window": 0, "max_open_orders": 0,
+        "max_position_notional": 0, "max_order_notional": 0}
+
+
+def gateway(conn: Any, tick_interval: float) -> None:
+    """A gateway over the sim in its own process (as QMT is) whose every code walks each
+    ``tick_interval``; reports its sent quotes."""
+    from adapter.config import SimConfig, load_config
+    from adapter.server import Gateway
+    from adapter.sim.instruments import load_instruments
+
+    logging.basicConfig(level=logging.WARNING)
+    with tempfile.TemporaryDirectory() as directory:
+        config = load_config(None, router=LOOPBACK, pub=LOOPBACK, quote_pub=LOOPBACK, data_dir=directory,
+                             risk=RISK, quote_hwm=100_000, sim_process=True)
+        sim = SimConfig(price_model="walk", tick_interval=tick_interval, persist=False, cash=1e12)
+        gw = Gateway(type(config)(**{**config.__dict__, "sim": sim}))
+        gw.start()
+        codes = [code for code, instrument in load_instruments().items() if not instrument.is_index]
+        conn.send((gw.router_endpoint, gw.quote_endpoint, codes))
+        while True:
+            command = conn.recv()
+            if command == "stop":
+                break
+            if command == "sent":
+                assert gw.quotes is not None
+                conn.send(gw.quotes.sent)
+        gw.stop()
+
+
+def counter(conn: Any, endpoint: str, seconds: float) -> None:
+    """A SUB counting what arrives on ``endpoint`` for ``seconds`` once the first message is in."""
+    context = zmq.Context()
+    sub = context.socket(zmq.SUB)
+    sub.rcvhwm = 100_000
+    sub.subscribe(b"")
+    sub.connect(endpoint)
+    conn.send("ready")
+    got, first = 0, 0.0
+    deadline = time.monotonic() + seconds + 30
+    while time.monotonic() < deadline and sub.poll(5000):  # bounded by the deadline
+        sub.recv_multipart()
+        if not got:
+            first = time.monotonic()
+            deadline = first + seconds
+        got += 1
+    elapsed = time.monotonic() - first if got else 1.0
+    conn.send(got / elapsed)
+    sub.close(0)
+    context.term()
+
+
+def raw_publisher(conn: Any, size: int, seconds: float) -> None:
+    """A raw PUB flooding ``size``-byte messages for ``seconds`` (at most 20 million)."""
+    context = zmq.Context()
+    pub = context.socket(zmq.PUB)
+    pub.sndhwm = 100_000
+    pub.bind(LOOPBACK)
+    conn.send(pub.last_endpoint.decode())
+    conn.recv()  # the subscribers are ready
+    time.sleep(0.5)  # let their subscriptions arrive: a raw PUB has no other way to know
+    payload = b"x" * size
+    end = time.monotonic() + seconds + 1
+    for n in range(20_000_000):
+        pub.send_multipart([b"quote.tick.600000.SH.", payload])
+        if n % 1000 == 0 and time.monotonic() > end:
+            break
+    conn.send("done")
+    conn.recv()
+    pub.close(0)
+    context.term()
+
+
+def fan_out(endpoint: str, subscribers: int, seconds: float) -> list[float]:
+    pipes, procs = [], []
+    for _ in range(subscribers):
+        conn, child = SPAWN.Pipe()
+        proc = SPAWN.Process(target=counter, args=(child, endpoint, seconds), daemon=True)
+        proc.start()
+        pipes.append(conn)
+        procs.append(proc)
+    for conn in pipes:
+        conn.recv()
+    return [conn.recv() for conn in pipes] if procs else []
+
+
+def raw_fan_out(size: int, subscribers: int, seconds: float) -> list[float]:
+    conn, child = SPAWN.Pipe()
+    proc = SPAWN.Process(target=raw_publisher, args=(child, size, seconds), daemon=True)
+    proc.start()
+    endpoint = conn.recv()
+    pipes, procs = [], []
+    for _ in range(subscribers):
+        sub_conn, sub_child = SPAWN.Pipe()
+        sub = SPAWN.Process(target=counter, args=(sub_child, endpoint, seconds), daemon=True)
+        sub.start()
+        pipes.append(sub_conn)
+        procs.append(sub)
+    for sub_conn in pipes:
+        sub_conn.recv()
+    conn.send("go")
+    rates = [sub_conn.recv() for sub_conn in pipes]
+    conn.recv()
+    conn.send("stop")
+    proc.join(10)
+    return rates
+
+
+class Wire:
+    def __init__(self, endpoint: str) -> None:
+        self.socket = zmq.Context.instance().socket(zmq.DEALER)
+        self.socket.linger = 0
+        self.socket.connect(endpoint)
+        self.n = 0
+
+    def call(self, op: str, **args: Any) -> Any:
+        self.n += 1
+        self.socket.send(msgpack.packb({"v": 1, "id": self.n, "op": op, **args}))
+        if not self.socket.poll(60_000):
+            raise RuntimeError(f"{op}: no reply in 60 s")
+        reply = msgpack.unpackb(self.socket.recv(), strict_map_key=False)
+        if not reply["ok"]:
+            raise RuntimeError(f"{op}: {reply['error']}")
+        return reply["result"]
+
+
+def timed(wire: Wire, times: int, op: str, **args: Any) -> list[float]:
+    samples = []
+    for _ in range(times):  # bounded
+        start = time.perf_counter()
+        wire.call(op, **args)
+        samples.append(time.perf_counter() - start)
+    return samples
+
+
+def orders(wire: Wire, seconds: float) -> dict[str, float]:
+    samples: list[float] = []
+    end = time.monotonic() + seconds
+    for n in range(100_000):  # bounded by count and time
+        if time.monotonic() > end:
+            break
+        start = time.perf_counter()
+        wire.call("order_stock", account_id=ACCOUNT, stock_code="600000.SH", order_type="buy", order_volume=100,
+                  price_type="limit", price=9.6 + (n % 10) * 0.01)
+        samples.append(time.perf_counter() - start)
+    ordered = sorted(samples)
+    return {"count": len(samples), "p50_us": ordered[len(ordered) // 2] * 1e6,
+            "p99_us": ordered[int(len(ordered) * 0.99)] * 1e6,
+            "stalls_over_100ms": sum(1 for s in samples if s > 0.1)}
+
+
+@contextlib.contextmanager
+def running_gateway(tick_interval: float) -> Iterator[tuple[Any, str, str, list[str]]]:
+    conn, child = SPAWN.Pipe()
+    proc = SPAWN.Process(target=gateway, args=(child, tick_interval), daemon=True)
+    proc.start()
+    router, quotes, codes = conn.recv()
+    try:
+        yield conn, router, quotes, codes
+    finally:
+        conn.send("stop")
+        proc.join(30)
+
+
+def orders_with_subscriber(wire: Wire, quotes: str, seconds: float) -> dict[str, float]:
+    """Order round trips while a subscriber process takes every quote."""
+    conn, child = SPAWN.Pipe()
+    proc = SPAWN.Process(target=counter, args=(child, quotes, seconds * 2), daemon=True)
+    proc.start()
+    conn.recv()
+    result = orders(wire, seconds)
+    result["quotes_per_s_received"] = conn.recv()
+    proc.join(10)
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=5.0, help="length of each fan-out and order window")
+    parser.add_argument("--tick-interval", type=float, default=0.05,
+                        help="the sim's price step (QMT pushes every 3 s; a step of all 5,500 codes takes ~0.2 s)")
+    args = parser.parse_args()
+    report: dict[str, Any] = {"machine": f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}",
+                              "seconds": args.seconds, "tick_interval": args.tick_interval}
+    with running_gateway(args.tick_interval) as (conn, router, quotes, codes):
+        wire = Wire(router)
+        sample_tick = wire.call("get_full_tick", code_list=["600000.SH"])["600000.SH"]
+        size = len(msgpack.packb({"code": "600000.SH", "period": "tick", "data": [sample_tick]}))
+        report["quote_bytes"] = size
+        full = timed(wire, 20, "get_full_tick", code_list=codes[:500])
+        bars = timed(wire, 5, "get_market_data_ex", stock_list=codes[:100], period="1d", count=250)
+        report["get_full_tick_500_ms"] = statistics.median(full) * 1e3
+        report["get_market_data_ex_250x100_ms"] = statistics.median(bars) * 1e3
+        report["orders_quiet"] = orders(wire, args.seconds)
+        wire.call("get_full_tick", code_list=codes)  # every code walks from now on
+        wire.call("subscribe_whole_quote", code_list=["SH", "SZ", "BJ"])
+        for subscribers in (1, 4):
+            conn.send("sent")
+            before = conn.recv()
+            started = time.monotonic()
+            rates = fan_out(quotes, subscribers, args.seconds)
+            conn.send("sent")
+            produced = (conn.recv() - before) / (time.monotonic() - started)
+            raw = raw_fan_out(size, subscribers, args.seconds)
+            report[f"fan_out_{subscribers}"] = {
+                "gateway_per_subscriber": statistics.median(rates), "gateway_sent_per_s": produced,
+                "raw_pub_per_subscriber": statistics.median(raw),
+                "ratio": statistics.median(rates) / statistics.median(raw)}
+        report["orders_while_quotes_flood"] = orders_with_subscriber(wire, quotes, args.seconds)
+    # The whole table at QMT's own cadence (a push every 3 s): what a real day asks of the gateway.
+    with running_gateway(3.0) as (conn, router, quotes, codes):
+        wire = Wire(router)
+        wire.call("get_full_tick", code_list=codes)
+        wire.call("subscribe_whole_quote", code_list=["SH", "SZ", "BJ"])
+        report["orders_with_whole_market_at_3s"] = orders_with_subscriber(wire, quotes, max(args.seconds, 7.0))
+    print(json.dumps(report, indent=1))
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"quotes-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}.json"
+    out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    print(f"written to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
