@@ -23,18 +23,25 @@ gaps filled from the gateway's journal (``replay``), with ``from_seq=`` for hist
 :mod:`adapter.client.recovery`. A ``gateway.liveness`` notice (``LIVENESS_EVENT``) says when the
 gateway fell silent (missed heartbeats) and when it is heard again; ``gateway_alive`` on a
 stream or client says the same.
+
+Market data (PROTOCOL §16): ``get_full_tick``, ``get_market_data_ex``, ... with xtdata's names,
+answering xtdata's plain values (``to_frames`` makes xtdata's DataFrames of bars);
+:class:`Quotes` subscribes to quotes with xtdata's callbacks and keeps the leases.
 """
 
 from .aio import AsyncClient, AsyncEventStream, AsyncSubscription
+from ._market import DOWNLOAD_TIMEOUT, to_frames
 from .errors import CLIENT_CLOSED, CLIENT_TIMEOUT, INVALID_REPLY, GatewayError, GatewayTimeout
 from ._stream import LIVENESS_EVENT
 from .records import Event, Record, replayed_events
 from .recovery import EPOCH_EVENT, GAP_EVENT, StreamStats
 from .sync import Client, EventStream, Subscription
+from .quotes import Quotes
 
 __all__ = [
     "CLIENT_CLOSED",
     "CLIENT_TIMEOUT",
+    "DOWNLOAD_TIMEOUT",
     "EPOCH_EVENT",
     "GAP_EVENT",
     "INVALID_REPLY",
@@ -47,8 +54,10 @@ __all__ = [
     "EventStream",
     "GatewayError",
     "GatewayTimeout",
+    "Quotes",
     "Record",
     "StreamStats",
     "Subscription",
     "replayed_events",
+    "to_frames",
 ]

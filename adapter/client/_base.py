@@ -76,7 +76,7 @@ class ClientBase:
         timeout: float = 10.0,
         context: zmq.Context[Any] | None = None,
         *,
-        client_key: str | os.PathLike[str] | None = None,
+        client_key: str | os.PathLike[str] | CurveKeys | None = None,
         server_key: str | os.PathLike[str] | None = None,
         liveness_timeout: float | None = None,
     ) -> None:
@@ -90,10 +90,13 @@ class ClientBase:
         self.liveness_timeout = liveness_timeout
         self.pub = pub
         self.timeout = check_timeout(timeout, timeout)
-        if client_key is None and server_key is None:
-            client_key = os.environ.get(CLIENT_KEY_ENV) or None
-            server_key = os.environ.get(SERVER_KEY_ENV) or None
-        self._curve: CurveKeys | None = client_curve_keys(client_key, server_key)
+        if isinstance(client_key, CurveKeys):  # another client's keys, e.g. for a quote subscriber's own socket
+            self._curve: CurveKeys | None = client_key
+        else:
+            if client_key is None and server_key is None:
+                client_key = os.environ.get(CLIENT_KEY_ENV) or None
+                server_key = os.environ.get(SERVER_KEY_ENV) or None
+            self._curve = client_curve_keys(client_key, server_key)
         self._context = self._adopt_context(context)
         self._ids = itertools.count(1)
         self._closed = False

@@ -74,7 +74,7 @@ class OpMethods(Generic[RecordT, OptionalRecordT, RecordListT, AnyT]):
     """One method per protocol v1 op; every one takes a keyword-only ``timeout`` in seconds
     (None: the client's default)."""
 
-    def _call(self, op: str, args: dict[str, Any], timeout: float | None) -> Any:
+    def _call(self, op: str, args: dict[str, Any], timeout: float | None, plain: bool = False) -> Any:
         raise NotImplementedError
 
     # -- generic --------------------------------------------------------------------------

@@ -63,15 +63,16 @@ def decode_reply(frames: Sequence[bytes]) -> tuple[Any, dict[str, Any]] | None:
     return body["id"], body
 
 
-def reply_outcome(request_id: Any, body: dict[str, Any]) -> Any:
-    """The converted result of a matched reply, or raise the GatewayError it carries."""
+def reply_outcome(request_id: Any, body: dict[str, Any], plain: bool = False) -> Any:
+    """The converted result of a matched reply (as decoded when ``plain``: market data is
+    xtdata's plain dicts and lists, and large), or raise the GatewayError it carries."""
     if body.get("v") != PROTOCOL_VERSION:
         raise GatewayError(
             INVALID_REPLY, f"reply speaks protocol version {body.get('v')!r}, expected {PROTOCOL_VERSION}", request_id
         )
     ok = body.get("ok")
     if ok is True:
-        return to_result(body.get("result"))
+        return body.get("result") if plain else to_result(body.get("result"))
     if ok is False:
         error = body.get("error")
         if isinstance(error, dict) and isinstance(error.get("code"), str):

@@ -16,6 +16,7 @@ import zmq
 import zmq.asyncio
 
 from ._base import AsyncClosing, ClientBase
+from ._market import MarketMethods
 from ._ops import OpMethods
 from ._stream import PongSchedule, StatePath, StreamCore, StreamView, combined_liveness
 from ._wire import SEND_RETRY_PAUSE, check_timeout, decode_reply, open_subscriber, readable, reply_outcome
@@ -47,6 +48,7 @@ class AsyncClient(
     ClientBase,
     AsyncClosing,
     OpMethods[Awaitable[Record], Awaitable[Optional[Record]], Awaitable[list[Record]], Awaitable[Any]],
+    MarketMethods[Awaitable[Any]],
 ):
     """asyncio client of a qmt-zmq-adapter gateway; the same methods as :class:`Client`, awaited.
 
@@ -58,6 +60,7 @@ class AsyncClient(
 
     _context: zmq.asyncio.Context
     _adopt_context = staticmethod(_async_context)
+    _ASYNC = True
 
     def _init_driver(self) -> None:
         self._pending: dict[Any, asyncio.Future[dict[str, Any]]] = {}
@@ -67,10 +70,10 @@ class AsyncClient(
 
     # -- commands -------------------------------------------------------------------------
 
-    def _call(self, op: str, args: dict[str, Any], timeout: float | None) -> Awaitable[Any]:
-        return self._request(op, args, timeout)
+    def _call(self, op: str, args: dict[str, Any], timeout: float | None, plain: bool = False) -> Awaitable[Any]:
+        return self._request(op, args, timeout, plain)
 
-    async def _request(self, op: str, args: dict[str, Any], timeout: float | None) -> Any:
+    async def _request(self, op: str, args: dict[str, Any], timeout: float | None, plain: bool = False) -> Any:
         seconds = check_timeout(timeout, self.timeout)
         self._check_open()
         loop = asyncio.get_running_loop()
@@ -87,7 +90,7 @@ class AsyncClient(
             except asyncio.TimeoutError:
                 raise self._no_reply(op, request_id, seconds) from None
             logger.debug("request %s answered (ok=%r)", request_id, body.get("ok"))
-            return reply_outcome(request_id, body)
+            return reply_outcome(request_id, body, plain)
         finally:
             self._pending.pop(request_id, None)
 

@@ -19,6 +19,7 @@ import zmq
 import zmq.asyncio
 
 from ._base import ClientBase, Closing
+from ._market import MarketMethods
 from ._ops import OpMethods
 from ._stream import PongSchedule, StatePath, StreamCore, StreamView, combined_liveness
 from ._wire import (
@@ -47,7 +48,7 @@ def _plain_context(context: zmq.Context[Any] | None) -> zmq.Context[Any]:
     return context
 
 
-class Client(ClientBase, Closing, OpMethods[Record, Optional[Record], list[Record], Any]):
+class Client(ClientBase, Closing, OpMethods[Record, Optional[Record], list[Record], Any], MarketMethods[Any]):
     """Blocking client of a qmt-zmq-adapter gateway.
 
     ``router`` and ``pub`` are the gateway's ROUTER and PUB endpoints; ``timeout`` the default
@@ -75,7 +76,7 @@ class Client(ClientBase, Closing, OpMethods[Record, Optional[Record], list[Recor
 
     # -- commands -------------------------------------------------------------------------
 
-    def _call(self, op: str, args: dict[str, Any], timeout: float | None) -> Any:
+    def _call(self, op: str, args: dict[str, Any], timeout: float | None, plain: bool = False) -> Any:
         seconds = check_timeout(timeout, self.timeout)
         deadline = time.monotonic() + seconds
         if not self._lock.acquire(timeout=seconds):
@@ -109,7 +110,7 @@ class Client(ClientBase, Closing, OpMethods[Record, Optional[Record], list[Recor
                     logger.debug("dropping a reply to request %r while waiting for %s", reply_id, request_id)
                     continue
                 logger.debug("request %s answered (ok=%r)", request_id, body.get("ok"))
-                return reply_outcome(request_id, body)
+                return reply_outcome(request_id, body, plain)
         finally:
             self._lock.release()
 
