@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any, Callable, Iterable, Protocol
 
 from ..config import Config
@@ -75,7 +76,10 @@ class SimSource:
         table = instruments.load_instruments(self._instruments_file or None)
         if op == "get_instrument_detail":
             instrument = table.get(args["stock_code"])
-            return sectors.instrument_detail(instrument) if instrument is not None else None
+            if instrument is None:
+                return None
+            china_today = time.strftime("%Y%m%d", time.gmtime(time.time() + 8 * 3600))
+            return sectors.instrument_detail(instrument, trading_day=china_today)
         if op == "get_sector_list":
             return sectors.sector_list()
         if op == "get_stock_list_in_sector":
