@@ -1,7 +1,7 @@
-"""Run a script with ``xtquant.xttrader`` resolving to the gateway-backed classes.
+"""Run a script with ``xtquant.xttrader`` and ``xtquant.xtdata`` resolving to the gateway-backed ones.
 
-Only ``xtquant.xttrader`` is replaced; ``xtquant.xttype`` and ``xtquant.xtconstant`` stay
-xtquant's own (they are plain Python). The endpoints and keys come from the arguments or the
+Only ``xtquant.xttrader`` and ``xtquant.xtdata`` (``adapter.compat.xtdata``) are replaced;
+``xtquant.xttype`` and ``xtquant.xtconstant`` stay xtquant's own (they are plain Python). The endpoints and keys come from the arguments or the
 ``QMT_ADAPTER_*`` environment variables, which the trader and the client read.
 """
 
@@ -18,7 +18,8 @@ from . import trader
 
 
 def install() -> types.ModuleType:
-    """Make ``import xtquant.xttrader`` give the compatible classes (idempotent)."""
+    """Make ``import xtquant.xttrader`` give the compatible classes and ``from xtquant import
+    xtdata`` the gateway-backed xtdata (idempotent)."""
     module = sys.modules.get("xtquant.xttrader")
     if module is not None and getattr(module, "__qmt_adapter__", False):
         return module
@@ -36,6 +37,11 @@ def install() -> types.ModuleType:
     module.__qmt_adapter__ = True  # type: ignore[attr-defined]
     sys.modules["xtquant.xttrader"] = module
     package.xttrader = module  # type: ignore[attr-defined]
+    # Genuine xtdata loads the terminal's native datacenter, which a remote host has not.
+    from . import xtdata
+
+    sys.modules["xtquant.xtdata"] = xtdata
+    package.xtdata = xtdata  # type: ignore[attr-defined]
     return module
 
 
