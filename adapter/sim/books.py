@@ -14,6 +14,15 @@ Accounting choices (the brief left them open):
   the up-limit price a real counter would use.
 * Commission is frozen for a buy once, as estimated for the whole order; partial fills
   each pay at least ``commission_min``, so many small fills may cost more than was frozen.
+
+Market hours and suspensions (the feed's ``session``, ``adapter.sim.feed``): an order in a
+suspended code is refused; with ``sim.market_hours = "exchange"`` so is one before 09:15, after
+15:00 or on a non-trading day. In the call auctions and the breaks (09:25-09:30, lunch) a limit
+order is accepted and rests, reported at once (in a break a real counter holds it unreported until
+the exchange takes orders again). It matches at the first continuous step, at the last price: the
+sim has no auction book to match it in; one resting through the closing auction stays open until
+``next_day``. Market-type orders are refused outside continuous trading, where the exchanges take
+none. Cancels are refused while the exchange takes none (09:20-09:25, the closing auction).
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ from typing import Any, Callable, Collection, Iterable, Union
 from adapter import market as rules
 from adapter.config import SimConfig
 from adapter.sim import status
+from adapter.sim.feed import ALWAYS_OPEN, CLOSED, CONTINUOUS, PRE_OPEN, SUSPENDED, CodeSession
 from adapter.sim.instruments import Instrument, load_instruments, unknown_code
 from adapter.sim.prices import PriceWalk
 from xtquant import xtconstant  # imported by adapter.sim.status without its update check
@@ -59,6 +69,15 @@ ERR_LIMIT = (130006, "委托价格超出涨跌停限制")
 ERR_FOK = (130009, "全额成交或撤销委托无法全部成交")
 ERR_CANCEL_UNKNOWN = (110002, "未找到该委托，不能撤单")
 ERR_CANCEL_FINAL = (110003, "该委托已成交或已撤单，不能撤单")
+# Hours and suspensions. ERR_TIME is a real counter's refusal of an order sent out of hours, as QMT
+# reports it: "限价买入 [SZ162411] [COUNTER] [12313][当前时间不允许此类证券交易]" (shidenggui/easytrader
+# docs/miniqmt.md). No QMT counter's text was found for the other three: the suspended and market
+# order texts are those of a broker order system (OES errors 1232 证券停牌, 1224 当前时段不支持市价委托,
+# vnpy/vnpy vnpy/api/oes/include/oes/oes_api/errors/oes_errors.h); their ids, and the cancel's text, are the sim's own.
+ERR_SUSPENDED = (120102, "证券停牌")
+ERR_TIME = (12313, "当前时间不允许此类证券交易")
+ERR_MARKET_SESSION = (130010, "当前时段不支持市价委托")
+ERR_CANCEL_TIME = (110004, "当前时间不允许撤单")
 
 
 def counter_message(error: tuple[int, str], **checked: object) -> str:
@@ -237,9 +256,17 @@ class Cancelled:
 class Books:
     """Every account's books and the quotes, under the A-share rules of ``adapter.market``."""
 
-    def __init__(self, config: SimConfig, accounts: Iterable[str], clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        config: SimConfig,
+        accounts: Iterable[str],
+        clock: Callable[[], float],
+        session: Callable[[str], CodeSession] | None = None,
+    ) -> None:
+        """``session(code)``: the code's phase now (the counter asks its feed); None: always open."""
         self.config = config
         self._clock = clock
+        self._session_of = session
         self._rate = rules.to_decimal(config.commission_rate)
         self._minimum = rules.to_decimal(config.commission_min)
         self._walks: dict[str, PriceWalk] = {}  # code -> its own generator (_walk_of)
@@ -367,7 +394,8 @@ class Books:
         )
         account.orders[order.order_id] = order
         events: list[Event] = []
-        refusal = self._refusal(account, order, quote, price)
+        session = self._session(code) if quote is not None else ALWAYS_OPEN
+        refusal = self._refusal(account, order, quote, price, session)
         if refusal is not None:
             # A junk order never got a contract number: QMT shows "xt" + the order id in its place
             # (合同编号 xt1090533590 for 订单编号 1090533590 in liqimore/quant-qmt-proxy issue #21).
@@ -393,17 +421,23 @@ class Books:
             events.append(self._position_changed(account, account.positions[order.code]))
         events.append(AssetChanged(self.asset(account_id)))
         assert quote is not None
-        self._match_order(account, order, quote, events)
+        if session.phase == CONTINUOUS:  # else it rests until continuous trading
+            self._match_order(account, order, quote, events)
         if order.price_type in rules.CANCEL_REST_PRICE_TYPES and order.is_open:
             self._finish_cancel(account, order, events)  # immediate-or-cancel: the exchange drops the rest
         return Placed(copy.copy(order), None, events)
+
+    def _session(self, code: str) -> CodeSession:
+        return ALWAYS_OPEN if self._session_of is None else self._session_of(code)
 
     def _take_order_id(self) -> int:
         order_id = self.next_order_id
         self.next_order_id += 1
         return order_id
 
-    def _refusal(self, account: Account, order: Order, quote: Quote | None, raw_price: Any) -> Refusal | None:
+    def _refusal(
+        self, account: Account, order: Order, quote: Quote | None, raw_price: Any, session: CodeSession
+    ) -> Refusal | None:
         """Why the counter junks this order, or None; sets ``order.price``."""
         if order.price_type == rules.FIX_PRICE:
             try:  # a junk order still shows the price that was sent
@@ -416,12 +450,19 @@ class Books:
         if quote.instrument.is_index:
             return _refuse(ERR_INDEX, stock_code=order.code)
         code = order.code
+        if session.phase == SUSPENDED:
+            return _refuse(ERR_SUSPENDED, stock_code=code)
+        if session.phase in (PRE_OPEN, CLOSED):
+            return _refuse(ERR_TIME, stock_code=code)
         if order.order_type not in (BUY, SELL):
             return _refuse(ERR_ORDER_TYPE, order_type=order.order_type)
         if not rules.is_supported_price_type(order.price_type):
             return _refuse(ERR_PRICE_TYPE, price_type=order.price_type)
         if not rules.price_type_allowed(order.price_type, code):
             return _refuse(ERR_PRICE_TYPE_MARKET, price_type=order.price_type, stock_code=code)
+        if order.price_type in rules.MARKET_PRICE_TYPES and session.phase != CONTINUOUS:
+            # "市价申报只适用于有价格涨跌幅限制证券连续竞价期间的交易" (the SSE's and SZSE's trading rules)
+            return _refuse(ERR_MARKET_SESSION, price_type=order.price_type, stock_code=code)
         if order.order_type == BUY and not rules.is_valid_buy_volume(code, order.volume):
             return _refuse(ERR_LOT, entrust_amount=order.volume)
         if order.volume <= 0:
@@ -486,6 +527,9 @@ class Books:
         if not order.is_open:
             refusal = _refuse(ERR_CANCEL_FINAL, entrust_no=order.sysid, order_status=order.status)
             return Cancelled(requested_id, copy.copy(order), refusal, [])
+        if not self._session(order.code).cancels:  # the order stays as it is
+            refusal = _refuse(ERR_CANCEL_TIME, entrust_no=order.sysid, stock_code=order.code)
+            return Cancelled(requested_id, copy.copy(order), refusal, [])
         status.advance(order, status.PARTSUCC_CANCEL if order.traded_volume else status.REPORTED_CANCEL)
         events: list[Event] = [OrderChanged(copy.copy(order))]
         self._finish_cancel(account, order, events)
@@ -510,7 +554,8 @@ class Books:
     # -- prices and matching -------------------------------------------------------------
 
     def set_price(self, code: str, price: float) -> list[Event]:
-        """Move the last price (rounded to tick, must be inside the band), then match resting orders."""
+        """Move the last price (rounded to tick, must be inside the band), then match resting orders
+        (in continuous trading only)."""
         quote = self.quote(code)
         value = rules.round_to_tick(rules.to_decimal(price), quote.tick)
         if not quote.down <= value <= quote.up:
@@ -519,6 +564,8 @@ class Books:
         self.moved.add(code)
         self.revalue()
         events: list[Event] = []
+        if self._session(code).phase != CONTINUOUS:
+            return events
         for order in self.open_orders(code):
             self._match_order(self.accounts[order.account_id], order, quote, events)
         return events
@@ -528,7 +575,8 @@ class Books:
 
         The walk moves the quotes in use: held, with an open order, or asked for (``quote``); the
         rest of a table of thousands stays at its last price, so a step costs what is in use.
-        ``frozen``: codes the walk leaves alone this step (suspended, or not trading now).
+        ``frozen``: codes the walk leaves alone this step (suspended, or not trading now); their
+        orders are not matched either.
         """
         open_orders = self.open_orders()
         if self.config.price_model == "walk":
@@ -543,7 +591,8 @@ class Books:
             self.revalue()
         events: list[Event] = []
         for order in open_orders:
-            self._match_order(self.accounts[order.account_id], order, self.quotes[order.code], events)
+            if order.code not in frozen:
+                self._match_order(self.accounts[order.account_id], order, self.quotes[order.code], events)
         return events
 
     def _walk_of(self, code: str) -> PriceWalk:

@@ -151,7 +151,8 @@ class SimCounter:
         config.validate()
         self.config = config
         self._clock = clock or time.time
-        self._books = Books(config, accounts, self._clock)
+        # Orders are checked against the market's phase of their code (the feed is made below).
+        self._books = Books(config, accounts, self._clock, lambda code: self.feed.session(code, self._now_ms()))
         self._session_ids = itertools.count(1)
         self._sessions: dict[int, Session] = {}
         self._outbox: _Outbox = collections.deque()
@@ -198,7 +199,11 @@ class SimCounter:
             self._open_state(state_path)
         # The market as xtdata shows it, over these books' quotes (after the file's prices are in).
         self.feed = SimFeed(config, self._books.quotes, self._clock)
+        self._frozen_count = len(self.feed.frozen(self._now_ms()))  # "fixed" prices: see _matching_opens
         self._quote_callbacks: tuple[Callable[[dict[str, dict[str, Any]]], None], ...] = ()
+
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
 
     # -- the state file ------------------------------------------------------------------
 
@@ -480,7 +485,7 @@ class SimCounter:
             while self._deferred and self._deferred[0][0] <= now:
                 self._guarded(heapq.heappop(self._deferred)[2])
             if next_tick is not None and next_tick <= now:
-                if walking:
+                if walking or self._matching_opens():
                     self._guarded(self._tick)
                 else:
                     self._run_task(self._feed_tick)  # books untouched: nothing to write or deliver
@@ -825,6 +830,18 @@ class SimCounter:
                 order.order_remark,
             )
             session.deliver(CB_ORDER_ERROR, error)  # errors go to the requester only: seqs are per client
+
+    def _matching_opens(self) -> bool:
+        """With "fixed" prices nothing steps, so orders that rested through an auction or a break get
+        one matching pass when their code's continuous trading starts (fewer codes frozen than before)."""
+        try:
+            count = len(self.feed.frozen(self._now_ms()))
+        except Exception:  # as a failing task: logged, the counter goes on
+            log.exception("simulated counter task failed")
+            return False
+        opens = count < self._frozen_count
+        self._frozen_count = count
+        return opens
 
     def _tick(self) -> None:
         # Suspended codes, and with sim.market_hours "exchange" all outside continuous trading, stay

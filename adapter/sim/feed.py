@@ -23,6 +23,9 @@ Session phases (``SimConfig.market_hours``):
   does not say).
 
 Suspended codes (``SimConfig.suspended``) never trade: no volume, and their tick says so.
+The counter agrees (``adapter.sim.books``): it asks ``session(code, now)`` and refuses orders in
+suspended codes, and with exchange hours those it would not take now, and matches only in
+continuous trading.
 ``frozen(now)`` names the codes whose price must not move now (suspended, or not in continuous
 trading): the counter's walk leaves them alone.
 
@@ -53,12 +56,13 @@ import zlib
 from array import array
 from collections import OrderedDict
 from decimal import Decimal
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, NamedTuple, Sequence
 
 from adapter import market as rules
 from adapter.config import SimConfig
 from adapter.sim import history
 from adapter.sim.history import BAR_FIELDS, INTRADAY_MINUTES, LOT
+from adapter.sim.instruments import unknown_code
 
 TICK_FIELDS = (
     "time", "timetag", "lastPrice", "open", "high", "low", "lastClose", "amount", "volume", "pvolume",
@@ -87,7 +91,8 @@ def _seconds(hhmm: str) -> int:
     return int(hhmm[:2]) * 3600 + int(hhmm[3:]) * 60
 
 
-_T0915, _T0925, _T0930, _T1130 = _seconds("09:15"), _seconds("09:25"), _seconds("09:30"), _seconds("11:30")
+_T0915, _T0920, _T0925 = _seconds("09:15"), _seconds("09:20"), _seconds("09:25")
+_T0930, _T1130 = _seconds("09:30"), _seconds("11:30")
 _T1300, _T1457, _T1500 = _seconds("13:00"), _seconds("14:57"), _seconds("15:00")
 
 
@@ -108,6 +113,24 @@ def exchange_phase(second_of_day: int, closing_auction: bool) -> int:
     if second_of_day < _T1500:
         return CLOSING_AUCTION if closing_auction else CONTINUOUS
     return CLOSED
+
+
+class CodeSession(NamedTuple):
+    """Where one code's trading stands now, as the counter checks orders and cancels against it."""
+
+    phase: int  # the 证券状态 code its tick shows
+    cancels: bool  # whether the exchange takes a cancel now
+
+
+ALWAYS_OPEN = CodeSession(CONTINUOUS, True)
+
+
+def _cancels_accepted(second_of_day: int, closing_auction: bool) -> bool:
+    # "每个交易日9:20至9:25的开盘集合竞价阶段、14:57至15:00的收盘集合竞价阶段，本所交易主机不接受撤单申报"
+    # (上海证券交易所交易规则 and 深圳证券交易所交易规则; the sim treats BJ alike). SH funds have no closing auction.
+    if _T0920 <= second_of_day < _T0925:
+        return False
+    return not (closing_auction and _T1457 <= second_of_day < _T1500)
 
 
 def _minute_index(second_of_day: int, exchange: bool) -> int:
@@ -293,6 +316,18 @@ class SimFeed:
                 return self._all
             # 14:57-15:00: SH funds trade on, the rest is in the closing auction
             return {c for c, st in self._codes.items() if st.suspended or st.closing_auction}
+
+    def session(self, code: str, now_ms: int) -> CodeSession:
+        """The phase ``code`` is in at ``now_ms`` and whether cancels are taken (unknown codes:
+        open; the counter refuses those itself)."""
+        st = self._codes.get(code)
+        if st is None or not self._exchange:
+            return CodeSession(SUSPENDED, True) if st is not None and st.suspended else ALWAYS_OPEN
+        with self._lock:
+            self._roll(now_ms)
+            second = self._second(now_ms)
+            cancels = not self._trading_day or _cancels_accepted(second, st.closing_auction)
+            return CodeSession(self._phase(st.suspended, st.closing_auction, second), cancels)
 
     def on_step(self, now_ms: int, quotes: Mapping[str, Any], ticks: bool = True) -> dict[str, dict[str, Any]]:
         """Take the counter's quotes after a price step (or ``set_price``, with the one quote):
@@ -503,8 +538,10 @@ class SimFeed:
                 found.update(dict.fromkeys(self._by_market[code]))
             elif isinstance(code, str) and code in self._codes:
                 found[code] = None
+            elif isinstance(code, str):  # as the counter's refusal says it (adapter.sim.books)
+                raise ValueError(f"{name}: unknown code {code!r} ({unknown_code(code, self.config.instruments_file)})")
             else:
-                raise ValueError(f"{name}: unknown code {code!r}")
+                raise ValueError(f"{name}: {code!r} is not a code (a string such as '600000.SH')")
         if len(found) > MAX_CODES:
             raise ValueError(f"{name}: {len(found)} codes, at most {MAX_CODES} in one call")
         return list(found)
