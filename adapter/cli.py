@@ -356,6 +356,130 @@ def _cmd_reload(client: Any, args: argparse.Namespace) -> int:
     return 0
 
 
+# -- market data (PROTOCOL §16) ----------------------------------------------------------
+
+_NAMES_AT_MOST = 50  # instrument names looked up one call each: only for a short list of codes
+
+
+def _china(ms: Any, pattern: str) -> str:
+    if not isinstance(ms, (int, float)) or ms <= 0:
+        return "-"
+    return dt.datetime.fromtimestamp(ms / 1000, dt.timezone(dt.timedelta(hours=8))).strftime(pattern)
+
+
+def _names(client: Any, codes: Sequence[str]) -> dict[str, str]:
+    if len(codes) > _NAMES_AT_MOST:
+        return {}
+    names = {}
+    for code in codes:
+        detail = client.get_instrument_detail(code)
+        names[code] = (detail or {}).get("InstrumentName") or ""
+    return names
+
+
+def format_quote(code: str, name: str, tick: dict[str, Any]) -> str:
+    """One line per code, for ``quote``: last, change against the previous close, the book's
+    best levels (0 there: no level, e.g. at a price limit), volume (lots), time (China)."""
+    last, close = tick.get("lastPrice"), tick.get("lastClose")
+    change = f"{(last - close) / close * 100:+.2f}%" if isinstance(last, float) and close else "-"
+    bid = (tick.get("bidPrice") or [0])[0]
+    ask = (tick.get("askPrice") or [0])[0]
+    book = f"{_fmt(bid) if bid else '-'}/{_fmt(ask) if ask else '-'}"
+    return (f"{code:<10} {_pad(name, 10)} {_fmt(last):>9} {change:>8}  bid/ask {book:<13} "
+            f"vol {tick.get('volume', '-'):<10} {_china(tick.get('time'), '%H:%M:%S')}")
+
+
+def _pad(text: str, width: int) -> str:
+    """Left-aligned in ``width`` terminal columns: a Chinese character takes two."""
+    import unicodedata
+
+    used = sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+    return text + " " * max(0, width - used)
+
+
+def _cmd_quote(client: Any, args: argparse.Namespace) -> int:
+    ticks = client.get_full_tick(args.codes)
+    names = _names(client, list(ticks))
+    for code, tick in ticks.items():
+        print(format_quote(code, names.get(code, ""), tick), flush=True)
+    if not args.watch:
+        return 0
+    from .client import Quotes
+
+    def show(datas: dict[str, Any]) -> None:  # the quote thread
+        for code, tick in datas.items():
+            print(format_quote(code, names.get(code, ""), tick), flush=True)
+
+    with Quotes(client, args.quote_pub) as quotes:
+        quotes.subscribe_whole_quote(args.codes, callback=show)
+        print(f"# watching {', '.join(args.codes)} at {quotes.endpoint}"
+              + (f" for {args.seconds:g} s" if args.seconds else "; Ctrl-C ends"), file=sys.stderr, flush=True)
+        try:
+            threading.Event().wait(args.seconds)  # None: until Ctrl-C
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+_BAR_COLUMNS = ("open", "high", "low", "close", "volume", "amount")
+_TICK_COLUMNS = ("lastPrice", "open", "high", "low", "volume", "amount")
+_TIME_PATTERNS = {"1d": "%Y-%m-%d", "tick": "%Y-%m-%d %H:%M:%S"}
+
+
+def _cmd_bars(client: Any, args: argparse.Namespace) -> int:
+    result = client.get_market_data_ex([], [args.code], args.period, args.start, args.end, args.count, args.dividend)
+    columns = result.get(args.code) or {}
+    fields = [f for f in (_TICK_COLUMNS if args.period == "tick" else _BAR_COLUMNS) if f in columns]
+    pattern = _TIME_PATTERNS.get(args.period, "%Y-%m-%d %H:%M")
+    rows = [[_china(ms, pattern)] + [columns[f][i] for f in fields] for i, ms in enumerate(columns.get("time") or [])]
+    _table(("time", *fields), rows)
+    return 0
+
+
+def _cmd_sectors(client: Any, args: argparse.Namespace) -> int:
+    if args.name is None:
+        for name in client.get_sector_list():
+            print(name)
+        return 0
+    codes = client.get_stock_list_in_sector(args.name)
+    if not codes:
+        print(f"qmt-adapter: no sector {args.name!r}, or it is empty ('qmt-adapter sectors' lists them)",
+              file=sys.stderr)
+        return EXIT_ERROR
+    for code in codes:
+        print(code)
+    return 0
+
+
+_DETAIL_COLUMNS = (("code", None), ("name", "InstrumentName"), ("exchange", "ExchangeID"), ("listed", "OpenDate"),
+                   ("prev_close", "PreClose"), ("up_limit", "UpStopPrice"), ("down_limit", "DownStopPrice"),
+                   ("tick", "PriceTick"), ("float_shares", "FloatVolume"), ("total_shares", "TotalVolume"),
+                   ("trading", "IsTrading"))
+
+
+def _cmd_instruments(client: Any, args: argparse.Namespace) -> int:
+    details = {code: client.get_instrument_detail(code, args.all) for code in args.codes}
+    unknown = [code for code, detail in details.items() if detail is None]
+    if args.all:
+        for code, detail in details.items():
+            if detail is not None:
+                print(f"{code}:")
+                for key, value in detail.items():
+                    print(f"  {key:<26} {_fmt(value)}")
+    else:
+        rows = [[code, *(_fmt_shares(detail.get(key)) for _, key in _DETAIL_COLUMNS[1:])]
+                for code, detail in details.items() if detail is not None]
+        if rows:
+            _table([name for name, _ in _DETAIL_COLUMNS], rows)
+    for code in unknown:
+        print(f"qmt-adapter: unknown instrument {code}", file=sys.stderr)
+    return EXIT_ERROR if unknown else 0
+
+
+def _fmt_shares(value: Any) -> Any:
+    return int(value) if isinstance(value, float) and value.is_integer() and value >= 1e5 else value
+
+
 def _run_script(args: argparse.Namespace) -> int:
     from .compat.runner import run
 
@@ -485,6 +609,10 @@ _COMMANDS = {
     "cancel": _cmd_cancel,
     "tail": _cmd_tail,
     "journal": _cmd_journal,
+    "quote": _cmd_quote,
+    "bars": _cmd_bars,
+    "sectors": _cmd_sectors,
+    "instruments": _cmd_instruments,
 }
 
 
@@ -654,6 +782,24 @@ def _parser() -> argparse.ArgumentParser:
     for sub in (halt, reduce, resume):
         sub.add_argument("--reason", default="", help="recorded in the event and the log")
     client_parser("risk", "show the trading state, risk limits, usage and denials")
+    quote = client_parser("quote", "show the latest quote of codes, one line each")
+    quote.add_argument("codes", nargs="+", metavar="CODE", help="codes like 600000.SH, or a market SH / SZ / BJ")
+    quote.add_argument("--watch", action="store_true", help="keep printing quotes as they change, until Ctrl-C")
+    quote.add_argument("--seconds", type=float, default=None, help="with --watch: stop after this many seconds")
+    quote.add_argument("--quote-pub", metavar="ENDPOINT", default=None,
+                       help="the gateway's quote PUB (default: the one ping reports)")
+    bars = client_parser("bars", "show bars (or ticks) of a code as a table")
+    bars.add_argument("code")
+    bars.add_argument("--period", default="1d", help="tick, 1m, 5m, 15m, 30m, 1h or 1d (default 1d)")
+    bars.add_argument("--count", type=int, default=20, help="the last N bars (default 20; -1: all in range)")
+    bars.add_argument("--start", default="", metavar="YYYYMMDD[hhmmss]", help="first time (default: open)")
+    bars.add_argument("--end", default="", metavar="YYYYMMDD[hhmmss]", help="last time (default: now)")
+    bars.add_argument("--dividend", default="none", help="none (default), front, back, front_ratio, back_ratio")
+    sectors = client_parser("sectors", "list the sectors, or the codes of one")
+    sectors.add_argument("name", nargs="?", help="a sector, e.g. 沪深A股")
+    instruments = client_parser("instruments", "show instrument details of codes")
+    instruments.add_argument("codes", nargs="+", metavar="CODE")
+    instruments.add_argument("--all", action="store_true", help="every field xtdata gives (iscomplete)")
 
     run = commands.add_parser("run", help="run an xtquant strategy script unchanged against the gateway")
     run.add_argument("--router", help="gateway ROUTER endpoint (env QMT_ADAPTER_ROUTER; default tcp://127.0.0.1:5555)")
