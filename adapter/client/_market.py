@@ -50,18 +50,19 @@ def to_frames(result: Mapping[str, Mapping[str, Sequence[Any]]], period: str = "
               field_list: Sequence[str] = ()) -> dict[str, Any]:
     """xtdata's shape of a ``get_market_data_ex`` answer: ``{code: pandas.DataFrame}``, one row
     per bar or tick, indexed by xtdata's time strings ('YYYYMMDD' for 1d, 'YYYYMMDDhhmmss'
-    else, China time), one column per field in the answer's order. The answer always carries
-    ``time``; it is dropped when ``field_list`` names fields without it, as xtdata does.
-    Raises ImportError without pandas.
+    else, China time), one column per field of ``field_list`` in its order (none: every field
+    answered). The answer always carries ``time``; a ``field_list`` without it leaves it out,
+    as xtdata does. Raises ImportError without pandas.
     """
     pd = importlib.import_module("pandas")  # optional: the client needs it only here
 
-    drop_time = bool(field_list) and _FRAME_FIELDS_KEY not in field_list
     memo: dict[int, str] = {}  # many codes share the same bar times
     frames: dict[str, Any] = {}
     for code, columns in result.items():
         times = list(columns.get(_FRAME_FIELDS_KEY) or ())
-        data = {name: values for name, values in columns.items() if not (drop_time and name == _FRAME_FIELDS_KEY)}
+        # The fields asked, in that order (time only if asked), as xtdata's; else all as answered.
+        names = [name for name in field_list if name in columns] if field_list else list(columns)
+        data = {name: columns[name] for name in names}
         frames[code] = pd.DataFrame(data, index=time_strings(times, period, memo))
     return frames
 

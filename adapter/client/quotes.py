@@ -155,12 +155,12 @@ class Quotes(Closing):
         """xtdata's ``subscribe_quote``: ``callback({code: [record]})`` with each tick (period
         ``tick``) or the bar now forming. ``start_time``/``end_time`` are taken for xtdata's
         sake (they only shape its local cache). Returns this object's seq for it."""
-        return self._add(_Subscription(0, False, (stock_code,), period, count, _checked(callback)))
+        return self._add(_Subscription(0, False, (stock_code.upper(),), period, count, _checked(callback)))
 
     def subscribe_whole_quote(self, code_list: str | Sequence[str], callback: QuoteCallback | None = None) -> int:
         """xtdata's ``subscribe_whole_quote``: ticks of codes or whole markets (``SH``, ``SZ``,
         ``BJ``), ``callback({code: tick, ...})``. Returns this object's seq for it."""
-        codes = tuple(dict.fromkeys(c.upper() if c.upper() in MARKETS else c for c in _codes(code_list)))
+        codes = tuple(dict.fromkeys(code.upper() for code in _codes(code_list)))  # the gateway's codes are upper case
         return self._add(_Subscription(0, True, codes, "tick", 0, _checked(callback)))
 
     def unsubscribe_quote(self, seq: int) -> None:

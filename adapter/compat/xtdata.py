@@ -24,6 +24,7 @@ the plain columns ``{code: {field: [values]}}``. Gateway refusals raise
 ``adapter.client.GatewayError`` (an Exception, as xtdata's own failures are).
 """
 
+import atexit as _atexit
 import datetime as _dt
 import logging as _logging
 import threading as _threading
@@ -208,6 +209,17 @@ def disconnect():
     if connection is not None:
         connection.shutdown()
     return
+
+
+def _at_exit():
+    # Gives the gateway its quote subscriptions back now rather than when their leases run out.
+    try:
+        disconnect()
+    except Exception:
+        pass
+
+
+_atexit.register(_at_exit)
 
 
 def get_client():

@@ -290,3 +290,14 @@ def test_quotes_over_curve_use_the_clients_keys(gateway_factory: Callable[..., A
         calls = Calls()
         quotes.subscribe_quote("600000.SH", "tick", callback=calls)
         assert calls.wait()[0]["600000.SH"][-1]["lastPrice"] > 0
+
+
+def test_codes_in_lower_case_are_the_gateways_upper_case_ones(gateway_factory: Callable[..., Any]) -> None:
+    gateway = gateway_factory(WALK)
+    with client_for(gateway) as client, Quotes(client) as quotes:
+        one, whole = Calls(), Calls()
+        quotes.subscribe_quote("600000.sh", "tick", callback=one)
+        quotes.subscribe_whole_quote(["000001.sz", "sh"], callback=whole)
+        assert list(one.wait()[0]) == ["600000.SH"]
+        wait_for(lambda: any("000001.SZ" in d for d in whole.got) and any(c.endswith(".SH") for d in whole.got
+                                                                           for c in d), 10, what="both")
