@@ -66,7 +66,7 @@ def quote_endpoint(ping: Any, pub: str) -> str:
     pub_head, _, pub_port = pub.rpartition(":")
     if isinstance(bound, str) and bound:
         head, _, port = bound.rpartition(":")
-        scheme, _, host = head.partition("://")
+        host = head.partition("://")[2]
         if host in ("*", "0.0.0.0", "::", "[::]") and pub_head:
             return f"{pub_head}:{port}"
         return bound
@@ -127,16 +127,20 @@ class Quotes(Closing):
         self._remake_all = False
         self._connected = threading.Event()
         self.stats = {"received": 0, "conflated": 0, "delivered": 0, "renewals": 0, "resubscribed": 0}
+        sub = None
         try:
             self.endpoint = endpoint or quote_endpoint(self._control.ping(), client.pub)
-            context = self._control._context
-            sub = context.socket(zmq.SUB)
+            sub = self._control._context.socket(zmq.SUB)
             sub.setsockopt(zmq.LINGER, 0)
             apply_client_curve(sub, client._curve)
             sub.setsockopt(zmq.RCVHWM, rcvhwm)
             self._monitor = sub.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED)
             sub.connect(self.endpoint)
         except BaseException:
+            if sub is not None:
+                if hasattr(self, "_monitor"):
+                    self._monitor.close(linger=0)
+                sub.close(linger=0)
             self._control.close()
             raise
         self._sub = sub
