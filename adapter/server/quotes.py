@@ -13,6 +13,7 @@ from __future__ import annotations
 import concurrent.futures
 import itertools
 import logging
+import secrets
 import threading
 import time
 from dataclasses import dataclass, field
@@ -74,6 +75,7 @@ class _Pending:
 class Lease:
     seq: int
     key: str
+    owner: bytes  # the routing id of the connection that subscribed: only it renews or ends the lease
     codes: tuple[str, ...]
     period: str
     expires: float
@@ -96,7 +98,8 @@ class MarketDesk:
                                                               thread_name_prefix="qmt-gateway-market")
         self._tokens = itertools.count(1)
         self._pending: dict[int, _Pending] = {}
-        self._seqs = itertools.count(1)
+        # Seqs of an earlier start are unknown here, never another client's (renewals say so).
+        self._seqs = itertools.count(1 + secrets.randbelow(1 << 30))
         self.leases: dict[int, Lease] = {}
         self.refs: dict[tuple[str, str], int] = {}
         self._held: dict[str, int] = {}  # key name -> codes held
@@ -166,21 +169,21 @@ class MarketDesk:
             unknown = []
             for seq in args["seqs"]:
                 lease = self.leases.get(seq)
-                if lease is None or lease.key != key.name:
+                if lease is None or lease.owner != envelope[0]:
                     unknown.append(seq)
                 else:
                     lease.expires = now + self._config.quote_lease
             return Reply(envelope, request_id, {"unknown": unknown})
         if name == "unsubscribe_quote":
             lease = self.leases.get(args["seq"])
-            if lease is not None and lease.key == key.name:
+            if lease is not None and lease.owner == envelope[0]:
                 self._end(lease)
             return Reply(envelope, request_id, None)
         if name == "subscribe_quote":
             codes, period = (args["stock_code"],), args["period"]
         else:
             codes, period = tuple(dict.fromkeys(args["code_list"])), "tick"
-        lease = Lease(next(self._seqs), key.name, codes, period, now + self._config.quote_lease)
+        lease = Lease(next(self._seqs), key.name, envelope[0], codes, period, now + self._config.quote_lease)
         held = self._held.get(key.name, 0)
         if held + lease.weight > self._config.max_quote_codes:
             return Refuse(envelope, request_id, errors.TOO_MANY_REQUESTS,

@@ -11,7 +11,6 @@ from adapter.protocol import errors, ops, unpack
 from adapter.server.desk import Refuse, Reply
 from adapter.server.quotes import MARKET_CODES, MarketAnswer, MarketDesk, PackedReply
 
-ENVELOPE = [b"client"]
 
 
 class Clock:
@@ -66,7 +65,7 @@ def make(**settings: Any) -> tuple[MarketDesk, FakeSource, Clock, list[Any]]:
 
 def command(desk: MarketDesk, op: str, key: ClientKey, **raw: Any) -> list[Any]:
     spec = ops.OPS[op]
-    return desk.on_command(ENVELOPE, 7, spec, ops.validate_args(spec, raw), key)
+    return desk.on_command([key.name.encode()], 7, spec, ops.validate_args(spec, raw), key)
 
 
 def key(name: str) -> ClientKey:
@@ -92,12 +91,23 @@ def test_a_code_is_subscribed_at_the_source_once_and_released_with_its_last_leas
     assert source.changes == [("subscribe", "600000.SH", "tick"), ("unsubscribe", "600000.SH", "tick")]
 
 
-def test_another_keys_seq_is_neither_renewed_nor_ended() -> None:
+def test_another_connections_seq_is_neither_renewed_nor_ended() -> None:
     desk, _source, _clock, _ = make()
     seq = command(desk, "subscribe_quote", key("a"), stock_code="600000.SH")[0].result["seq"]
     assert command(desk, "unsubscribe_quote", key("b"), seq=seq)[0].result is None
     assert desk.refs == {("600000.SH", "1d"): 1}
     assert command(desk, "renew_quotes", key("b"), seqs=[seq])[0].result == {"unknown": [seq]}
+    # the same key on another connection (two local clients share the key "local")
+    other = desk.on_command([b"elsewhere"], 8, ops.OPS["renew_quotes"], {"seqs": [seq]}, key("a"))[0]
+    assert other.result == {"unknown": [seq]}
+
+
+def test_a_new_start_numbers_its_subscriptions_apart_from_the_last() -> None:
+    first, _, _, _ = make()
+    second, _, _, _ = make()
+    seqs = [desk.on_command([b"c"], 1, ops.OPS["subscribe_quote"], ops.validate_args(
+        ops.OPS["subscribe_quote"], {"stock_code": "600000.SH"}), key("a"))[0].result["seq"] for desk in (first, second)]
+    assert seqs[0] != seqs[1]
 
 
 def test_leases_run_out_unless_renewed() -> None:
