@@ -5,6 +5,7 @@ Made on the control thread, then owned by the I/O thread alone (docs/architectur
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 
@@ -12,6 +13,8 @@ import zmq
 
 from ..config import Config
 from .access import Access
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -59,7 +62,7 @@ def bind(config: Config, access: Access, subscription_frame_cap: int, monitored:
         access.secure(quotes)
         quotes.linger = 0
         quotes.sndhwm = config.quote_hwm  # latest-value data: a slow subscriber loses old quotes
-        quotes.bind(config.quote_endpoint())
+        bind_quotes(quotes, config)
         sockets = Sockets(context, router, pub, router.getsockopt_string(zmq.LAST_ENDPOINT),
                           pub.getsockopt_string(zmq.LAST_ENDPOINT), quotes,
                           quotes.getsockopt_string(zmq.LAST_ENDPOINT))
@@ -75,6 +78,20 @@ def bind(config: Config, access: Access, subscription_frame_cap: int, monitored:
         access.stop()
         context.term()
         raise
+
+
+def bind_quotes(socket: zmq.Socket, config: Config) -> None:
+    """The quote PUB at ``quote_pub``, else at the PUB's port + 1; when that port is taken, at
+    any free port of the same host (clients learn it from ``ping``'s ``quote_pub``)."""
+    endpoint = config.quote_endpoint()
+    try:
+        socket.bind(endpoint)
+    except zmq.ZMQError as exc:
+        if config.quote_pub or exc.errno != zmq.EADDRINUSE:
+            raise
+        fallback = endpoint.rpartition(":")[0] + ":*"
+        log.warning("quote PUB: %s is in use; listening at a free port instead (ping reports it)", endpoint)
+        socket.bind(fallback)
 
 
 def rebind(socket: zmq.Socket, endpoint: str) -> None:

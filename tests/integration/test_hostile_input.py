@@ -54,6 +54,10 @@ VALID = {
     "price_type": 11, "price": 10.6, "strategy_name": "fuzz", "order_remark": "", "client_order_id": None,
     "intentional": False, "order_id": 1, "market": "SH", "sysid": "1", "publish": False, "from_seq": 1, "to_seq": None,
     "prefixes": [], "limit": 10, "cancel_open": False, "reason": "", "cancelable_only": False,
+    # market data (PROTOCOL §16)
+    "code_list": ["600000.SH"], "stock_list": ["600000.SH"], "field_list": [], "period": "1d", "start_time": "",
+    "end_time": "", "count": 5, "dividend_type": "none", "fill_data": True, "iscomplete": False,
+    "sector_name": "沪深A股", "incrementally": None, "task": "", "seq": 1, "seqs": [1],
 }
 plausible = st.one_of(  # values a little off the right ones
     st.sampled_from([ACCOUNT, "1000000366", "600000.SH", "000001.SZ", "600000", "SH", "SZ", "buy", "sell", "limit",

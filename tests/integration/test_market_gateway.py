@@ -219,7 +219,8 @@ def test_a_stuck_quote_subscriber_never_delays_order_events(gateway_factory: Cal
     gateway = gateway_factory(fast, quote_hwm=100)
     with wires(gateway) as make, trading_session(gateway) as (client, log):
         wire, stuck = make(), make("sub", b"quote.")  # subscribed and never read
-        wire.ok("subscribe_whole_quote", code_list=["BJ"])  # the market's ~270 codes walk every 10 ms
+        wire.ok("get_full_tick", code_list=wire.ok("get_stock_list_in_sector", sector_name="北证A股"))
+        wire.ok("subscribe_whole_quote", code_list=["BJ"])  # the ~270 codes asked for walk every 10 ms
         wait_for(lambda: gateway.quotes.sent > 5_000, 30, interval=0.05, what="a flood of quotes")
         for n in range(20):  # bounded: 20 orders, each answered and announced while quotes flood
             order_id = client.order_stock(ACCOUNT, "600000.SH", "buy", 100, "limit", 11.0).order_id
@@ -266,3 +267,17 @@ def test_the_quote_pub_listens_next_to_the_pub(gateway_factory: Callable[..., An
     assert gateway.quote_endpoint == f"tcp://127.0.0.1:{port + 1}"
     assert events.HEARTBEAT  # the event PUB is untouched: its own endpoint
     assert gateway.pub_endpoint == f"tcp://127.0.0.1:{port}"
+
+
+def test_a_taken_port_next_to_the_pub_moves_the_quote_pub_elsewhere(gateway_factory: Callable[..., Any]) -> None:
+    from ..conftest import free_port
+
+    port = free_port()
+    with zmq.Context() as context, context.socket(zmq.PUB) as squatter:
+        squatter.bind(f"tcp://127.0.0.1:{port + 1}")
+        gateway = gateway_factory(WALK, pub=f"tcp://127.0.0.1:{port}")
+        assert gateway.quote_endpoint.startswith("tcp://127.0.0.1:")
+        assert gateway.quote_endpoint != f"tcp://127.0.0.1:{port + 1}"
+        with wires(gateway) as make:
+            assert make().ok("ping")["quote_pub"] == gateway.quote_endpoint
+        squatter.close(0)
