@@ -59,6 +59,7 @@ def _serve(args: argparse.Namespace) -> int:
             args.config,
             router=args.router,
             pub=args.pub,
+            quote_pub=args.quote_pub,
             backend=backend,
             qmt_path=args.qmt_path,
             sim_process=True if args.sim_process else None,
@@ -706,6 +707,7 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the gateway (simulated counter unless --qmt-path is given)")
     serve.add_argument("--router", help=f"ROUTER endpoint for commands (default {DEFAULT_ROUTER})")
     serve.add_argument("--pub", help=f"PUB endpoint for events (default {DEFAULT_PUB})")
+    serve.add_argument("--quote-pub", help="PUB endpoint for market data quotes (default: the PUB's port + 1)")
     serve.add_argument("--backend", choices=("sim", "qmt"), help="default: sim, or qmt when --qmt-path is given")
     serve.add_argument("--qmt-path", help="QMT's userdata_mini folder (backend qmt)")
     serve.add_argument("--sim-process", action="store_true",

@@ -33,7 +33,7 @@ class SimConfig:
 
     seed: int = 1  # seeds the price process
     price_model: str = "fixed"  # "fixed": prices stay at their reference; "walk": seeded random walk
-    tick_interval: float = 1.0  # seconds between price steps of the walk
+    tick_interval: float = 3.0  # seconds between price steps of the walk (QMT pushes quotes every 3 s)
     walk_step: float = 0.002  # relative size of one walk step
     fill_volume: int = 0  # max shares filled per order per matching step; 0 fills at once
     instruments_file: str = ""  # CSV (code,name,prev_close[,last_price]) replacing the built-in table
