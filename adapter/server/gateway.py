@@ -38,7 +38,7 @@ from .marketdata import source_for
 from .observe import Observer
 from .quotes import MarketAnswer, MarketDesk, PackedReply, QuoteThread
 from .outbox import Outbox
-from .sockets import Sockets, bind, rebind, user_id
+from .sockets import Sockets, bind, rebind, subscription_requests, user_id
 from .view import BooksView
 from .viewstore import FILE_NAME as VIEW_FILE
 
@@ -316,29 +316,20 @@ class Gateway:
 
     def _read_subscriptions(self, pub: zmq.Socket) -> None:
         """Grant each (un)subscription what the subscriber's key may see (XPUB manual mode)."""
-        for _ in range(COMMAND_BATCH):
-            try:
-                frame = pub.recv(zmq.NOBLOCK, copy=False)
-            except zmq.Again:
-                return
-            data = frame.bytes
-            if not data or data[0] not in (0, 1):
-                continue
-            subscriber = user_id(frame)
-            if self.access.curve and subscriber is None:
-                continue  # libzmq's own notice that a subscriber left; its subscriptions are gone already
+        for request in subscription_requests(pub, COMMAND_BATCH, self.access.curve):
+            subscriber = request.subscriber
             key = self.access.identify(subscriber)
             allowed = access.allowed_prefixes(key) if key is not None else []
-            prefix = data[1:].decode("utf-8", "replace")
-            option = zmq.SUBSCRIBE if data[0] == 1 else zmq.UNSUBSCRIBE
+            prefix = request.prefix.decode("utf-8", "replace")
+            option = zmq.SUBSCRIBE if request.subscribe else zmq.UNSUBSCRIBE
             subscriptions = self.bounds.subscriptions
-            verdict = subscriptions.request(subscriber, data[0] == 1, data[1:])
+            verdict = subscriptions.request(subscriber, request.subscribe, request.prefix)
             if verdict == subscriptions.CUT_OFF:  # only ending the connections frees what libzmq keeps of them
                 self.access.suspend(subscriber, subscriptions.cut_off_seconds)
                 rebind(pub, self.pub_endpoint)
                 subscriptions.reset()
                 return
-            for granted in subscriptions.grantable(verdict, data[0] == 1, access.narrow(prefix, allowed)):
+            for granted in subscriptions.grantable(verdict, request.subscribe, access.narrow(prefix, allowed)):
                 pub.setsockopt(option, granted.encode())
             if key is not access.LOCAL:
                 log.debug("subscription %r from %s", prefix, key.name if key else "an unknown key")

@@ -28,7 +28,7 @@ from . import access
 from .desk import Refuse, Reply
 from .inbox import Inbox
 from .marketdata import MarketSource, Quote
-from .sockets import user_id
+from .sockets import subscription_requests
 
 log = logging.getLogger(__name__)
 
@@ -294,6 +294,9 @@ class QuoteThread:
         self._bars = source_bars
         self._identify = identify
         self._curve = curve
+        # distinct prefixes granted per subscriber key (all local subscribers share one count)
+        self._prefixes: dict[str | None, set[str]] = {}
+        self._max_prefixes = config.max_subscriptions
         self._lock = threading.Lock()
         self._latest: dict[tuple[str, str], dict[str, Any]] = {}  # conflated: newest per (period, code)
         self._progress: list[tuple[str, dict[str, Any]]] = []
@@ -379,25 +382,15 @@ class QuoteThread:
 
     def _grant(self, socket: zmq.Socket) -> None:
         """Each (un)subscription: granted within quote./download. to keys with the quote right."""
-        for _ in range(1024):
-            try:
-                frame = socket.recv(zmq.NOBLOCK, copy=False)
-            except zmq.Again:
-                return
-            data = frame.bytes
-            if not data or data[0] not in (0, 1):
+        for request in subscription_requests(socket, 1024, self._curve):
+            key = self._identify(request.subscriber) if self._curve else access.LOCAL
+            if key is None or not access.has_permission(key, "quote"):
                 continue
-            subscriber = user_id(frame)
-            if self._curve and subscriber is None:
-                continue
-            key = self._identify(subscriber) if self._curve else access.LOCAL
-            if key is None or not ({"quote", "read"} & set(key.permissions)):
-                continue
-            prefix = data[1:].decode("utf-8", "replace")
-            option = zmq.SUBSCRIBE if data[0] == 1 else zmq.UNSUBSCRIBE
-            for allowed in QUOTE_PREFIXES:
-                if prefix.startswith(allowed):
-                    socket.setsockopt(option, prefix.encode())
-                    break
-                if allowed.startswith(prefix):  # a wider prefix ("" or "quo"): narrowed to what it may see
-                    socket.setsockopt(option, allowed.encode())
+            held = self._prefixes.setdefault(request.subscriber, set())
+            for granted in access.narrow(request.prefix.decode("utf-8", "replace"), list(QUOTE_PREFIXES)):
+                if request.subscribe and granted not in held and len(held) >= self._max_prefixes:
+                    log.warning("quote PUB: %s holds %d subscription prefixes (max_subscriptions); %r not granted",
+                                request.subscriber or "a local subscriber", len(held), granted)
+                    continue
+                (held.add if request.subscribe else held.discard)(granted)
+                socket.setsockopt(zmq.SUBSCRIBE if request.subscribe else zmq.UNSUBSCRIBE, granted.encode())

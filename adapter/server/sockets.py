@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import Iterator
 
 import zmq
 
@@ -117,6 +118,29 @@ def peer_changes(monitor: zmq.Socket) -> int:
         event = recv_monitor_message(monitor)["event"]
         change += 1 if event == zmq.EVENT_HANDSHAKE_SUCCEEDED else -1
     return change
+
+
+@dataclass(slots=True)
+class SubscriptionRequest:
+    subscribe: bool  # False: an unsubscription
+    prefix: bytes
+    subscriber: str | None  # the subscriber's CURVE key (User-Id), if any
+
+
+def subscription_requests(socket: zmq.Socket, limit: int, curve: bool) -> Iterator[SubscriptionRequest]:
+    """The (un)subscriptions waiting on an XPUB in manual mode, at most ``limit``."""
+    for _ in range(limit):
+        try:
+            frame = socket.recv(zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            return
+        data = frame.bytes
+        if not data or data[0] not in (0, 1):
+            continue
+        subscriber = user_id(frame)
+        if curve and subscriber is None:
+            continue  # libzmq's own notice that a subscriber left; its subscriptions are gone already
+        yield SubscriptionRequest(data[0] == 1, data[1:], subscriber)
 
 
 def user_id(frame: zmq.Frame) -> str | None:

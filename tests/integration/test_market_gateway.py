@@ -282,3 +282,21 @@ def test_a_taken_port_next_to_the_pub_moves_the_quote_pub_elsewhere(gateway_fact
         with wires(gateway) as make:
             assert make().ok("ping")["quote_pub"] == gateway.quote_endpoint
         squatter.close(0)
+
+
+def test_subscription_prefixes_on_the_quote_pub_are_bounded(gateway_factory: Callable[..., Any]) -> None:
+    gateway = gateway_factory(WALK, max_subscriptions=3)
+    with wires(gateway) as make:
+        wire = make()
+        sub = make("sub", None)
+        for code in ("600000.SH", "000001.SZ", "600036.SH", "000002.SZ"):  # one past the bound
+            sub.subscribe(f"quote.tick.{code}.".encode())
+            wire.ok("subscribe_quote", stock_code=code, period="tick")
+        wire.ok("get_full_tick", code_list=["600000.SH", "000001.SZ", "600036.SH", "000002.SZ"])
+        seen: set[bytes] = set()
+        deadline = time.monotonic() + 3  # the walk moves each code within a few steps of 20 ms
+        while time.monotonic() < deadline:  # bounded by the deadline
+            if sub.poll(200):
+                seen.add(sub.recv_multipart()[0])
+        assert seen and b"quote.tick.000002.SZ." not in seen  # the fourth prefix was never granted
+        assert len(seen) <= 3
