@@ -570,20 +570,29 @@ class Books:
             self._match_order(self.accounts[order.account_id], order, quote, events)
         return events
 
-    def step(self, frozen: Collection[str] = ()) -> list[Event]:
+    def walking(self, frozen: Collection[str] = (), open_orders: list[Order] | None = None) -> set[str]:
+        """The codes a step moves: in use (watched, with an open order, or held), not frozen."""
+        orders = self.open_orders() if open_orders is None else open_orders
+        live = self._watched.union(order.code for order in orders)
+        for account in self.accounts.values():
+            live.update(account.positions)
+        live.difference_update(frozen)
+        return live
+
+    def step(self, frozen: Collection[str] = (), only: Collection[str] | None = None) -> list[Event]:
         """One price-walk step (model "walk" only) and one matching pass over every open order.
 
         The walk moves the quotes in use: held, with an open order, or asked for (``quote``); the
         rest of a table of thousands stays at its last price, so a step costs what is in use.
         ``frozen``: codes the walk leaves alone this step (suspended, or not trading now); their
-        orders are not matched either.
+        orders are not matched either. ``only``: this part of the codes in use, and their orders
+        (the counter steps a large table in parts, taking requests in between).
         """
         open_orders = self.open_orders()
+        if only is not None:
+            open_orders = [order for order in open_orders if order.code in only]
         if self.config.price_model == "walk":
-            live = self._watched.union(order.code for order in open_orders)
-            for account in self.accounts.values():
-                live.update(account.positions)
-            live.difference_update(frozen)
+            live = set(only) if only is not None else self.walking(frozen, open_orders)
             for code in live:
                 quote = self.quotes[code]
                 quote.last = self._walk_of(code).next_price(quote.last, quote.tick, quote.down, quote.up)

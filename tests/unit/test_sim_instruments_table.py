@@ -348,3 +348,20 @@ def test_instrument_detail_values_follow_the_rules() -> None:
     index = instrument_detail(TABLE["000001.SH"])
     assert index["IsTrading"] is False and index["UpStopPrice"] == index["DownStopPrice"] == 0.0
     assert index["InstrumentName"] == "上证指数" and index["OpenDate"] == "0"
+
+
+def test_a_step_in_parts_moves_the_table_as_one_step_does() -> None:
+    """The counter steps a large table in parts, taking requests in between: same prices, same fills."""
+    codes = sorted(TABLE)[:1200:3]
+    whole, parts = (make_books(price_model="walk", walk_step=0.01) for _ in range(2))
+    for books in (whole, parts):
+        for code in codes:
+            books.quote(code)
+        books.place(ACCOUNT, "000001.SZ", C.STOCK_SELL, 100, C.FIX_PRICE, str(books.quote("000001.SZ").last))
+    for _ in range(3):
+        whole_events = whole.step()
+        live = sorted(parts.walking())
+        assert set(live) == whole.walking() >= set(codes)
+        part_events = [event for start in range(0, len(live), 100) for event in parts.step(only=live[start:start + 100])]
+        assert {c: q.last for c, q in parts.quotes.items()} == {c: q.last for c, q in whole.quotes.items()}
+        assert len(part_events) == len(whole_events)
