@@ -202,7 +202,9 @@ def main() -> int:
     per_minute = {m: {"orders": len(v), "p50_ms": round(percentile(v, 0.5) * 1000, 2),
                       "p99_ms": round(percentile(v, 0.99) * 1000, 2)} for m, v in sorted(minutes.items())}
     after_first = [mb for at, mb in rss if at >= 60] or [rss[-1][1]]
-    first, last = per_minute[min(per_minute)], per_minute[max(per_minute)]
+    # The first and the last whole minutes: a run's tail bucket holds only the last few answers.
+    whole = [m for m, v in per_minute.items() if v["orders"] >= 0.5 * per_minute[min(per_minute)]["orders"]]
+    first, last = per_minute[min(whole)], per_minute[max(whole)]
     report: dict[str, Any] = {
         "seconds": args.seconds, "rate": args.rate, "sim_process": args.sim_process, "orders_sent": sent, "orders_answered": len(latencies),
         "orders_refused": len(refused),
