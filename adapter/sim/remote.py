@@ -148,7 +148,14 @@ class RemoteLink:
     def attach(self, timeout: float = ATTACH_TIMEOUT) -> int:
         """Ask the counter process for a session; a native connect() result."""
         client = self._client
-        self._sub.send_multipart([b"attach", wire.pack({"session": client.session_id, "name": client.name})])
+        # A refused connection is not tried again (reconnect_ivl -1), and a DEALER with no peer
+        # blocks a send for ever: a counter process that died (or is not up yet) must fail the
+        # attach, so the broker backs off and tries again.
+        self._sub.sndtimeo = max(1, int(timeout * 1000))
+        try:
+            self._sub.send_multipart([b"attach", wire.pack({"session": client.session_id, "name": client.name})])
+        except zmq.Again:
+            return native.CONNECT_NO_COUNTER
         poller = zmq.Poller()
         poller.register(self._sub, zmq.POLLIN)
         poller.register(self._monitor, zmq.POLLIN)
