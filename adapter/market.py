@@ -8,6 +8,7 @@ The rules follow the exchanges' published ones, simplified where noted.
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 import functools
 import re
@@ -34,6 +35,9 @@ MARKET_SH: Final = 0  # xtconstant.SH_MARKET
 MARKET_SZ: Final = 1  # xtconstant.SZ_MARKET
 MARKET_BJ: Final = 70  # xtconstant.MARKET_ENUM_BEIJING
 MARKET_ENUM_BY_SUFFIX: Final[dict[str, int]] = {"SH": MARKET_SH, "SZ": MARKET_SZ, "BJ": MARKET_BJ}
+
+# A-share trading days and sessions are in China Standard Time: UTC+8, no daylight saving since 1991.
+CHINA: Final = dt.timezone(dt.timedelta(hours=8), "Asia/Shanghai")
 
 CENT: Final = Decimal("0.01")
 STOCK_TICK: Final = Decimal("0.01")

@@ -20,14 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
-from .storage import Checkpoints, open_database
+from .storage import PAGE_SIZE, Checkpoints, open_database
 
 log = logging.getLogger(__name__)
 
 FILE_NAME = "journal.sqlite3"
 AGE_PRUNE_INTERVAL = 60.0  # at most this many seconds between retention-by-age checks
 PRUNE_CHUNK = 10_000  # rows looked at per step when pruning by size
-PAGE_SIZE = 4096  # SQLite's default page size, for counting the pages an append writes
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);

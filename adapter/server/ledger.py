@@ -27,13 +27,14 @@ import threading
 import time
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
 import msgpack
 
 from . import journal
+from ..market import CHINA
 from .storage import Checkpoints, open_database
 
 log = logging.getLogger(__name__)
@@ -59,8 +60,6 @@ TRANSITIONS: Mapping[str, frozenset[str]] = {
 }
 STATES = frozenset(TRANSITIONS)
 RECENT = 2048  # settled records kept in memory besides those in flight
-# A-share trading days are dates in China Standard Time (UTC+8, no daylight saving).
-CHINA = timezone(timedelta(hours=8), "CST")
 _IN_FLIGHT_SQL = "state IN ('sending', 'unknown')"  # word for word the partial index's condition
 _COLUMNS = ("id, account_id, client_order_id, fingerprint, strategy_name, order_remark, state, order_id, "
             "error_msg, response, created_ns")

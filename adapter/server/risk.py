@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any, Callable
 
 from .. import market as rules
-from ..market import Instrument
+from ..market import CHINA, Instrument
 
 NORMAL, HALTED, REDUCE_ONLY = "normal", "halted", "reduce_only"
 TRADING_STATES = (NORMAL, HALTED, REDUCE_ONLY)
@@ -47,7 +47,6 @@ RULES = (
 
 BUY, SELL = 23, 24
 LIMIT_PRICE = 11
-CHINA = dt.timezone(dt.timedelta(hours=8))  # no daylight saving in China
 _CHINA_OFFSET = 8 * 3600
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
+PAGE_SIZE = 4096  # SQLite's default page size, for counting the pages a commit writes
 CHECKPOINT_PAGES = 1000  # WAL pages between checkpoints: SQLite's own auto-checkpoint size
 
 

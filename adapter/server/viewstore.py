@@ -14,12 +14,11 @@ import sqlite3
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from .storage import Checkpoints, open_database
+from .storage import PAGE_SIZE, Checkpoints, open_database
 
 log = logging.getLogger(__name__)
 
 FILE_NAME = "books.sqlite3"
-PAGE_SIZE = 4096
 
 # Keyed as looked up (the desk asks for one order or trade by id); ``place`` gives the order a
 # snapshot lists them in. ``key`` has no type: order ids stay integers, trade ids strings.

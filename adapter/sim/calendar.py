@@ -21,7 +21,8 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
-CHINA = dt.timezone(dt.timedelta(hours=8), "Asia/Shanghai")
+from adapter.market import CHINA
+
 DAY_MS = 86_400_000
 MARKETS = frozenset({"SH", "SZ", "BJ"})  # one calendar for the three A-share exchanges
 
