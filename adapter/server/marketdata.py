@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from typing import Any, Callable, Iterable, Protocol
 
 from ..config import Config
+from .ledger import trading_day
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +78,7 @@ class SimSource:
             instrument = table.get(args["stock_code"])
             if instrument is None:
                 return None
-            china_today = time.strftime("%Y%m%d", time.gmtime(time.time() + 8 * 3600))
-            return sectors.instrument_detail(instrument, trading_day=china_today)
+            return sectors.instrument_detail(instrument, trading_day=trading_day().strftime("%Y%m%d"))
         if op == "get_sector_list":
             return sectors.sector_list()
         if op == "get_stock_list_in_sector":

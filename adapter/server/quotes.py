@@ -101,6 +101,9 @@ class MarketDesk:
         # Seqs of an earlier start are unknown here, never another client's (renewals say so).
         self._seqs = itertools.count(1 + secrets.randbelow(1 << 30))
         self.leases: dict[int, Lease] = {}
+        # Leases are looked at on a timer, not each loop turn: a client may hold thousands.
+        self._sweep_every = min(1.0, config.quote_lease / 4)
+        self._next_sweep = 0.0
         self.refs: dict[tuple[str, str], int] = {}
         self._held: dict[str, int] = {}  # key name -> codes held
 
@@ -243,9 +246,9 @@ class MarketDesk:
     # -- time -------------------------------------------------------------------------------
 
     def next_wake(self) -> float | None:
-        deadlines = [pending.deadline for pending in self._pending.values()]
+        deadlines = [pending.deadline for pending in self._pending.values()]  # at most market_queue
         if self.leases:
-            deadlines.append(min(lease.expires for lease in self.leases.values()))
+            deadlines.append(self._next_sweep)
         return min(deadlines) if deadlines else None
 
     def on_tick(self, now: float) -> list[Reply | Refuse]:
@@ -255,9 +258,11 @@ class MarketDesk:
                 del self._pending[token]
                 actions.append(Refuse(pending.envelope, pending.request_id, errors.BROKER_TIMEOUT,
                                       f"{pending.op}: the market data source did not answer in time"))
-        for lease in [lease for lease in self.leases.values() if now >= lease.expires]:
-            log.info("quote subscription %d of key %s expired (not renewed)", lease.seq, lease.key)
-            self._end(lease)
+        if now >= self._next_sweep:
+            self._next_sweep = now + self._sweep_every
+            for lease in [lease for lease in self.leases.values() if now >= lease.expires]:
+                log.info("quote subscription %d of key %s expired (not renewed)", lease.seq, lease.key)
+                self._end(lease)
         return actions
 
     def stop(self) -> list[Refuse]:
