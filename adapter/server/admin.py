@@ -7,11 +7,12 @@ every gateway op of ``protocol/ops.py`` (a test checks).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
 from .. import __version__
-from ..config import ConfigError
+from ..config import ConfigError, load_risk
 from .journal import SeqExpired
 from ..keys import ClientKey, KeyFileError
 from ..protocol import PROTOCOL_VERSION, ProtocolError, errors, events
@@ -22,6 +23,7 @@ from .bounds import page_bytes
 if TYPE_CHECKING:
     from .gateway import Gateway
 
+log = logging.getLogger(__name__)
 MAX_REPLAY_BYTES = 1 << 20  # event payload bytes per replay page: a page of 10,000 large events stays small
 
 
@@ -106,9 +108,27 @@ def order_outcomes(gateway: Gateway, call: Call) -> list[dict[str, Any]]:
     ]
 
 
+def reload_now(gateway: Gateway) -> dict[str, Any]:
+    """Read the risk limits and the keys again; if any key lost a right, drop every connection."""
+    risk_config = None
+    if gateway.config_path:  # checked whole before anything changes
+        risk_config = load_risk(gateway.config_path)
+    admitted, lost = gateway.access.reload()
+    if risk_config is not None:
+        gateway.risk.update(risk_config)
+        log.info("risk limits reloaded from %s", gateway.config_path)
+    if lost:
+        # No event published from now on reaches a revoked key; commands are refused by key already.
+        gateway.drop_connections_soon()
+    log.info("keys reloaded: %d admitted%s", len(admitted),
+             f"; {', '.join(lost)} lost rights: dropping connections" if lost else "")
+    return {"admitted": admitted, "revoked": lost, "dropping_connections": bool(lost),
+            "risk_limits": "reloaded" if risk_config is not None else "unchanged (no config file)"}
+
+
 def reload(gateway: Gateway, call: Call) -> dict[str, Any]:
     try:
-        return gateway.reload_now()
+        return reload_now(gateway)
     except (KeyFileError, ConfigError) as exc:
         raise ProtocolError(errors.INVALID_ARGUMENT, f"reload: {exc}; the old keys and limits stay") from None
 

@@ -177,6 +177,13 @@ class Received:
     size: int = 0
     refusal: str = ""  # why the message is refused whole; "" when within the bounds
 
+    def split(self) -> tuple[list[bytes], list[bytes]]:
+        """(envelope, body): the routing id, and a REQ client's empty delimiter (mirrored in the reply)."""
+        identity, body = self.frames[0], self.frames[1:]
+        if body and body[0] == b"":
+            return [identity, b""], body[1:]
+        return [identity], body
+
 
 def receive(socket: _Socket, max_bytes: int, flags: int = 0, max_frames: int = MAX_COMMAND_FRAMES) -> Received:
     """Read one multipart message a frame at a time, without copying frames past the bounds.

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from ..protocol import encode_error, errors, pack, unpack
-from .desk import ORDER_RECORD_QUERIES, Reply, describe_result
+from .desk import ORDER_RECORD_QUERIES, Refuse, Reply, describe_result
+from .quotes import PackedReply
 
 log = logging.getLogger(__name__)
 
@@ -19,10 +20,9 @@ MAX_ENCODING = 8  # answers waiting here at most; beyond, the I/O thread encodes
 
 @dataclass(slots=True)
 class Encoded:
-    """An inbox item: a large answer packed (None: it failed)."""
+    """An inbox item: a large answer packed, or the error reply if that failed."""
 
-    reply: Reply
-    packed: bytes | None
+    answer: PackedReply | Refuse
 
 
 class LargeAnswers:
@@ -55,10 +55,11 @@ class LargeAnswers:
             # Item by item: one packb call of a whole day's orders would hold the GIL for
             # ~100 ms and stall the I/O thread all the same.
             packed = b"".join([array_header(len(reply.result)), *(pack(item) for item in reply.result)])
-            self._post(Encoded(reply, packed))
+            self._post(Encoded(PackedReply(reply.envelope, reply.request_id, packed)))
         except Exception:
             log.exception("encoding a large answer failed")
-            self._post(Encoded(reply, None))
+            self._post(Encoded(Refuse(reply.envelope, reply.request_id, errors.INTERNAL_ERROR,
+                                      "internal error; see the gateway log")))
 
 
 def array_header(length: int) -> bytes:

@@ -19,7 +19,7 @@ import zmq
 
 from ..broker import XtBroker
 from ..broker.messages import Books, BrokerMessage, Connection
-from ..config import Config, ConfigError, load_risk
+from ..config import Config, ConfigError
 from .journal import Journal
 from ..keys import ClientKey, KeyFileError
 from .ledger import Ledger
@@ -38,7 +38,7 @@ from .marketdata import source_for
 from .observe import Observer
 from .quotes import MarketAnswer, MarketDesk, PackedReply, QuoteThread
 from .outbox import Outbox
-from .sockets import Sockets, bind, rebind, subscription_requests, user_id
+from .sockets import Sockets, bind, grant_subscriptions, rebind, user_id
 from .view import BooksView
 from .viewstore import FILE_NAME as VIEW_FILE
 
@@ -48,10 +48,6 @@ log = logging.getLogger(__name__)
 COMMAND_BATCH = 256
 INBOX_BATCH = 512  # broker messages handled per wake-up: a burst never keeps commands waiting long
 DROP_DELAY = 0.2  # seconds between a reload's reply and dropping connections, so the reply leaves
-# A query answer this long (records) is linked and encoded on the encoder thread, not the I/O
-# thread, so a day's orders do not stall everyone else; at most MAX_ENCODING wait there.
-LARGE_RESULT = 500
-MAX_ENCODING = 8
 
 
 class Gateway:
@@ -63,7 +59,7 @@ class Gateway:
 
     def __init__(self, config: Config, config_path: str | None = None) -> None:
         self.config = config
-        self._config_path = config_path  # re-read by reload for the [risk] limits
+        self.config_path = config_path  # re-read by reload for the [risk] limits
         self.router_endpoint = ""
         self.pub_endpoint = ""
         self._inbox = Inbox()
@@ -95,7 +91,6 @@ class Gateway:
         self._thread: threading.Thread | None = None
         self._stopped = threading.Event()
         self._started_at = 0.0
-        self.stats: dict[str, int] = {"commands": 0, "errors": 0, "replies_dropped": 0}
 
     # -- control (any thread) ----------------------------------------------------------
 
@@ -108,12 +103,9 @@ class Gateway:
         try:
             if self.metrics is not None:
                 self.metrics_port = self.metrics.serve(self.config.metrics_port)
-            self.journal = Journal(
-                self.config.data_dir,
-                sync=self.config.journal_sync,
-                retention_days=self.config.retention_days,
-                retention_bytes=self.config.retention_bytes,
-            )
+            config = self.config
+            self.journal = Journal(config.data_dir, sync=config.journal_sync, retention_days=config.retention_days,
+                                   retention_bytes=config.retention_bytes)
             self.outbox = Outbox(self.journal, sockets.pub.send_multipart, self._send)
             self.ledger = Ledger(self.config.data_dir, sync=self.config.ledger_sync, background_checkpoints=True)
             view = BooksView(self.config.accounts, Path(self.config.data_dir) / VIEW_FILE)
@@ -131,19 +123,9 @@ class Gateway:
                 raise
         except BaseException:
             sockets.close_monitors()
-            sockets.router.close()
-            sockets.pub.close()
-            sockets.quotes.close()
-            if self.metrics is not None:
-                self.metrics.close()
-            self.access.stop()
-            sockets.context.term()
-            for store in (self.journal, self.ledger):
-                if store is not None:
-                    store.close()
-            self.journal = self.ledger = None
-            if view is not None:
-                view.close()
+            for socket in (sockets.router, sockets.pub, sockets.quotes):
+                socket.close()
+            self._release(view)
             raise
         source = source_for(self.config, self.broker)
         self.quotes = QuoteThread(self.config, sockets.quotes, source.latest_bars, self.access.identify,
@@ -158,19 +140,11 @@ class Gateway:
         # Thread start is the memory barrier that lets the I/O thread take the sockets over.
         self._thread = threading.Thread(target=self._run, name="qmt-gateway-io", daemon=True)
         self._thread.start()
-        log.info(
-            "serving: router %s, pub %s, backend %s, session %s, accounts %s, quotes %s",
-            self.router_endpoint,
-            self.pub_endpoint,
-            self.config.backend,
-            self.broker.session_id,
-            ", ".join(self.config.accounts),
-            self.quote_endpoint,
-        )
-        log.info(
-            "journal %s: epoch %s, seq %d..%d", self.journal.path, self.journal.epoch,
-            self.journal.first_seq, self.journal.last_seq,
-        )
+        log.info("serving: router %s, pub %s, backend %s, session %s, accounts %s, quotes %s", self.router_endpoint,
+                 self.pub_endpoint, self.config.backend, self.broker.session_id, ", ".join(self.config.accounts),
+                 self.quote_endpoint)
+        journal = self.journal
+        log.info("journal %s: epoch %s, seq %d..%d", journal.path, journal.epoch, journal.first_seq, journal.last_seq)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the broker, then the I/O thread; idempotent."""
@@ -184,20 +158,24 @@ class Gateway:
         if self.quotes is not None:
             self.quotes.stop()
         self.encoder.close()
-        close_reference = getattr(self._reference, "close", None)
-        if close_reference is not None:
-            close_reference()
+        if hasattr(self._reference, "close"):
+            self._reference.close()
+        self._inbox.close()
+        self._release(self.desk.view)
+        log.info("stopped")
+
+    def _release(self, view: BooksView | None) -> None:
+        """What start() acquired past the sockets, once they are closed: after a stop or a failed start."""
         self.access.stop()
         if self.metrics is not None:
             self.metrics.close()
         self.sockets.context.term()
-        self._inbox.close()
         for store in (self.journal, self.ledger):
             if store is not None:
                 store.close()
         self.journal = self.ledger = None
-        self.desk.view.close()
-        log.info("stopped")
+        if view is not None:
+            view.close()
 
     def reload(self) -> None:
         """Read the client keys again (SIGHUP); the I/O thread does it."""
@@ -218,13 +196,9 @@ class Gateway:
 
     def _run(self) -> None:
         router, pub = self.sockets.router, self.sockets.pub
-        poller = zmq.Poller()
-        poller.register(router, zmq.POLLIN)
-        poller.register(pub, zmq.POLLIN)
-        for monitor, _ in self.sockets.monitors:
-            poller.register(monitor, zmq.POLLIN)
-        inbox_fd = self._inbox.fileno()
-        poller.register(inbox_fd, zmq.POLLIN)
+        poller, inbox_fd = zmq.Poller(), self._inbox.fileno()
+        for source in (router, pub, *(monitor for monitor, _ in self.sockets.monitors), inbox_fd):
+            poller.register(source, zmq.POLLIN)
         try:
             running = self._handle_inbox()  # start-up reconciliation comes before any command
             while running:
@@ -233,19 +207,17 @@ class Gateway:
                     with self._batched():
                         self._read_commands(router)
                 if pub in ready:
-                    self._read_subscriptions(pub)
+                    grant_subscriptions(pub, self.pub_endpoint, self.access, self.bounds.subscriptions, COMMAND_BATCH)
                 for monitor, name in self.sockets.monitors:
                     if monitor in ready:
                         self.observer.peers(monitor, name)
                 if inbox_fd in ready:
                     running = self._handle_inbox()
                 now = time.monotonic()
-                market_wake = self.market.next_wake()
-                if market_wake is not None and now >= market_wake:
+                if _due(self.market.next_wake(), now):
                     for action in self.market.on_tick(now):
                         self._act(action)
-                wake = self.desk.next_wake()
-                if wake is not None and now >= wake:
+                if _due(self.desk.next_wake(), now):
                     with self._batched():
                         self.desk.on_tick(now)
                         self._carry_out()
@@ -266,15 +238,11 @@ class Gateway:
             self._stopped.set()
 
     def _poll_timeout_ms(self) -> int:
-        wake = time.monotonic() + 1.0
-        for other in (self.desk.next_wake(), self.market.next_wake()):
-            if other is not None:
-                wake = min(wake, other)
-        if self.config.heartbeat_interval:
-            wake = min(wake, self._next_heartbeat)
-        if self._drop_at:
-            wake = min(wake, self._drop_at)
-        return max(0, int((wake - time.monotonic()) * 1000) + 1)
+        now = time.monotonic()
+        wakes = (self.desk.next_wake(), self.market.next_wake(),
+                 self._next_heartbeat if self.config.heartbeat_interval else None, self._drop_at or None)
+        wake = min([now + 1.0, *(w for w in wakes if w is not None)])
+        return max(0, int((wake - now) * 1000) + 1)
 
     def _heartbeat(self, now: float) -> None:
         self._next_heartbeat = now + self.config.heartbeat_interval
@@ -283,9 +251,8 @@ class Gateway:
         if self.metrics is not None and self.journal is not None:
             self.observer.refresh(self.journal.size_bytes(), self.outbox.published_seq, self.desk.status())
         self._apply_retention()
-        data = {"last_seq": self.outbox.published_seq, "connected": self.desk.connected,
-                "interval": self.config.heartbeat_interval}
-        self.publish_control(events.HEARTBEAT, data)
+        self.publish_control(events.HEARTBEAT, {"last_seq": self.outbox.published_seq, "connected": self.desk.connected,
+                                                "interval": self.config.heartbeat_interval})
 
     # -- commands ---------------------------------------------------------------------
 
@@ -297,14 +264,7 @@ class Gateway:
             except zmq.Again:
                 return
             key = self.access.identify(user_id(message.last)) if curve else access.LOCAL
-            frames = message.frames
-            self.stats["commands"] += 1
-            identity, body = frames[0], frames[1:]
-            # A REQ client's empty delimiter frame is accepted and mirrored in the reply.
-            if body and body[0] == b"":
-                envelope, body = [identity, b""], body[1:]
-            else:
-                envelope = [identity]
+            envelope, body = message.split()
             if message.refusal:
                 self._reply_error(envelope, None, errors.INVALID_MESSAGE, message.refusal)
                 continue
@@ -314,34 +274,10 @@ class Gateway:
                 log.exception("command handling failed")
                 self._reply_error(envelope, None, errors.INTERNAL_ERROR, "internal error; see the gateway log")
 
-    def _read_subscriptions(self, pub: zmq.Socket) -> None:
-        """Grant each (un)subscription what the subscriber's key may see (XPUB manual mode)."""
-        for request in subscription_requests(pub, COMMAND_BATCH, self.access.curve):
-            subscriber = request.subscriber
-            key = self.access.identify(subscriber)
-            allowed = access.allowed_prefixes(key) if key is not None else []
-            prefix = request.prefix.decode("utf-8", "replace")
-            option = zmq.SUBSCRIBE if request.subscribe else zmq.UNSUBSCRIBE
-            subscriptions = self.bounds.subscriptions
-            verdict = subscriptions.request(subscriber, request.subscribe, request.prefix)
-            if verdict == subscriptions.CUT_OFF:  # only ending the connections frees what libzmq keeps of them
-                self.access.suspend(subscriber, subscriptions.cut_off_seconds)
-                rebind(pub, self.pub_endpoint)
-                subscriptions.reset()
-                return
-            for granted in subscriptions.grantable(verdict, request.subscribe, access.narrow(prefix, allowed)):
-                pub.setsockopt(option, granted.encode())
-            if key is not access.LOCAL:
-                log.debug("subscription %r from %s", prefix, key.name if key else "an unknown key")
-
     def _on_command(self, envelope: list[bytes], body: list[bytes], key: ClientKey | None = access.LOCAL) -> None:
         if len(body) != 1:
-            self._reply_error(
-                envelope,
-                None,
-                errors.INVALID_MESSAGE,
-                f"expected exactly one payload frame after the routing id, got {len(body)}",
-            )
+            self._reply_error(envelope, None, errors.INVALID_MESSAGE,
+                              f"expected exactly one payload frame after the routing id, got {len(body)}")
             return
         try:
             request = decode_request(body[0], self.config.max_message_size)
@@ -458,19 +394,13 @@ class Gateway:
             for item in self._inbox.drain(INBOX_BATCH):
                 if isinstance(item, Encoded):
                     self.encoder.done()
-                    reply = item.reply
-                    if item.packed is None:
-                        self._reply_error(reply.envelope, reply.request_id, errors.INTERNAL_ERROR,
-                                          "internal error; see the gateway log")
-                    else:
-                        self.observer.answered(reply.envelope[0], reply.request_id, "ok")
-                        self._send(reply.envelope, encode_ok_packed(reply.request_id, item.packed))
+                    self._act(item.answer)
                 elif isinstance(item, MarketAnswer):
                     for action in self.market.on_answer(item):
                         self._act(action)
                 elif item is _RELOAD:
                     try:
-                        self.reload_now()
+                        admin.reload_now(self)
                     except (KeyFileError, ConfigError) as exc:
                         log.error("reload failed, the old keys stay: %s", exc)
                 elif item is _STOP:
@@ -489,26 +419,10 @@ class Gateway:
 
     # -- admin's I/O ------------------------------------------------------------------
 
-    def reload_now(self) -> dict[str, Any]:
-        """Read the risk limits and the keys again; if any key lost a right, drop every connection."""
-        risk_config = None
-        if self._config_path:  # checked whole before anything changes
-            risk_config = load_risk(self._config_path)
-        admitted, lost = self.access.reload()
-        if risk_config is not None:
-            self.risk.update(risk_config)
-            log.info("risk limits reloaded from %s", self._config_path)
-        if lost:
-            # Subscribers at once: no event published from now on reaches a revoked key. Commands
-            # are refused by key already; the ROUTER waits so this reload's own reply leaves.
-            rebind(self.sockets.pub, self.pub_endpoint)
-            self._drop_at = time.monotonic() + DROP_DELAY
-        log.info(
-            "keys reloaded: %d admitted%s", len(admitted),
-            f"; {', '.join(lost)} lost rights: dropping connections" if lost else "",
-        )
-        return {"admitted": admitted, "revoked": lost, "dropping_connections": bool(lost),
-                "risk_limits": "reloaded" if risk_config is not None else "unchanged (no config file)"}
+    def drop_connections_soon(self) -> None:
+        """Every connection ends shortly (a key lost rights): subscribers at once, commands once the reply left."""
+        rebind(self.sockets.pub, self.pub_endpoint)
+        self._drop_at = time.monotonic() + DROP_DELAY
 
     def _drop_connections(self) -> None:
         self._drop_at = 0.0
@@ -565,7 +479,6 @@ class Gateway:
         self._send(envelope, self._error_payload(Refuse(envelope, request_id, code, message, details)))
 
     def _error_payload(self, refusal: Refuse) -> bytes:
-        self.stats["errors"] += 1
         self.observer.answered(refusal.envelope[0], refusal.request_id, refusal.code)
         return encode_error(refusal.request_id, refusal.code, refusal.message, refusal.details)
 
@@ -578,8 +491,11 @@ class Gateway:
         try:
             self.sockets.router.send_multipart([*envelope, payload], zmq.NOBLOCK)
         except zmq.ZMQError:
-            # The client is gone or its queue is full; ROUTER cannot deliver, nothing to do.
-            self.stats["replies_dropped"] += 1
+            log.debug("reply dropped: the client is gone or its queue is full")
 
 
 _STOP, _RELOAD = object(), object()  # inbox items from the controlling thread
+
+
+def _due(wake: float | None, now: float) -> bool:
+    return wake is not None and now >= wake

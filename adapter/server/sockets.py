@@ -13,7 +13,9 @@ from typing import Iterator
 import zmq
 
 from ..config import Config
+from . import access as rights
 from .access import Access
+from .bounds import SubscriptionBounds
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +143,28 @@ def subscription_requests(socket: zmq.Socket, limit: int, curve: bool) -> Iterat
         if curve and subscriber is None:
             continue  # libzmq's own notice that a subscriber left; its subscriptions are gone already
         yield SubscriptionRequest(data[0] == 1, data[1:], subscriber)
+
+
+def grant_subscriptions(pub: zmq.Socket, endpoint: str, access: Access, bounds: SubscriptionBounds,
+                        limit: int) -> None:
+    """Grant each waiting (un)subscription what the subscriber's key may see (XPUB manual mode),
+    within the per-key bounds; a key past them is cut off by re-binding the PUB."""
+    for request in subscription_requests(pub, limit, access.curve):
+        subscriber = request.subscriber
+        key = access.identify(subscriber)
+        allowed = rights.allowed_prefixes(key) if key is not None else []
+        prefix = request.prefix.decode("utf-8", "replace")
+        option = zmq.SUBSCRIBE if request.subscribe else zmq.UNSUBSCRIBE
+        verdict = bounds.request(subscriber, request.subscribe, request.prefix)
+        if verdict == bounds.CUT_OFF:  # only ending the connections frees what libzmq keeps of them
+            access.suspend(subscriber, bounds.cut_off_seconds)
+            rebind(pub, endpoint)
+            bounds.reset()
+            return
+        for granted in bounds.grantable(verdict, request.subscribe, rights.narrow(prefix, allowed)):
+            pub.setsockopt(option, granted.encode())
+        if key is not rights.LOCAL:
+            log.debug("subscription %r from %s", prefix, key.name if key else "an unknown key")
 
 
 def user_id(frame: zmq.Frame) -> str | None:
