@@ -190,6 +190,10 @@ OPS = {
     "subscribe_whole_quote": ({"code_list": ["SH", "SZ"]}, {"seq": 2, "lease": 60.0}),
     "unsubscribe_quote": ({"seq": 1}, None),
     "renew_quotes": ({"seqs": [1, 2]}, {"unknown": [1]}),
+    # the simulator's controls (PROTOCOL §17)
+    "sim": ({"action": "price", "stock_code": "600000.SH", "price": 10.8},
+            {"stock_code": "600000.SH", "name": "浦发银行", "last": 10.8, "prev_close": 10.6, "down": 9.54,
+             "up": 11.66, "trades": 1, "matched": True}),
 }
 
 EVENTS = {

@@ -40,6 +40,21 @@ RECONNECT_FIRST_DELAY = 0.5  # seconds; doubles per failed try
 RECONNECT_MAX_DELAY = 30.0
 
 
+def _warn_unapplied_positions(config: Config, state: Path) -> None:
+    """Configured positions seed only new books (or an account they lack): when saved books win,
+    say so at start, and how to begin from the configuration again."""
+    from ..sim.store import saved_accounts
+
+    held = sorted(str(a) for a in config.sim.positions if str(a) in saved_accounts(state))
+    if held:
+        log.warning(
+            "sim.positions of account(s) %s are not applied: the saved books in %s are used (the "
+            "configuration seeds only new books or an account they lack); to start again from the "
+            "configuration run 'qmt-adapter sim reset', or stop the gateway and delete that file",
+            ", ".join(held), state,
+        )
+
+
 def new_session_id() -> int:
     # Real terminals refuse a session id reused within seconds or shared by two processes.
     return random.SystemRandom().randint(100_000, 2**31 - 1)
@@ -67,6 +82,7 @@ class XtBroker:
         self._owners_lock = threading.Lock()
         self._sim_path = ""
         self._path = ""
+        self._controls: _ControlWorker | None = None  # the sim op's worker, made at its first use
 
     # -- life cycle (called from the gateway's control thread) ------------------------
 
@@ -169,6 +185,8 @@ class XtBroker:
             sim.install()
             # The sim's books persist beside the journal, as a real counter's do across restarts.
             state = Path(self.config.data_dir) / "sim-counter.sqlite3"
+            if self.config.sim.persist:
+                _warn_unapplied_positions(self.config, state)
             if self.config.sim_process:  # its own process, found through the path as QMT is
                 self.counter = sim.start_counter_process(
                     Path(self.config.data_dir) / "sim-qmt", self.config.sim, self.config.accounts,
@@ -232,6 +250,8 @@ class XtBroker:
 
     def _close_trader(self) -> None:
         self._stop_trader()
+        if self._controls is not None:
+            self._controls.stop()
         if self.counter is not None:
             from .. import sim
 
@@ -261,6 +281,9 @@ class XtBroker:
         return account
 
     def _execute(self, token: int, spec: ops.OpSpec, args: dict[str, Any]) -> None:
+        if spec.kind == ops.CONTROL:
+            self._control(token, spec, args)
+            return
         trader = self._trader
         account = self._account(args["account_id"], args["account_type"]) if spec.takes_account else None
         kind = spec.kind
@@ -310,6 +333,53 @@ class XtBroker:
             trader.query_ipo_data_async(deliver)
         else:  # the op table and this dispatch disagree: a bug, reported, not hidden
             raise NotImplementedError(f"no broker call for op {name}")
+
+
+    def _control(self, token: int, spec: ops.OpSpec, args: dict[str, Any]) -> None:
+        """The simulator's controls (PROTOCOL §17): the counter does the work on its own thread;
+        the wait for its answer is the control worker's, never this thread's nor the I/O thread's."""
+        action = args["action"]
+        if self.counter is None:
+            self._post(Failed(token, errors.INVALID_REQUEST,
+                              f"{spec.name} {action}: this gateway's backend is {self.backend!r}, a real terminal, "
+                              "not the simulator: there is nothing to control (sim ops need backend sim)"))
+            return
+        if self._controls is None:
+            self._controls = _ControlWorker(self.counter, self._post)
+        self._controls.put(token, action, {k: v for k, v in args.items() if k != "action" and v is not None})
+
+
+class _ControlWorker:
+    """One thread that hands the sim op's actions to the counter, one at a time, and posts each
+    answer (``Answered``) or refusal (``Failed``) to the I/O thread."""
+
+    def __init__(self, counter: Any, post: Post) -> None:
+        self._counter = counter
+        self._post = post
+        self._work: queue.SimpleQueue[tuple[int, str, dict[str, Any]] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="qmt-sim-control", daemon=True)
+        self._thread.start()
+
+    def put(self, token: int, action: str, args: dict[str, Any]) -> None:
+        self._work.put((token, action, args))
+
+    def stop(self) -> None:
+        self._work.put(None)
+
+    def _run(self) -> None:
+        while (item := self._work.get()) is not None:
+            token, action, args = item
+            try:
+                result = self._counter.control(action, args)
+            except ValueError as exc:  # the sim's own refusal: it names the code, account, tick or limit
+                self._post(Failed(token, errors.INVALID_ARGUMENT, f"sim {action}: {exc}"))
+            except (RuntimeError, TimeoutError, OSError) as exc:  # closed, or its process gone or silent
+                self._post(Failed(token, errors.BROKER_UNAVAILABLE, f"sim {action}: the simulator did not answer: {exc}"))
+            except Exception as exc:
+                log.exception("sim %s failed", action)
+                self._post(Failed(token, errors.BROKER_ERROR, f"sim {action} failed: {exc}"))
+            else:
+                self._post(Answered(token, result))
 
 
 _CREDIT_CALLS = frozenset({

@@ -182,6 +182,17 @@ class OpMethods(Generic[RecordT, OptionalRecordT, RecordListT, AnyT]):
         Result: ``admitted`` (key names), ``revoked``, ``dropping_connections``."""
         return cast(RecordT, self._call("reload", {}, timeout))
 
+    def sim(
+        self, action: str, stock_code: str | None = None, price: float | None = None, percent: float | None = None,
+        account_id: str | None = None, amount: float | None = None, volume: int | None = None, *,
+        timeout: float | None = None,
+    ) -> RecordT:
+        """The simulated counter's controls (admin right; backend sim only; PROTOCOL §17):
+        ``"status"``, ``"reset"``, ``"next_day"``, ``"price"`` (stock_code, price), ``"move"``
+        (stock_code, percent), ``"deposit"`` (account_id, amount; negative withdraws),
+        ``"position"`` (account_id, stock_code, volume)."""
+        return cast(RecordT, self._call("sim", _wire_args(locals()), timeout))
+
     # -- orders ---------------------------------------------------------------------------
 
     def order_stock(

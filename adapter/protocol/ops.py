@@ -27,9 +27,10 @@ CANCEL = "cancel"
 CANCEL_ASYNC = "cancel_async"
 QUERY = "query"
 MARKET = "market"  # xtdata's market data: answered by the gateway's market workers (PROTOCOL §16)
+CONTROL = "control"  # the simulator's own controls (PROTOCOL §17): to the counter's thread, one answer
 
-# Gateway ops that need the admin permission.
-ADMIN_OPS = frozenset({"reload", "halt", "reduce_only", "resume"})
+# Ops that need the admin permission.
+ADMIN_OPS = frozenset({"reload", "halt", "reduce_only", "resume", "sim"})
 
 
 def _fail(name: str, message: str) -> errors.ProtocolError:
@@ -249,6 +250,55 @@ def as_exchange(name: str, value: Any) -> str:
     return text
 
 
+# -- the simulator's controls (PROTOCOL §17) ----------------------------------------------
+
+SIM_ACTIONS = ("status", "reset", "price", "move", "next_day", "deposit", "position")
+# What each action needs besides itself; the other arguments must be left out.
+SIM_NEEDS: dict[str, tuple[str, ...]] = {
+    "status": (), "reset": (), "next_day": (), "price": ("stock_code", "price"), "move": ("stock_code", "percent"),
+    "deposit": ("account_id", "amount"), "position": ("account_id", "stock_code", "volume"),
+}
+MAX_AMOUNT = 1e12  # CNY moved by one deposit or withdrawal: far above any paper account
+
+
+def as_sim_action(name: str, value: Any) -> str:
+    if isinstance(value, str) and value.replace("-", "_") in SIM_ACTIONS:
+        return value.replace("-", "_")
+    raise _fail(name, f"{_describe(value)} is not a simulator action; use one of {', '.join(SIM_ACTIONS)}")
+
+
+def _as_optional(convert: Callable[[str, Any], Any]) -> Callable[[str, Any], Any]:
+    return lambda name, value: None if value is None else convert(name, value)
+
+
+def as_sim_price(name: str, value: Any) -> float:
+    price = as_price(name, value)
+    if not math.isfinite(price) or price <= 0 or price > MAX_PRICE:
+        raise _fail(name, f"must be > 0 and <= {MAX_PRICE:g}, got {_describe(value)}")
+    return price
+
+
+def as_percent(name: str, value: Any) -> float:
+    percent = as_price(name, value)
+    if not math.isfinite(percent) or not -100 < percent <= 1000:
+        raise _fail(name, f"a change in percent above -100 and at most 1000, got {_describe(value)}")
+    return percent
+
+
+def as_amount(name: str, value: Any) -> float:
+    amount = as_price(name, value)
+    if not math.isfinite(amount) or amount == 0 or abs(amount) > MAX_AMOUNT:
+        raise _fail(name, f"CNY, not 0, at most {MAX_AMOUNT:g} either way (negative withdraws), got {_describe(value)}")
+    return amount
+
+
+def as_volume(name: str, value: Any) -> int:
+    volume = as_int(name, value)
+    if not 0 <= volume < 2**53:
+        raise _fail(name, f"shares >= 0, got {volume}")
+    return volume
+
+
 _REQUIRED = object()
 
 
@@ -363,6 +413,21 @@ OPS: dict[str, OpSpec] = {
                doc="only orders that shrink a position (sells up to the sellable volume)"),
         OpSpec("resume", GATEWAY, (Param("reason", as_text, "", "why"),), takes_account=False,
                doc="lift halt or reduce-only"),
+        OpSpec(
+            "sim",
+            CONTROL,
+            (
+                Param("action", as_sim_action, doc=", ".join(SIM_ACTIONS)),
+                Param("stock_code", _as_optional(as_stock_code), None, "price, move, position"),
+                Param("price", _as_optional(as_sim_price), None, "price: the new last price"),
+                Param("percent", _as_optional(as_percent), None, "move: the change from the last price, in %"),
+                Param("account_id", _as_optional(as_account_id), None, "deposit, position"),
+                Param("amount", _as_optional(as_amount), None, "deposit: CNY in (negative: out)"),
+                Param("volume", _as_optional(as_volume), None, "position: the shares held"),
+            ),
+            takes_account=False,
+            doc="the simulated counter's controls (backend sim only)",
+        ),
         OpSpec("order_stock", ORDER, _ORDER_PARAMS, doc="place an order; replies with its order id"),
         OpSpec("order_stock_async", ORDER_ASYNC, _ORDER_PARAMS, doc="place an order; replies with a seq"),
         OpSpec("cancel_order_stock", CANCEL, _CANCEL_PARAMS, doc="cancel by order id"),
@@ -459,7 +524,21 @@ def validate_args(spec: OpSpec, raw: dict[str, Any]) -> dict[str, Any]:
                                      f"got {_describe(price)}")
         elif not math.isfinite(price) or not -MAX_PRICE <= price <= MAX_PRICE:
             args["price"] = 0.0  # ignored by the counter for this price type; keep it a plain number
+    elif spec.kind == CONTROL:
+        _check_sim(args)
     return args
+
+
+def _check_sim(args: dict[str, Any]) -> None:
+    """Each action takes exactly the arguments it uses: a stray one is a mistake, not ignored."""
+    action = args["action"]
+    needs = SIM_NEEDS[action]
+    for name in needs:
+        if args[name] is None:
+            raise errors.ProtocolError(errors.MISSING_ARGUMENT, f"sim {action} needs argument {name!r}")
+    for name, value in args.items():
+        if name != "action" and name not in needs and value is not None:
+            raise errors.ProtocolError(errors.UNKNOWN_ARGUMENT, f"sim {action} takes no argument {name!r}")
 
 
 def lookup(op: Any) -> OpSpec:

@@ -43,6 +43,8 @@ def permission_for(spec: ops.OpSpec) -> str | None:
     """The permission an op needs; None: any authenticated key (``ping``)."""
     if spec.name == "ping":
         return None
+    if spec.name in ops.ADMIN_OPS:  # gateway controls and the simulator's (ops.CONTROL)
+        return "admin"
     if spec.kind == ops.GATEWAY:
         return "admin" if spec.name in ops.ADMIN_OPS else "read"
     if spec.kind == ops.QUERY:

@@ -196,7 +196,7 @@ class Desk:
             if record is not None:  # the same id again: never to the counter twice
                 self._repeat(envelope, request_id, spec, args, record)
                 return
-        if spec.kind != ops.QUERY:
+        if spec.kind not in (ops.QUERY, ops.CONTROL):  # the risk rules are for orders and cancels
             try:
                 self._check_risk(spec, args, key)
             except Denial as denial:

@@ -558,8 +558,7 @@ class Books:
         (in continuous trading only)."""
         quote = self.quote(code)
         value = rules.round_to_tick(rules.to_decimal(price), quote.tick)
-        if not quote.down <= value <= quote.up:
-            raise ValueError(f"{value} is outside the daily limits [{quote.down}, {quote.up}] of {code}")
+        self._check_band(quote, value)
         quote.last = value
         self.moved.add(code)
         self.revalue()
@@ -569,6 +568,34 @@ class Books:
         for order in self.open_orders(code):
             self._match_order(self.accounts[order.account_id], order, quote, events)
         return events
+
+    def check_price(self, code: str, price: Any) -> Decimal:
+        """A last price as the exchange would take it: on the code's tick and inside today's band;
+        else ValueError naming the tick or the limit."""
+        quote = self.known_quote(code)
+        value = rules.to_decimal(price)
+        if not rules.is_on_tick(value, code):
+            raise ValueError(f"price {_plain(value)} of {code} is not on its tick of {quote.tick}")
+        self._check_band(quote, value)
+        return value.quantize(quote.tick)
+
+    @staticmethod
+    def _check_band(quote: Quote, value: Decimal) -> None:
+        code = quote.instrument.code
+        ratio = rules.limit_ratio(code, quote.instrument.name) * 100
+        band = f"prev_close {quote.prev_close}, ±{_plain(ratio)}%"
+        if value > quote.up:
+            raise ValueError(f"{_plain(value)} is outside the daily limits of {code}: above the up limit (涨停) "
+                             f"{quote.up} ({band})")
+        if value < quote.down:
+            raise ValueError(f"{_plain(value)} is outside the daily limits of {code}: below the down limit (跌停) "
+                             f"{quote.down} ({band})")
+
+    def known_quote(self, code: str) -> Quote:
+        """``quote`` with the counter's own words for a code it does not list."""
+        if code not in self.quotes:
+            raise ValueError(unknown_code(code, self.config.instruments_file))
+        return self.quote(code)
 
     def walking(self, frozen: Collection[str] = (), open_orders: list[Order] | None = None) -> set[str]:
         """The codes a step moves: in use (watched, with an open order, or held), not frozen."""
@@ -712,9 +739,82 @@ class Books:
             events.append(AssetChanged(self.asset(account.account_id)))
         return events
 
+    # -- the operator's controls (the gateway's sim op) ------------------------------------
+
+    def reset(self) -> list[Event]:
+        """Back to the configured start: open orders expire as at a day's end (pushed, unfrozen),
+        then every account holds ``cash`` and ``positions`` again with no orders or trades, and every
+        quote is back at the instrument table's prices. The id sequences go on (ids never repeat)."""
+        events: list[Event] = []
+        for order in self.open_orders():
+            self._finish_cancel(self.accounts[order.account_id], order, events)
+        for code, quote in self.quotes.items():
+            table = quote.instrument
+            if quote.prev_close != table.prev_close or quote.last != table.last_price:
+                quote.last = table.last_price
+                quote.rebase(table.prev_close)
+                self.moved.add(code)
+        self._walks.clear()  # the walk starts again from the seed
+        held = {account_id: account.positions for account_id, account in self.accounts.items()}
+        for account in self.accounts.values():
+            account.orders.clear()
+            account.trades.clear()
+            account.cash = rules.to_decimal(self.config.cash).quantize(rules.CENT)
+            account.frozen_cash = Decimal(0)
+            account.positions = {}
+        self._load_positions(self.config.positions)
+        self.revalue()
+        for account in self.accounts.values():
+            for code in held[account.account_id]:
+                if code not in account.positions:  # gone: pushed at zero, as a position sold out
+                    events.append(PositionChanged(account.account_id, Position(code)))
+            for position in account.positions.values():
+                events.append(self._position_changed(account, position))
+            events.append(AssetChanged(self.asset(account.account_id)))
+        return events
+
+    def deposit(self, account_id: str, amount: Any) -> list[Event]:
+        """Cash in (a bank transfer, 银证转账), or out when negative, up to the available cash."""
+        account = self.account(account_id)
+        value = rules.to_decimal(amount).quantize(rules.CENT)
+        if value == 0:
+            raise ValueError(f"amount {amount} is less than a cent")
+        if account.cash + value < 0:
+            raise ValueError(f"withdrawing {-value} is more than the available cash {account.cash} of account "
+                             f"{account_id} (frozen for open buys: {account.frozen_cash})")
+        account.cash += value
+        return [AssetChanged(self.asset(account_id))]
+
+    def set_position(self, account_id: str, code: str, volume: int) -> list[Event]:
+        """Hold ``volume`` shares of ``code`` since yesterday: sellable today, less what open sells
+        have frozen; the cost is the previous close, as for configured positions. Cash is unchanged."""
+        account = self.account(account_id)
+        quote = self.known_quote(code)
+        if quote.instrument.is_index:
+            raise ValueError(f"{code} is an index, which cannot be held")
+        if volume < 0:
+            raise ValueError(f"volume must be >= 0, got {volume}")
+        position = account.positions.get(code)
+        frozen = position.frozen if position is not None else 0
+        if volume < frozen:
+            raise ValueError(f"{frozen} shares of {code} are frozen by open sell orders of account {account_id}: "
+                             f"cancel them first, or set at least {frozen}")
+        if position is None:
+            position = account.positions[code] = Position(code)
+        position.volume = position.yesterday = volume
+        position.can_use = volume - frozen
+        position.cost = position.open_cost = quote.prev_close * volume
+        self._market_values.pop(account_id, None)
+        return [self._position_changed(account, position), AssetChanged(self.asset(account_id))]
+
     @staticmethod
     def _position_changed(account: Account, position: Position) -> PositionChanged:
         return PositionChanged(account.account_id, copy.copy(position))
+
+
+def _plain(value: Decimal) -> str:
+    """12 for 12.000000, 10.555 for 10.555000: a number as typed."""
+    return format(value.normalize(), "f")
 
 
 def _refuse(error: tuple[int, str], **checked: object) -> Refusal:

@@ -31,6 +31,7 @@ from __future__ import annotations
 import collections
 import copy
 import concurrent.futures
+import datetime as dt
 import functools
 import heapq
 import itertools
@@ -42,6 +43,7 @@ import time
 from decimal import Decimal
 from typing import Any, Callable, Iterable, TypeVar
 
+from adapter import market as rules
 from adapter.config import SimConfig
 from adapter.sim import records
 from adapter.sim.books import (
@@ -59,7 +61,7 @@ from adapter.sim.books import (
     Trade,
     TradeMade,
 )
-from adapter.sim.feed import SimFeed
+from adapter.sim.feed import CONTINUOUS, SimFeed
 from adapter.sim.native import (
     CB_ACCOUNT_STATUS,
     CB_ASSET,
@@ -128,6 +130,7 @@ class _Stop:
 _STOP = _Stop()
 STEP_PART = 400  # codes one part of a timed price step moves (~30 us each)
 _BATCH = 64  # at most this many queued tasks share one state-file transaction (and delivery round)
+STATUS_CODES = 200  # codes in use listed by the sim status control at most (the count says how many)
 
 
 class SimCounter:
@@ -653,6 +656,121 @@ class SimCounter:
             self._quotes_out(self.feed.next_day(self._books.quotes, ticks=bool(self._quote_callbacks)))
 
         self._call(work)
+
+    # -- the operator's controls (the gateway's ``sim`` op, PROTOCOL §17) ---------------------
+
+    def control(self, action: str, args: dict[str, Any]) -> dict[str, Any]:
+        """One of the simulator's controls, run on the counter's thread as its orders are: what it
+        changes is written and pushed (orders, trades, positions, asset, quotes) before this
+        returns its answer. ``args``: the action's arguments (``ops.SIM_NEEDS``). ValueError
+        names what is wrong (an unknown code or account, a price off tick or outside the band)."""
+        handler = self._controls.get(action)
+        if handler is None:
+            raise ValueError(f"unknown simulator action {action!r}; use one of {', '.join(self._controls)}")
+        return self._call(lambda: handler(args))
+
+    @property
+    def _controls(self) -> dict[str, Callable[[dict[str, Any]], dict[str, Any]]]:
+        return {"status": self._control_status, "reset": self._control_reset, "price": self._control_price,
+                "move": self._control_move, "next_day": self._control_next_day, "deposit": self._control_deposit,
+                "position": self._control_position}
+
+    def _clock_map(self) -> dict[str, Any]:
+        from adapter.sim import calendar
+
+        now = self._clock()
+        local = dt.datetime.fromtimestamp(now, calendar.CHINA)
+        trading = self.config.market_hours != "exchange" or calendar.is_trading_day(local.date())
+        day = local.date() if trading else calendar.next_trading_day(local.date())
+        return {"clock": int(now * 1000), "time": local.strftime("%Y-%m-%d %H:%M:%S"),
+                "trading_day": day.strftime("%Y%m%d"), "market_hours": self.config.market_hours,
+                "open_now": len(self.feed.frozen(int(now * 1000))) < len(self._books.quotes)}
+
+    def _quote_map(self, code: str) -> dict[str, Any]:
+        quote = self._books.quotes[code]
+        return {"stock_code": code, "name": quote.instrument.name, "last": float(quote.last),
+                "prev_close": float(quote.prev_close), "down": float(quote.down), "up": float(quote.up)}
+
+    def _account_map(self, account_id: str) -> dict[str, Any]:
+        asset = self._books.asset(account_id)
+        account = self._books.accounts[account_id]
+        return {"account_id": account_id, "cash": float(asset.cash), "frozen_cash": float(asset.frozen_cash),
+                "market_value": float(asset.market_value),
+                "total_asset": float(asset.cash + asset.frozen_cash + asset.market_value),
+                "positions": sum(1 for p in account.positions.values() if p.volume),
+                "open_orders": sum(1 for o in account.orders.values() if o.is_open)}
+
+    def _control_status(self, args: dict[str, Any]) -> dict[str, Any]:
+        in_use = sorted(self._books.walking())
+        return {**self._clock_map(), "price_model": self.config.price_model,
+                "books": str(self._store.path) if self._store is not None else "memory",
+                "accounts": [self._account_map(a) for a in self._books.accounts],
+                "codes": [self._quote_map(code) for code in in_use[:STATUS_CODES]], "codes_in_use": len(in_use)}
+
+    def _control_reset(self, args: dict[str, Any]) -> dict[str, Any]:
+        expired = len(self._books.open_orders())
+        changed = sum(1 for q in self._books.quotes.values()
+                      if (q.prev_close, q.last) != (q.instrument.prev_close, q.instrument.last_price))
+        self._publish(self._books.reset())
+        if self._store is not None:
+            self._cleared.update(self._books.accounts)
+        self._quotes_out(self.feed.next_day(self._books.quotes, ticks=bool(self._quote_callbacks)))
+        log.warning("sim reset: books back to the configured start (%d open order(s) expired)", expired)
+        return {**self._clock_map(), "expired_orders": expired, "prices_reset": changed,
+                "accounts": [self._account_map(a) for a in self._books.accounts]}
+
+    def _control_price(self, args: dict[str, Any]) -> dict[str, Any]:
+        return self._move_to(str(args["stock_code"]), self._books.check_price(str(args["stock_code"]), args["price"]))
+
+    def _control_move(self, args: dict[str, Any]) -> dict[str, Any]:
+        code = str(args["stock_code"])
+        quote = self._books.known_quote(code)
+        percent = rules.to_decimal(args["percent"])
+        target = rules.round_to_tick(quote.last * (1 + percent / 100), quote.tick)
+        return self._move_to(code, self._books.check_price(code, target))
+
+    def _move_to(self, code: str, price: Decimal) -> dict[str, Any]:
+        if code in self.config.suspended:
+            raise ValueError(f"{code} is suspended today (sim.suspended): its price does not move")
+        events = self._books.set_price(code, float(price))
+        self._publish(events)
+        self._feed_tick({code: self._books.quotes[code]})
+        trades = sum(1 for event in events if isinstance(event, TradeMade))
+        log.info("sim price: %s -> %s (%d fill(s))", code, price, trades)
+        return {**self._quote_map(code), "trades": trades,
+                "matched": self.feed.session(code, self._now_ms()).phase == CONTINUOUS}
+
+    def _control_next_day(self, args: dict[str, Any]) -> dict[str, Any]:
+        expired = len(self._books.open_orders())
+        self._publish(self._books.next_day())
+        if self._store is not None:
+            self._cleared.update(self._books.accounts)
+        self._quotes_out(self.feed.next_day(self._books.quotes, ticks=bool(self._quote_callbacks)))
+        log.info("sim next day: %d open order(s) expired, today's buys sellable, prev_close := last", expired)
+        return {**self._clock_map(), "expired_orders": expired,
+                "accounts": [self._account_map(a) for a in self._books.accounts]}
+
+    def _control_deposit(self, args: dict[str, Any]) -> dict[str, Any]:
+        account_id = self._known_account(args["account_id"])
+        self._publish(self._books.deposit(account_id, args["amount"]))
+        log.info("sim deposit: %s CNY to account %s", args["amount"], account_id)
+        return {**self._account_map(account_id), "amount": float(args["amount"])}
+
+    def _control_position(self, args: dict[str, Any]) -> dict[str, Any]:
+        account_id = self._known_account(args["account_id"])
+        code = str(args["stock_code"])
+        self._publish(self._books.set_position(account_id, code, int(args["volume"])))
+        position = self._books.accounts[account_id].positions[code]
+        log.info("sim position: account %s holds %d %s", account_id, position.volume, code)
+        return {"account_id": account_id, "stock_code": code, "volume": position.volume,
+                "can_use_volume": position.can_use, "frozen_volume": position.frozen,
+                "avg_price": float(position.cost / position.volume) if position.volume else 0.0}
+
+    def _known_account(self, account_id: Any) -> str:
+        if str(account_id) not in self._books.accounts:
+            raise ValueError(f"account {account_id!r} is not one of the simulator's "
+                             f"({', '.join(self._books.accounts)})")
+        return str(account_id)
 
     def books(self, account_id: str) -> dict[str, Any]:
         """A plain-dict snapshot of one account: asset fields, positions, orders and trades."""

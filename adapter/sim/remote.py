@@ -62,6 +62,7 @@ HEARTBEAT_TIMEOUT_MS = 3000
 CONTROL_HOOKS = frozenset({
     "set_price", "step", "push_assets", "last_price", "price_limits", "drop_connections", "set_ack_delay",
     "set_order_latency", "refuse_connections", "refuse_connections_for", "connected_sessions", "next_day", "books",
+    "control",  # the operator's controls (the gateway's sim op)
     # the market (adapter.sim.feed)
     "full_tick", "record_ticks", "market_data", "local_data", "trading_dates", "download_history",
 })
@@ -562,6 +563,9 @@ class RemoteCounter:
 
     def books(self, account_id: str) -> dict[str, Any]:
         return cast(dict[str, Any], self._call("books", account_id))
+
+    def control(self, action: str, args: dict[str, Any], timeout: float = 30.0) -> dict[str, Any]:
+        return cast(dict[str, Any], self._call("control", action, dict(args), timeout=timeout))
 
     # -- the market (adapter.sim.feed): the same calls as SimCounter's -----------------------
 

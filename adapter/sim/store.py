@@ -45,6 +45,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 FORMAT = "qmt-zmq-adapter.sim-counter"
@@ -299,3 +300,21 @@ class StateFile:
     def close(self) -> None:
         self._db.close()
 
+
+
+def saved_accounts(path: str | os.PathLike[str]) -> set[str]:
+    """The accounts a counter state file holds, read without writing or keeping it open; an empty
+    set when there is no such file or it cannot be read now (another counter holds it)."""
+    if not os.path.exists(path):
+        return set()
+    try:
+        uri = Path(path).resolve().as_uri() + "?mode=ro"  # percent-encoded: any file name
+        db = sqlite3.connect(uri, uri=True, timeout=0.25)
+    except sqlite3.Error:
+        return set()
+    try:
+        return {str(account_id) for (account_id,) in db.execute("SELECT account_id FROM accounts")}
+    except sqlite3.Error:
+        return set()
+    finally:
+        db.close()

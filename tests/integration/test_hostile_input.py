@@ -58,7 +58,11 @@ VALID = {
     "code_list": ["600000.SH"], "stock_list": ["600000.SH"], "field_list": [], "period": "1d", "start_time": "",
     "end_time": "", "count": 5, "dividend_type": "none", "fill_data": True, "iscomplete": False,
     "sector_name": "沪深A股", "incrementally": None, "task": "", "seq": 1, "seqs": [1],
+    # the simulator's controls (PROTOCOL §17): status changes nothing; spoiled, it reaches the others' checks
+    "action": "status", "percent": 1.0, "amount": 100.0, "volume": 100,
 }
+# Ops whose valid arguments are a few of their parameters (each sim action takes only its own).
+VALID_ARGS = {"sim": {"action": "status"}}
 plausible = st.one_of(  # values a little off the right ones
     st.sampled_from([ACCOUNT, "1000000366", "600000.SH", "000001.SZ", "600000", "SH", "SZ", "buy", "sell", "limit",
                      "latest", "STOCK", "CREDIT", "order.", "trade.", "", "x" * 300, "dup-1", "bad id!"]),
@@ -75,7 +79,7 @@ def _spoiled(op: str) -> st.SearchStrategy[dict[Any, Any]]:
     """The op's valid arguments (a third of the time), else with one or two dropped, replaced
     by odd or hostile values, or an unknown one added."""
     params = [p.name for p in ops.OPS[op].all_params]
-    valid = {name: VALID[name] for name in params}
+    valid = VALID_ARGS.get(op) or {name: VALID[name] for name in params}
     changes = st.lists(st.tuples(st.sampled_from(params + ["x"]), st.one_of(st.just(_DROP), plausible, structures)),
                        min_size=1, max_size=2)
     spoiled = changes.map(lambda pairs: {k: v for k, v in {**valid, **dict(pairs)}.items() if v is not _DROP})

@@ -470,6 +470,7 @@ CALLS: list[tuple[str, tuple[Any, ...], dict[str, Any], dict[str, Any]]] = MARKE
     ("halt", (True, "fat finger"), {}, {"cancel_open": True, "reason": "fat finger"}),
     ("reduce_only", (), {}, {"reason": ""}),
     ("resume", ("checked",), {}, {"reason": "checked"}),
+    ("sim", ("position", "600000.SH", None, None, ACCOUNT, None, 500), {}, {"action": "position", "stock_code": "600000.SH", "account_id": ACCOUNT, "volume": 500}),
 ]
 
 
