@@ -11,6 +11,7 @@ from typing import Sequence
 
 from .. import __version__
 from . import local, market, trading
+from . import sim
 from .common import EXIT_ERROR, EXIT_UNREACHABLE
 
 __all__ = ["EXIT_ERROR", "EXIT_UNREACHABLE", "main"]
@@ -39,4 +40,5 @@ def _parser() -> argparse.ArgumentParser:
     trading.register(commands)
     market.register(commands)
     local.register(commands)
+    sim.register(commands)
     return parser
