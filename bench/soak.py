@@ -158,7 +158,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=600.0)
     parser.add_argument("--rate", type=float, default=200.0, help="orders per second")
-    parser.add_argument("--query-every", type=float, default=1.0, help="seconds between full order queries")
+    parser.add_argument("--query-every", type=float, default=1.0,
+                        help="seconds between full order queries (0: none, the orders and pings alone)")
     parser.add_argument("--out", default="", help="write the JSON report here")
     parser.add_argument("--sim-process", action="store_true",
                         help="the simulated counter in its own process (as QMT is): the gateway's RSS is its own")
@@ -171,8 +172,10 @@ def main() -> int:
     ctx = multiprocessing.get_context("spawn")
     results: multiprocessing.Queue[tuple[str, Any]] = ctx.Queue()
     stop = ctx.Event()
-    watchers = [ctx.Process(target=watch, args=(router, pub, proc.pid, began, stop, results), daemon=True),
-                ctx.Process(target=query, args=(router, pub, args.query_every, began, stop, results), daemon=True)]
+    watchers = [ctx.Process(target=watch, args=(router, pub, proc.pid, began, stop, results), daemon=True)]
+    if args.query_every > 0:
+        watchers.append(ctx.Process(target=query, args=(router, pub, args.query_every, began, stop, results),
+                                    daemon=True))
     for watcher in watchers:
         watcher.start()
     latencies: list[tuple[float, float]] = []
@@ -182,7 +185,7 @@ def main() -> int:
     finally:
         stop.set()
         gathered: dict[str, Any] = {}
-        for _ in range(3):  # bounded: rss and pings from the watcher, queries from the querier
+        for _ in range(1 + len(watchers)):  # bounded: rss and pings from the watcher, queries from the querier
             try:
                 kind, value = results.get(timeout=120)
                 gathered[kind] = value
@@ -213,6 +216,7 @@ def main() -> int:
         "per_minute": per_minute,
         "p99_last_over_first": round(last["p99_ms"] / first["p99_ms"], 2) if first["p99_ms"] else None,
         "longest_ping_ms": round(max((p for _, p in pings), default=0.0) * 1000, 1),
+        "pings": len(pings), "pings_over_100ms": sum(1 for _, p in pings if p > 0.1),
         "queries": len(queries), "longest_query_s": round(max((q for _, q, _ in queries), default=0.0), 3),
         "orders_in_last_query": queries[-1][2] if queries else 0,
         "machine": f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}",

@@ -43,10 +43,26 @@ class Sent:
 
 @dataclass(slots=True)
 class Answered:
-    """A query's result, converted to wire records."""
+    """A query's result, converted to wire records (or ``Records``, converted later)."""
 
     token: int
     result: Any
+
+
+@dataclass(slots=True)
+class Records:
+    """A client's list query (a day's orders or trades) as xtquant's own objects: converted
+    where the answer is encoded, off xtquant's callback thread, which carries every push and
+    response too. The objects are made for this answer alone, so another thread may read them."""
+
+    objects: list[Any]
+    fields: tuple[str, ...]
+
+    def maps(self, start: int = 0, stop: int | None = None) -> list[dict[str, Any]]:
+        from ..protocol.events import to_map
+
+        fields = self.fields
+        return [to_map(obj, fields) for obj in self.objects[start:stop]]
 
 
 @dataclass(slots=True)

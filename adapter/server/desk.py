@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 GATEWAY_CLIENT = b"\x00gateway"  # the routing id the gateway's own queries are counted under
 ORDER_JUNK = mapping.ORDER_JUNK
 ORDER_RECORD_QUERIES = frozenset({"query_stock_orders", "query_stock_order", "query_stock_trades"})
+RAW_QUERIES = frozenset({"query_stock_orders", "query_stock_trades"})  # a day long: converted off the callback thread
 _ALL_ACCOUNT_QUERIES = frozenset({"query_account_infos", "query_account_status"})
 _SYNC_KINDS = (ops.ORDER, ops.CANCEL)
 # The stores whose failure halts order entry (ping's "storage", the gateway.storage event).
@@ -93,6 +94,7 @@ class Submit:
     spec: ops.OpSpec
     args: dict[str, Any]
     record: OrderRecord | None = None
+    raw: bool = False  # a client's list query: answered as ``Records``, converted where it is encoded
 
 
 @dataclass(slots=True)
@@ -222,7 +224,7 @@ class Desk:
             broker_args = {**args, "order_remark": record.tag}  # the user's remark stays in the ledger
         pending = self._wait(envelope, request_id, spec, args, record)
         pending.key = key
-        self._actions.append(Submit(pending.token, spec, broker_args, record))
+        self._actions.append(Submit(pending.token, spec, broker_args, record, raw=spec.name in RAW_QUERIES))
 
     def not_recorded(self, submit: Submit) -> None:
         """The batch holding this order's record failed to commit: it is refused, not sent."""

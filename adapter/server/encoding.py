@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
 from ..protocol import encode_error, errors, pack, unpack
+from ..broker.messages import Records
 from .desk import ORDER_RECORD_QUERIES, Refuse, Reply, describe_result
 from .quotes import PackedReply
 
@@ -16,6 +18,7 @@ log = logging.getLogger(__name__)
 
 LARGE_RESULT = 500  # records: an answer this long is encoded here, not on the I/O thread
 MAX_ENCODING = 8  # answers waiting here at most; beyond, the I/O thread encodes them itself
+CHUNK = 256  # records converted, linked and packed at a time
 
 
 @dataclass(slots=True)
@@ -33,9 +36,13 @@ class LargeAnswers:
         self.busy = 0  # handed over, not yet sent
 
     def take(self, reply: Reply) -> bool:
-        """Encode ``reply`` here if it is long and there is room; False: the caller encodes it."""
+        """Encode ``reply`` here if it is long and there is room; False: the caller encodes it
+        (``Records`` converted to maps first)."""
         result = reply.result
-        if not isinstance(result, list) or len(result) < LARGE_RESULT or self.busy >= MAX_ENCODING:
+        records = result.objects if isinstance(result, Records) else result
+        if not isinstance(records, list) or len(records) < LARGE_RESULT or self.busy >= MAX_ENCODING:
+            if isinstance(result, Records):
+                reply.result = result.maps()
             return False
         self.busy += 1
         self._executor.submit(self._encode, reply)
@@ -50,16 +57,36 @@ class LargeAnswers:
 
     def _encode(self, reply: Reply) -> None:
         try:
-            if reply.op in ORDER_RECORD_QUERIES:
-                self._link(reply.result)
-            # Item by item: one packb call of a whole day's orders would hold the GIL for
-            # ~100 ms and stall the I/O thread all the same.
-            packed = b"".join([array_header(len(reply.result)), *(pack(item) for item in reply.result)])
+            result = reply.result
+            if isinstance(result, Records):
+                packed = self._convert(result, reply.op in ORDER_RECORD_QUERIES)
+            else:
+                if reply.op in ORDER_RECORD_QUERIES:
+                    self._link(result)
+                # Item by item: one packb call of a whole day's orders would hold the GIL for
+                # ~100 ms and stall the I/O thread all the same.
+                packed = b"".join([array_header(len(result)), *(pack(item) for item in result)])
             self._post(Encoded(PackedReply(reply.envelope, reply.request_id, packed)))
         except Exception:
             log.exception("encoding a large answer failed")
             self._post(Encoded(Refuse(reply.envelope, reply.request_id, errors.INTERNAL_ERROR,
                                       "internal error; see the gateway log")))
+
+
+    def _convert(self, records: Records, link: bool) -> bytes:
+        """xtquant's objects to packed wire maps a chunk at a time: only a chunk's maps exist at
+        once, each object is let go once packed, and the GIL is offered to the I/O thread
+        between chunks, so a day's orders cost neither a stall nor their maps' memory."""
+        objects = records.objects
+        parts = [array_header(len(objects))]
+        for start in range(0, len(objects), CHUNK):
+            maps = records.maps(start, start + CHUNK)
+            objects[start:start + CHUNK] = [None] * len(maps)
+            if link:
+                self._link(maps)
+            parts.extend(pack(item) for item in maps)
+            time.sleep(0)
+        return b"".join(parts)
 
 
 def array_header(length: int) -> bytes:

@@ -331,7 +331,7 @@ class Gateway:
             if self._batching:  # to the counter only once the ledger has committed
                 self._held_submits.append(action)
             else:
-                self.broker.submit(action.token, action.spec, action.args)
+                self.broker.submit(action.token, action.spec, action.args, action.raw)
         elif isinstance(action, Control):
             self.publish_control(action.event_type, action.data)
         elif isinstance(action, Reconnect):
@@ -376,7 +376,7 @@ class Gateway:
                 replies = [(at, envelope, unrecorded(payload)) for at, envelope, payload in replies]
             for submit in submits:
                 if committed or submit.record is None:
-                    self.broker.submit(submit.token, submit.spec, submit.args)
+                    self.broker.submit(submit.token, submit.spec, submit.args, submit.raw)
                 else:
                     self.desk.not_recorded(submit)
             for action in self.desk.drain():  # the alarm, the refusals: after the batch's replies

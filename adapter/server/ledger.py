@@ -425,21 +425,22 @@ class Ledger:
             if parsed is not None and parsed[0] == self.tag_prefix:
                 wanted[parsed[1]] = tag
         found: dict[str, tuple[str, str]] = {}
+        missing = []
         with self._lock:
-            missing = []
             for number, tag in wanted.items():
                 record = self._in_flight.get(number) or self._recent.get(number)
                 if record is None:
                     missing.append(number)
                 else:
                     found[tag] = (record.client_order_id, record.order_remark)
-            for start in range(0, len(missing), 500):
-                chunk = missing[start:start + 500]
+        for start in range(0, len(missing), 500):
+            chunk = missing[start:start + 500]
+            with self._lock:  # per read: the I/O thread's own ledger work goes on between them
                 rows = self._db.execute(
                     f"SELECT id, client_order_id, order_remark FROM orders WHERE id IN ({','.join('?' * len(chunk))})",
-                    chunk)
-                for number, client_order_id, remark in rows:
-                    found[wanted[number]] = (client_order_id, remark)
+                    chunk).fetchall()
+            for number, client_order_id, remark in rows:
+                found[wanted[number]] = (client_order_id, remark)
         return found
 
     def by_order_id(self, account_id: str, order_id: Any) -> OrderRecord | None:
