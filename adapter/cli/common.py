@@ -3,22 +3,55 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
-from typing import Any, Callable
+import textwrap
+import time
+from typing import Any, Callable, Sequence
 
 from ..config import DEFAULT_PUB, DEFAULT_ROUTER
 
-EXIT_ERROR = 1  # the gateway answered with an error
+# Exit codes, the same for every command (README, CLI).
+EXIT_OK = 0
+EXIT_ERROR = 1  # the gateway answered with an error (a risk rule, a bad argument, ...)
+EXIT_USAGE = 2  # bad flags or arguments, unreadable key files
 EXIT_UNREACHABLE = 3  # no answer within the time-out
+EXIT_REFUSED = 4  # buy/sell/cancel: the counter refused the order or the cancel
+EXIT_NO_VERDICT = 5  # buy/sell/cancel: no verdict from the counter within --wait
+EXIT_DISCONNECTED = 6  # ping: the gateway answers, its counter connection is down
+EXIT_HALTED = 7  # ping: trading halted (kill switch, or a store failed)
+EXIT_REDUCE_ONLY = 8  # ping: trading reduce-only
+
+FIRST_CONTACT_GRACE = 1.0  # seconds a gateway may take to answer before the CLI says what it is trying
 
 Command = Callable[[Any, argparse.Namespace], int]
 
 
-def client_parser(commands: Any, name: str, help_text: str, command: Command) -> argparse.ArgumentParser:
+def err(message: str) -> None:
+    """One line on stderr, as every command reports a problem."""
+    print(f"qmt-adapter: {message}", file=sys.stderr, flush=True)
+
+
+def add_command(commands: Any, name: str, help_text: str, description: str = "",
+                examples: Sequence[str] = ()) -> argparse.ArgumentParser:
+    """A subcommand with ``--help`` that says what it does and shows how (``examples``: command
+    lines, each with an optional ``# comment``)."""
+    epilog = "examples:\n" + "\n".join(f"  {line}" for line in examples) if examples else None
+    text = description or help_text[:1].upper() + help_text[1:] + "."
+    # Paragraphs written as one line are wrapped here; lines laid out by hand are kept.
+    text = "\n\n".join(p if "\n" in p else textwrap.fill(p, 80) for p in text.split("\n\n"))
+    sub: argparse.ArgumentParser = commands.add_parser(
+        name, help=help_text, description=text, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    return sub
+
+
+def client_parser(commands: Any, name: str, help_text: str, command: Command, *, description: str = "",
+                  examples: Sequence[str] = ()) -> argparse.ArgumentParser:
     """A subcommand that talks to a gateway: the connection flags, and ``command(client, args)`` to run."""
     env = os.environ.get
-    sub: argparse.ArgumentParser = commands.add_parser(name, help=help_text)
+    sub = add_command(commands, name, help_text, description, examples)
     sub.set_defaults(handler=run_client, client_command=command)
     sub.add_argument("--router", default=env("QMT_ADAPTER_ROUTER") or DEFAULT_ROUTER,
                      help=f"gateway ROUTER endpoint (env QMT_ADAPTER_ROUTER; default {DEFAULT_ROUTER})")
@@ -36,26 +69,99 @@ def run_client(args: argparse.Namespace) -> int:
     from ..client import Client, GatewayError, GatewayTimeout
     from ..keys import KeyFileError
 
+    # The client library logs time-outs and silences as warnings; the CLI says these things itself.
+    logging.getLogger("adapter.client").setLevel(logging.ERROR)
     try:
         client = Client(
             args.router, args.pub, timeout=args.timeout, client_key=args.client_key, server_key=args.server_key
         )
     except KeyFileError as exc:
-        print(f"qmt-adapter: {exc}", file=sys.stderr)
-        return 2
+        err(str(exc))
+        return EXIT_USAGE
     try:
         with client:
+            if not first_contact(client, args):
+                return EXIT_UNREACHABLE
             return int(args.client_command(client, args))
-    except GatewayTimeout:
-        hint = (
-            "; if it runs CURVE, check that this key is authorised and the server key is right"
-            if client.uses_curve else "; if it runs CURVE, pass --client-key and --server-key"
-        )
-        print(f"qmt-adapter: no answer from the gateway at {args.router} within {args.timeout:g} s{hint}",
-              file=sys.stderr)
+    except GatewayTimeout as exc:
+        err(f"{exc.message}" if exc.message else f"no answer from the gateway at {args.router}")
         return EXIT_UNREACHABLE
     except GatewayError as exc:
-        print(f"qmt-adapter: {exc.code}: {exc.message}", file=sys.stderr)
+        err(f"{exc.code}: {exc.message}")
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
+
+
+def first_contact(client: Any, args: argparse.Namespace) -> bool:
+    """Ping the gateway. Silent when it answers within a second; else say at once what is tried,
+    and when no answer comes within ``--timeout``, why that may be (False)."""
+    from ..client import GatewayTimeout
+    from ..keys import client_curve_keys
+
+    router, timeout = args.router, args.timeout
+    started = time.monotonic()
+    grace = min(FIRST_CONTACT_GRACE, timeout)
+    try:
+        client.ping(timeout=grace)
+        return True
+    except GatewayTimeout:
+        pass
+    remaining = timeout - (time.monotonic() - started)
+    if remaining > 0.05:
+        err(f"no answer yet from the gateway at {router}; trying for {round(remaining, 1):g} s more (Ctrl-C stops)")
+        try:
+            client.ping(timeout=remaining)
+            return True
+        except GatewayTimeout:
+            pass
+    curve = client_curve_keys(args.client_key, args.server_key)  # read fine already: the client has them
+    err(f"no answer from the gateway at {router} within {timeout:g} s: {diagnose(router, curve)}")
+    return False
+
+
+def diagnose(router: str, curve: Any = None, seconds: float = 1.0) -> str:
+    """Why a gateway may not answer, from what a fresh connection to ``router`` sees within
+    ``seconds`` (ZeroMQ's socket monitor): nothing listening, a handshake that fails (CURVE keys
+    missing or refused) or a peer that accepts but stays silent. ``curve``: the client's CurveKeys."""
+    import zmq
+    from zmq.utils.monitor import recv_monitor_message
+
+    from ..keys import apply_client_curve
+
+    failed = {zmq.EVENT_HANDSHAKE_FAILED_AUTH, zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL, zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL}
+    decisive = failed | {zmq.EVENT_HANDSHAKE_SUCCEEDED}
+    seen: set[int] = set()
+    probe: zmq.Socket[Any] = zmq.Context.instance().socket(zmq.DEALER)
+    probe.setsockopt(zmq.LINGER, 0)
+    monitor = probe.get_monitor_socket()
+    try:
+        apply_client_curve(probe, curve)
+        probe.connect(router)
+        deadline = time.monotonic() + seconds
+        # A refused TCP connection is retried: nothing listens, no need to wait longer.
+        while not seen & decisive and not (zmq.EVENT_CONNECT_RETRIED in seen and zmq.EVENT_CONNECTED not in seen):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not monitor.poll(int(remaining * 1000) + 1):
+                break
+            seen.add(int(recv_monitor_message(monitor)["event"]))
+    except zmq.ZMQError as exc:  # a malformed endpoint, say
+        return f"cannot connect to {router}: {exc}"
+    finally:
+        probe.disable_monitor()
+        monitor.close(linger=0)
+        probe.close(linger=0)
+    keys = curve is not None
+    if seen & failed:
+        if keys:
+            return ("the handshake with this key fails: check that the gateway runs --curve, that the key is "
+                    "authorised there ('qmt-adapter keys list', then 'qmt-adapter reload') and that --server-key "
+                    "is that gateway's server.key")
+        return ("something listens there but the handshake fails: a CURVE gateway needs --client-key and "
+                "--server-key (or QMT_ADAPTER_CLIENT_KEY / QMT_ADAPTER_SERVER_KEY)")
+    if zmq.EVENT_HANDSHAKE_SUCCEEDED in seen:
+        return "a gateway accepts connections there but did not answer in time: busy or stuck? (see its log)"
+    hint = "; if it does, check that this key is authorised and the server key is right" if keys else ""
+    if zmq.EVENT_CONNECTED in seen:
+        return f"something listens there, but not a gateway that answers: is that the --router of 'qmt-adapter serve'?{hint}"
+    return f"nothing answers there: is 'qmt-adapter serve' running with --router {router}?{hint}"

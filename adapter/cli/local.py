@@ -13,6 +13,7 @@ from typing import Any
 from .. import __version__
 from ..config import DEFAULT_KEYS_DIR, DEFAULT_PUB, DEFAULT_ROUTER, ConfigError, load_config
 from ..display import table
+from .common import add_command
 
 log = logging.getLogger("adapter")
 
@@ -221,7 +222,16 @@ def keys_command(args: argparse.Namespace) -> int:
 
 
 def register_serve(commands: Any) -> None:
-    serve = commands.add_parser("serve", help="run the gateway (simulated counter unless --qmt-path is given)")
+    serve = add_command(
+        commands, "serve", "run the gateway (simulated counter unless --qmt-path is given)",
+        description="Run the gateway: commands on the ROUTER, events on the PUB, quotes on the quote PUB. "
+                    "Without --qmt-path it runs over the simulated counter; with it, beside a logged-in "
+                    "QMT / miniQMT. Off loopback it needs --curve (or --insecure). SIGHUP reloads the risk "
+                    "limits and keys; SIGINT / SIGTERM stop it cleanly (exit 0).",
+        examples=["qmt-adapter serve",
+                  "qmt-adapter serve --data-dir gw-data --config gateway.toml",
+                  'qmt-adapter serve --qmt-path "D:\\qmt\\userdata_mini" --account 1000000365',
+                  "qmt-adapter serve --curve --router tcp://0.0.0.0:5555 --pub tcp://0.0.0.0:5556"])
     serve.add_argument("--router", help=f"ROUTER endpoint for commands (default {DEFAULT_ROUTER})")
     serve.add_argument("--pub", help=f"PUB endpoint for events (default {DEFAULT_PUB})")
     serve.add_argument("--quote-pub", help="PUB endpoint for market data quotes (default: the PUB's port + 1)")
@@ -249,7 +259,12 @@ def register_serve(commands: Any) -> None:
 
 
 def register(commands: Any) -> None:
-    run = commands.add_parser("run", help="run an xtquant strategy script unchanged against the gateway")
+    run = add_command(
+        commands, "run", "run an xtquant strategy script unchanged against the gateway",
+        description="Run a Python script written for xtquant unchanged: its xtquant.xttrader and xtdata talk "
+                    "to the gateway at --router / --pub instead of a local QMT.",
+        examples=["qmt-adapter run my_strategy.py",
+                  "qmt-adapter run --router tcp://QMT_HOST:5555 --pub tcp://QMT_HOST:5556 my_strategy.py --its-flag"])
     run.add_argument("--router", help="gateway ROUTER endpoint (env QMT_ADAPTER_ROUTER; default tcp://127.0.0.1:5555)")
     run.add_argument("--pub", help="gateway PUB endpoint (env QMT_ADAPTER_PUB; default: the router's port + 1)")
     run.add_argument("--client-key", help="NAME.key_secret for a CURVE gateway (env QMT_ADAPTER_CLIENT_KEY)")
@@ -258,11 +273,19 @@ def register(commands: Any) -> None:
     run.add_argument("args", nargs=argparse.REMAINDER, help="the script's own arguments")
     run.set_defaults(handler=run_script)
 
-    ledger = commands.add_parser("ledger", help="repair the order ledger (orders.sqlite3), with the gateway stopped")
+    ledger = add_command(
+        commands, "ledger", "repair the order ledger (orders.sqlite3), with the gateway stopped",
+        description="Repair or trim the order ledger (orders.sqlite3 in the data dir), which recognises a "
+                    "repeated client_order_id. Run with the gateway stopped.",
+        examples=["qmt-adapter ledger rebuild --data-dir gw-data",
+                  "qmt-adapter ledger prune --before 2026-01-01 --data-dir gw-data"])
     ledger.set_defaults(ledger_parser=ledger, handler=ledger_command)
     ledger_commands = ledger.add_subparsers(dest="ledger_command", metavar="ACTION")
-    rebuild = ledger_commands.add_parser(
-        "rebuild", help="recover lost ledger records from the journal's events and the counter's tagged orders")
+    rebuild = add_command(
+        ledger_commands, "rebuild", "recover lost ledger records from the journal's events and the counter's "
+                                    "tagged orders",
+        examples=["qmt-adapter ledger rebuild --data-dir gw-data --dry-run",
+                  "qmt-adapter ledger rebuild --data-dir gw-data --journal-only"])
     rebuild.add_argument("--data-dir", metavar="DIR", help="the gateway's data dir (default ./qmt-adapter-data)")
     rebuild.add_argument("--config", metavar="FILE", help="the gateway's TOML file (backend, accounts, data_dir)")
     rebuild.add_argument("--account", action="append", metavar="ID", help="fund account whose orders to read; repeatable")
@@ -273,25 +296,35 @@ def register(commands: Any) -> None:
     rebuild.add_argument("--dry-run", action="store_true", help="report what would be recovered, write nothing")
     rebuild.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"), default="WARNING")
 
-    prune = ledger_commands.add_parser(
-        "prune", help="delete settled records created before a day (the ledger then answers order_outcomes and "
-                      "repeats of those client_order_ids no more)")
+    prune = add_command(
+        ledger_commands, "prune", "delete settled records created before a day (the ledger then answers "
+                                  "order_outcomes and repeats of those client_order_ids no more)",
+        examples=["qmt-adapter ledger prune --before 2026-01-01 --data-dir gw-data"])
     prune.add_argument("--before", required=True, metavar="YYYY-MM-DD", help="first day kept (China time)")
     prune.add_argument("--data-dir", metavar="DIR", help="the gateway's data dir (default ./qmt-adapter-data)")
     prune.add_argument("--config", metavar="FILE", help="the gateway's TOML file (its data_dir)")
 
-    keys = commands.add_parser("keys", help="create, list and revoke CURVE keys")
+    keys = add_command(
+        commands, "keys", "create, list and revoke CURVE keys",
+        description="Manage the CURVE keys of a gateway run with --curve: the server's key pair and one key per "
+                    "client, each with its accounts and permissions (read, trade, admin).",
+        examples=["qmt-adapter keys new strategy-1 --accounts 1000000365 --permissions read,trade",
+                  "qmt-adapter keys list", "qmt-adapter keys revoke strategy-1"])
     keys.set_defaults(keys_parser=keys, handler=keys_command)
     keys_commands = keys.add_subparsers(dest="keys_command", metavar="ACTION")
-    new = keys_commands.add_parser("new", help="authorise a new client key (and create the server key if missing)")
+    new = add_command(keys_commands, "new", "authorise a new client key (and create the server key if missing)",
+                      examples=["qmt-adapter keys new strategy-1 --accounts 1000000365 --permissions read,trade",
+                                "qmt-adapter keys new ops --accounts '*' --permissions read,admin"])
     new.add_argument("name", help="the client's name, shown in logs and ping")
     new.add_argument("--accounts", required=True, metavar="IDS",
                      help="comma list of the accounts it may use, or '*' for every account served")
     new.add_argument("--permissions", default="read", metavar="LIST",
                      help="comma list of read (queries, events), trade (orders, cancels), admin (reload); default read")
-    keys_commands.add_parser("list", help="show the server key and the authorised client keys")
-    revoke = keys_commands.add_parser("revoke", help="withdraw a client key (takes effect on reload)")
-    revoke.add_argument("name")
-    for sub in (new, keys_commands.choices["list"], revoke):
+    listing = add_command(keys_commands, "list", "show the server key and the authorised client keys",
+                          examples=["qmt-adapter keys list --keys-dir /etc/qmt-adapter/keys"])
+    revoke = add_command(keys_commands, "revoke", "withdraw a client key (takes effect on reload)",
+                         examples=["qmt-adapter keys revoke strategy-1 && qmt-adapter reload"])
+    revoke.add_argument("name", help="the client's name, as 'keys list' shows it")
+    for sub in (new, listing, revoke):
         sub.add_argument("--keys-dir", default=DEFAULT_KEYS_DIR, metavar="DIR",
                          help=f"the keys directory (default ./{DEFAULT_KEYS_DIR})")

@@ -7,7 +7,7 @@ import sys
 import threading
 from typing import Any, Sequence
 
-from ..display import china_time, fmt, format_quote, table
+from ..display import china_time, fmt, format_quote, table, zone_label
 from .common import EXIT_ERROR, client_parser
 
 
@@ -63,7 +63,7 @@ def _cmd_bars(client: Any, args: argparse.Namespace) -> int:
     fields = [f for f in (_TICK_COLUMNS if args.period == "tick" else _BAR_COLUMNS) if f in columns]
     pattern = _TIME_PATTERNS.get(args.period, "%Y-%m-%d %H:%M")
     rows = [[china_time(ms, pattern)] + [columns[f][i] for f in fields] for i, ms in enumerate(columns.get("time") or [])]
-    table(("time", *fields), rows)
+    table(("date" if args.period == "1d" else f"time ({zone_label()})", *fields), rows)
     return 0
 
 
@@ -112,21 +112,38 @@ def _fmt_shares(value: Any) -> Any:
 
 
 def register(commands: Any) -> None:
-    quote = client_parser(commands, "quote", "show the latest quote of codes, one line each", _cmd_quote)
+    quote = client_parser(
+        commands, "quote", "show the latest quote of codes, one line each", _cmd_quote,
+        description="The latest quote of each code, one line each: name, last price, change against the "
+                    "previous close, best bid/ask, volume (lots) and the quote's time (China, UTC+8). With "
+                    "--watch, then every change as the gateway's quote PUB pushes it.",
+        examples=["qmt-adapter quote 600000.SH 000001.SZ",
+                  "qmt-adapter quote 600000.SH --watch --seconds 30"])
     quote.add_argument("codes", nargs="+", metavar="CODE", help="codes like 600000.SH, or a market SH / SZ / BJ")
     quote.add_argument("--watch", action="store_true", help="keep printing quotes as they change, until Ctrl-C")
     quote.add_argument("--seconds", type=float, default=None, help="with --watch: stop after this many seconds")
     quote.add_argument("--quote-pub", metavar="ENDPOINT", default=None,
                        help="the gateway's quote PUB (default: the one ping reports)")
-    bars = client_parser(commands, "bars", "show bars (or ticks) of a code as a table", _cmd_bars)
-    bars.add_argument("code")
+    bars = client_parser(
+        commands, "bars", "show bars (or ticks) of a code as a table", _cmd_bars,
+        description="Bars of one code as a table, times in China time (UTC+8) as xtdata labels them: the last "
+                    "--count bars, or those between --start and --end.",
+        examples=["qmt-adapter bars 600000.SH --period 1d --count 20",
+                  "qmt-adapter bars 000001.SZ --period 5m --start 20251009093000 --end 20251009150000 --count -1"])
+    bars.add_argument("code", help="a code like 600000.SH")
     bars.add_argument("--period", default="1d", help="tick, 1m, 5m, 15m, 30m, 1h or 1d (default 1d)")
     bars.add_argument("--count", type=int, default=20, help="the last N bars (default 20; -1: all in range)")
     bars.add_argument("--start", default="", metavar="YYYYMMDD[hhmmss]", help="first time (default: open)")
     bars.add_argument("--end", default="", metavar="YYYYMMDD[hhmmss]", help="last time (default: now)")
     bars.add_argument("--dividend", default="none", help="none (default), front, back, front_ratio, back_ratio")
-    sectors = client_parser(commands, "sectors", "list the sectors, or the codes of one", _cmd_sectors)
+    sectors = client_parser(
+        commands, "sectors", "list the sectors, or the codes of one", _cmd_sectors,
+        examples=["qmt-adapter sectors", "qmt-adapter sectors 沪深ETF"])
     sectors.add_argument("name", nargs="?", help="a sector, e.g. 沪深A股")
-    instruments = client_parser(commands, "instruments", "show instrument details of codes", _cmd_instruments)
-    instruments.add_argument("codes", nargs="+", metavar="CODE")
+    instruments = client_parser(
+        commands, "instruments", "show instrument details of codes", _cmd_instruments,
+        description="Instrument details of codes as a table: name, exchange, listing date, previous close, "
+                    "daily price limits, tick, shares; --all prints every field xtdata gives.",
+        examples=["qmt-adapter instruments 600000.SH 000001.SZ", "qmt-adapter instruments 600000.SH --all"])
+    instruments.add_argument("codes", nargs="+", metavar="CODE", help="codes like 600000.SH")
     instruments.add_argument("--all", action="store_true", help="every field xtdata gives (iscomplete)")
