@@ -125,6 +125,9 @@ class Desk:
         self.killswitch = killswitch
         self.view = view
         self.metrics = metrics
+        if metrics is not None:  # every store's series from the start: a dashboard shows 0, not "no data"
+            for store in (JOURNAL_STORE, LEDGER_STORE, TRADING_STATE_STORE):
+                metrics.storage_failed.labels(store).set(0)
         self._curve = curve
         self._clock = clock
         self._wall = wall

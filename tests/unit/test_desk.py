@@ -363,3 +363,16 @@ def test_a_long_answer_is_linked_in_bulk_like_one_by_one(h: Harness) -> None:
     assert [(r["client_order_id"], r["order_remark"]) for r in records[:3]] == \
         [(f"bulk-{n}", f"remark-{n}") for n in range(3)]
     assert "client_order_id" not in records[3] or records[3]["client_order_id"] is None
+
+
+def test_every_store_has_its_storage_series_from_the_start(tmp_path: Path) -> None:
+    """A dashboard shows 0 for each store before any failure, not "no data"."""
+    from adapter.server.metrics import Metrics
+
+    metrics = Metrics()
+    config = Config(accounts=(ACCOUNT,), data_dir=str(tmp_path))
+    Desk(config, Ledger(tmp_path), RiskEngine(config.risk_config(), reference_for(config)),
+         KillSwitch(tmp_path), BooksView(config.accounts), metrics=metrics)
+    series = {sample.labels["store"]: sample.value for family in metrics.registry.collect()
+              if family.name == "qmt_adapter_storage_failed" for sample in family.samples}
+    assert series == {"journal": 0.0, "ledger": 0.0, "trading-state": 0.0}
