@@ -10,11 +10,11 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Iterator
+from typing import IO, Iterator
 
 import pytest
 
-from ..conftest import ACCOUNT, wait_for
+from ..conftest import ACCOUNT, free_port, wait_for
 
 SERVING = re.compile(r"serving: router (\S+), pub (\S+),")
 
@@ -80,9 +80,14 @@ def cli(server: Server, *args: str, timeout: float = 30.0) -> subprocess.Complet
     )
 
 
+def stderr_lines(result: subprocess.CompletedProcess[str]) -> list[str]:
+    return result.stderr.strip().splitlines()
+
+
 def test_cli_session(server: Server) -> None:
     ping = cli(server, "ping")
     assert ping.returncode == 0 and "backend sim" in ping.stdout and "counter connected" in ping.stdout
+    assert ping.stderr == ""
 
     tail = subprocess.Popen(
         [sys.executable, "-m", "adapter", "tail", "--router", server.router, "--pub", server.pub, "--count", "4", "--idle", "20", "order.", "trade."],
@@ -96,10 +101,13 @@ def test_cli_session(server: Server) -> None:
         deadline = time.monotonic() + 20
         assert tail.stdout is not None
         ready = tail.stdout.readline()
-        assert "subscribed" in ready, ready
-        buy = cli(server, "buy", ACCOUNT, "600000.SH", "200", "10.70")
+        assert "subscribed" in ready and "times are exchange time (UTC+8)" in ready, ready
+        buy = cli(server, "buy", ACCOUNT, "600000.SH", "200", "10.70", "--wait", "20")
         assert buy.returncode == 0, buy.stderr
-        order_id = int(re.search(r"order_id (\d+)", buy.stdout).group(1))
+        sent, fill, verdict = buy.stdout.strip().splitlines()
+        order_id = int(re.match(r"order (\d+) sent: 买入 buy 600000.SH 200 @ 10.70 \(client_order_id \w+\)$", sent).group(1))
+        assert re.match(r"filled 200 @ 10.60 = 2120.00, commission 5.00 \(trade \w+\)$", fill), fill
+        assert verdict == f"order {order_id}: 56 已成 filled, 200 @ 10.60"
         out, _ = tail.communicate(timeout=max(1.0, deadline - time.monotonic()))
     finally:
         if tail.poll() is None:
@@ -107,21 +115,31 @@ def test_cli_session(server: Server) -> None:
     lines = out.strip().splitlines()
     assert len(lines) == 4, out
     assert all(str(order_id) in line for line in lines), out
-    assert " trade " in out and "56(succeeded)" in out and "600000.SH" in out
+    assert " trade " in out and "56 已成 filled" in out and "600000.SH 浦发银行 买入 buy 200 @ 10.70" in out
+    assert re.match(r"#\d+ \d\d:\d\d:\d\d\.\d{3} order +1000000365 +600000.SH 浦发银行 买入 buy 200 @ 10.70: "
+                    r"48 未报 unreported; order \d+$", lines[0]), lines[0]
 
     orders = cli(server, "orders", ACCOUNT)
-    assert orders.returncode == 0 and str(order_id) in orders.stdout and "56(succeeded)" in orders.stdout
+    assert orders.returncode == 0 and str(order_id) in orders.stdout and "56 已成 filled" in orders.stdout
+    assert orders.stdout.startswith("time (UTC+8)") and "买入 buy" in orders.stdout
     positions = cli(server, "positions", ACCOUNT)
-    assert positions.returncode == 0 and "600000.SH" in positions.stdout and "200" in positions.stdout
+    assert positions.returncode == 0 and re.search(r"600000\.SH  浦发银行 +200 ", positions.stdout), positions.stdout
     trades = cli(server, "trades", ACCOUNT)
-    assert trades.returncode == 0 and str(order_id) in trades.stdout
+    assert trades.returncode == 0 and str(order_id) in trades.stdout and "买入 buy" in trades.stdout
     asset = cli(server, "asset", ACCOUNT)
     assert asset.returncode == 0 and re.search(r"cash\s+997875", asset.stdout), asset.stdout
 
-    resting = cli(server, "buy", ACCOUNT, "600000.SH", "100", "10.50")
-    resting_id = re.search(r"order_id (\d+)", resting.stdout).group(1)
-    cancel = cli(server, "cancel", ACCOUNT, resting_id)
-    assert cancel.returncode == 0 and "cancel sent" in cancel.stdout
+    # An order that rests is a success once the counter has reported it; its cancel waits for 54.
+    resting = cli(server, "buy", ACCOUNT, "600000.SH", "100", "10.50", "--wait", "1")
+    assert resting.returncode == 0, resting.stderr
+    resting_id = re.search(r"order (\d+) sent", resting.stdout).group(1)
+    assert f"order {resting_id} rests at the counter: 50 已报 reported, 0 of 100 filled" in resting.stdout
+    cancel = cli(server, "cancel", ACCOUNT, resting_id, "--wait", "20")
+    assert cancel.returncode == 0, cancel.stderr
+    assert cancel.stdout.strip().splitlines()[-1] == f"order {resting_id} cancelled: 54 已撤 cancelled"
+    again = cli(server, "cancel", ACCOUNT, resting_id, "--wait", "20")
+    assert again.returncode == 4 and f"cancel of order {resting_id} refused by the counter" in again.stderr
+    assert "不能撤单" in again.stderr and stderr_lines(again)[-1].startswith("qmt-adapter: cancel of order")
 
     assert server.stop() == 0
     log = "".join(server.output)
@@ -131,21 +149,43 @@ def test_cli_session(server: Server) -> None:
 def test_cli_errors_are_one_line_and_non_zero(server: Server) -> None:
     unknown = cli(server, "asset", "999")
     assert unknown.returncode == 1
-    assert unknown.stderr.strip().count("\n") == 0 and "unknown_account" in unknown.stderr
+    assert len(stderr_lines(unknown)) == 1 and "unknown_account" in unknown.stderr
     bad = cli(server, "buy", ACCOUNT, "600000", "100", "10.5")
     assert bad.returncode == 1 and "stock_code" in bad.stderr and "exchange suffix" in bad.stderr
     usage = subprocess.run([sys.executable, "-m", "adapter", "buy"], capture_output=True, text=True, timeout=30)
     assert usage.returncode == 2
 
 
-def test_cli_without_a_gateway_says_so() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "adapter", "ping", "--router", "tcp://127.0.0.1:1", "--timeout", "0.5"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert result.returncode == 3 and "no answer from the gateway" in result.stderr
+def read_lines(stream: "IO[str]") -> "queue.Queue[str]":
+    """The lines of a child's pipe, as they come, on a queue (read on a thread)."""
+    lines: queue.Queue[str] = queue.Queue()
+
+    def pump() -> None:
+        for line in stream:
+            lines.put(line)
+
+    threading.Thread(target=pump, daemon=True).start()
+    return lines
+
+
+def test_cli_without_a_gateway_says_at_once_where_it_tries_and_then_asks_about_serve() -> None:
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    waiting = subprocess.Popen([sys.executable, "-m", "adapter", "ping", "--router", endpoint, "--timeout", "60"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert waiting.stderr is not None
+        first = read_lines(waiting.stderr).get(timeout=30)
+        assert waiting.poll() is None  # said long before its time-out ends
+        assert first.startswith(f"qmt-adapter: no answer yet from the gateway at {endpoint}; trying for ")
+    finally:
+        waiting.kill()
+        waiting.wait(10)
+    result = subprocess.run([sys.executable, "-m", "adapter", "ping", "--router", endpoint, "--timeout", "1.5"],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 3
+    assert stderr_lines(result)[-1] == (f"qmt-adapter: no answer from the gateway at {endpoint} within 1.5 s: nothing "
+                                        f"answers there: is 'qmt-adapter serve' running with --router {endpoint}?")
+    assert "key" not in result.stderr  # keys are no lead when nothing listens
 
 
 def test_serve_refuses_a_bad_config(tmp_path: "os.PathLike[str]") -> None:
@@ -220,7 +260,8 @@ def test_secure_deployment_as_the_readme_shows(tmp_path: "os.PathLike[str]") -> 
     server = Server(os.path.join(tmp_path, "data"), "--curve", "--keys-dir", keys)
     try:
         keyless = cli(server, "ping", "--timeout", "1")
-        assert keyless.returncode == 3 and "no answer" in keyless.stderr and "pass --client-key" in keyless.stderr
+        assert keyless.returncode == 3 and "no answer" in keyless.stderr
+        assert "the handshake fails: a CURVE gateway needs --client-key and --server-key" in keyless.stderr
         ping = cli(server, "ping", *as_client("strategy-1"))
         assert ping.returncode == 0, ping.stderr
         assert ping.stdout.startswith(f"key strategy-1 (read, trade on {ACCOUNT})")
@@ -231,7 +272,7 @@ def test_secure_deployment_as_the_readme_shows(tmp_path: "os.PathLike[str]") -> 
              "600000.SH", "100", "10.70", "--client-order-id", "env-keys-1"],
             capture_output=True, text=True, timeout=30, env=env,
         )
-        assert buy.returncode == 0 and "order_id" in buy.stdout, buy.stderr
+        assert buy.returncode == 0 and "56 已成 filled" in buy.stdout, buy.stderr
         ops_buy = cli(server, "buy", ACCOUNT, "600000.SH", "100", "10.70", *as_client("ops"))
         assert ops_buy.returncode == 1 and "permission_denied" in ops_buy.stderr
 
@@ -240,6 +281,8 @@ def test_secure_deployment_as_the_readme_shows(tmp_path: "os.PathLike[str]") -> 
         server.proc.send_signal(signal.SIGHUP)
         wait_for(lambda: cli(server, "ping", "--timeout", "1", *as_client("strategy-1")).returncode != 0,
                  timeout=15.0, interval=0.05, what="the revoked key to get no answer after SIGHUP")
+        revoked = cli(server, "ping", "--timeout", "1", *as_client("strategy-1"))
+        assert revoked.returncode == 3 and "the handshake with this key fails" in revoked.stderr, revoked.stderr
         reload = cli(server, "reload", *as_client("ops"))
         assert reload.returncode == 0 and "keys admitted: ops" in reload.stdout, reload.stderr
     finally:
@@ -265,23 +308,29 @@ def test_kill_switch_and_risk_from_the_cli(tmp_path: "os.PathLike[str]") -> None
         with open(config, "w", encoding="utf-8") as handle:
             handle.write("[risk]\nmax_order_volume = 5000\n")
         server.proc.send_signal(signal.SIGHUP)
-        wait_for(lambda: cli(server, "buy", ACCOUNT, "600000.SH", "2000", "10.60").returncode == 0,
+        wait_for(lambda: cli(server, "buy", ACCOUNT, "600000.SH", "2000", "10.60", "--wait", "20").returncode == 0,
                  timeout=15.0, interval=0.05, what="the new limit to be picked up after SIGHUP")
-        resting = cli(server, "buy", ACCOUNT, "600000.SH", "100", "10.00")
-        assert resting.returncode == 0
+        resting = cli(server, "buy", ACCOUNT, "600000.SH", "100", "10.00", "--no-wait")
+        assert resting.returncode == 0 and "sent" in resting.stdout
         halt = cli(server, "halt", "--cancel-open", "--reason", "fat finger")
         assert halt.returncode == 0 and "trading halted (was normal): fat finger" in halt.stdout
         refused = cli(server, "buy", ACCOUNT, "600000.SH", "100", "10.00", "--intentional")
         assert refused.returncode == 1 and "trading.halted" in refused.stderr
-        assert "trading HALTED" in cli(server, "ping").stdout
+        halted = cli(server, "ping")
+        assert halted.returncode == 7 and "trading HALTED" in halted.stdout and "trading is halted" in halted.stderr
+        assert cli(server, "ping", "--ignore-trading-state").returncode == 0
         wait_for(lambda: "(none)" in cli(server, "orders", ACCOUNT, "--cancelable").stdout,
                  timeout=15.0, interval=0.05, what="the open order to be cancelled")
         report = cli(server, "risk")
         assert report.returncode == 0 and "trading: halted (fat finger)" in report.stdout
         assert re.search(r"max_order_volume\s+5000", report.stdout)
         assert re.search(r"order\.max_volume\s+1", report.stdout) and re.search(r"trading\.halted\s+1", report.stdout)
+        assert cli(server, "reduce-only").returncode == 0
+        reducing = cli(server, "ping")
+        assert reducing.returncode == 8 and "trading REDUCE-ONLY" in reducing.stdout, reducing.stdout
         assert cli(server, "resume").returncode == 0
-        assert cli(server, "buy", ACCOUNT, "600000.SH", "100", "10.00", "--intentional").returncode == 0
+        assert cli(server, "ping").returncode == 0
+        assert cli(server, "buy", ACCOUNT, "600000.SH", "100", "10.00", "--intentional", "--no-wait").returncode == 0
     finally:
         assert server.stop() == 0
     log = "".join(server.output)

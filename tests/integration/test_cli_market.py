@@ -26,7 +26,7 @@ def server(tmp_path: Path) -> Iterator[Server]:
 
 
 QUOTE_LINE = re.compile(r"^(\d{6}\.(SH|SZ|BJ)) +(\S*) +(\d+\.\d+) +([+-]\d+\.\d\d%) +bid/ask (\S+)/(\S+) +vol (\d+) +"
-                        r"(\d\d:\d\d:\d\d)$")
+                        r"(\d\d:\d\d:\d\d) UTC\+8$")
 
 
 def test_quote_prints_one_line_per_code(server: Server) -> None:
@@ -56,16 +56,17 @@ def test_bars_is_a_table(server: Server) -> None:
     daily = cli(server, "bars", "600000.SH", "--count", "5")
     assert daily.returncode == 0, daily.stderr
     lines = daily.stdout.strip().splitlines()
-    assert lines[0].split() == ["time", "open", "high", "low", "close", "volume", "amount"]
+    assert lines[0].split() == ["date", "open", "high", "low", "close", "volume", "amount"]
     assert len(lines) == 6 and all(re.match(r"^\d{4}-\d\d-\d\d +\d+\.\d\d", line) for line in lines[1:])
     assert [line.split()[0] for line in lines[1:]] == sorted(line.split()[0] for line in lines[1:])
     minutes = cli(server, "bars", "000001.SZ", "--period", "5m", "--count", "3")
     assert minutes.returncode == 0 and len(minutes.stdout.strip().splitlines()) == 4
+    assert minutes.stdout.startswith("time (UTC+8)")
     assert re.match(r"^\d{4}-\d\d-\d\d \d\d:\d\d ", minutes.stdout.splitlines()[1])
     ranged = cli(server, "bars", "600000.SH", "--start", "20251001", "--end", "20251010", "--count", "-1")
     assert [line.split()[0] for line in ranged.stdout.strip().splitlines()[1:]] == ["2025-10-09", "2025-10-10"]
     ticks = cli(server, "bars", "600000.SH", "--period", "tick", "--count", "2")
-    assert ticks.returncode == 0 and ticks.stdout.splitlines()[0].split()[:2] == ["time", "lastPrice"]
+    assert ticks.returncode == 0 and ticks.stdout.splitlines()[0].split()[:3] == ["time", "(UTC+8)", "lastPrice"]
 
 
 def test_sectors_and_their_codes(server: Server) -> None:
@@ -91,7 +92,7 @@ def test_instruments_show_the_details(server: Server) -> None:
 
 def test_errors_are_one_line_and_non_zero(server: Server) -> None:
     unknown = cli(server, "quote", "999999.SH")
-    assert unknown.returncode == 1 and unknown.stderr.strip().count("\n") == 0
+    assert unknown.returncode == 1 and len(unknown.stderr.strip().splitlines()) == 1
     assert "invalid_argument" in unknown.stderr and "unknown to the simulator" in unknown.stderr
     period = cli(server, "bars", "600000.SH", "--period", "2m")
     assert period.returncode == 1 and "period" in period.stderr
