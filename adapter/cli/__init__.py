@@ -10,7 +10,7 @@ import sys
 from typing import Sequence
 
 from .. import __version__
-from . import local, market, trading
+from . import console, local, market, trading
 from . import sim
 from .common import EXIT_ERROR, EXIT_UNREACHABLE
 
@@ -41,4 +41,5 @@ def _parser() -> argparse.ArgumentParser:
     market.register(commands)
     local.register(commands)
     sim.register(commands)
+    console.register(commands)
     return parser
