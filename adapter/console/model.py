@@ -103,6 +103,7 @@ class ConsoleModel:
         self.quotes_note = ""  # how quotes arrive (live / polled), or why not
         self.message = ""  # the outcome of the operator's last action
         self._fills_kept = fills_kept
+        self._state_seq = 0  # ping's trading state and connection include every event up to this seq
 
     def _changed(self) -> None:
         self.version += 1
@@ -116,6 +117,7 @@ class ConsoleModel:
         self.counter_connected = bool(field_of(info, "connected"))
         self.trading_state = str(field_of(info, "trading_state", NORMAL) or NORMAL)
         self.last_seq = field_of(info, "last_seq")
+        self._state_seq = max(self._state_seq, int(self.last_seq or 0))
         self.backend = str(field_of(info, "backend", "") or "")
         self.key = field_of(info, "key")
         accounts = [str(a) for a in field_of(info, "accounts", None) or []]
@@ -172,11 +174,15 @@ class ConsoleModel:
         if event.seq is not None:
             self.last_seq = max(self.last_seq or 0, event.seq)
         data = event.data
+        newer = event.seq is None or event.seq > self._state_seq  # replayed history must not undo a ping
         if etype == event_types.TRADING:
-            self.trading_state = str(field_of(data, "state", NORMAL))
-            self.trading_reason = str(field_of(data, "reason", "") or "")
+            if newer:
+                self.trading_state = str(field_of(data, "state", NORMAL))
+            if field_of(data, "state") == self.trading_state:
+                self.trading_reason = str(field_of(data, "reason", "") or "")
         elif etype == event_types.CONNECTION:
-            self.counter_connected = bool(field_of(data, "connected"))
+            if newer:
+                self.counter_connected = bool(field_of(data, "connected"))
         elif etype == event_types.RISK_DENIED:
             self.denials.appendleft(denial_row(event))
         elif etype == "gateway.liveness":

@@ -8,17 +8,14 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable, TypeVar
 
 import pytest
+from textual.geometry import Region
+from textual.pilot import Pilot
 
-pytest.importorskip("textual")
+from adapter.client import Client
+from adapter.config import SimConfig
+from adapter.console import ConsoleApp, Confirm
 
-from textual.geometry import Region  # noqa: E402
-from textual.pilot import Pilot  # noqa: E402
-
-from adapter.client import Client  # noqa: E402
-from adapter.config import SimConfig  # noqa: E402
-from adapter.console import ConsoleApp, Confirm  # noqa: E402
-
-from ..conftest import ACCOUNT, trading_session, wait_filled  # noqa: E402
+from ..conftest import ACCOUNT, trading_session, wait_filled
 
 HELD = SimConfig(positions={ACCOUNT: {"600000.SH": 1000}})
 SIZE = (120, 40)

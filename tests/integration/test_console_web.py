@@ -18,14 +18,12 @@ import zlib
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+import aiohttp  # textual-serve's own web stack; here the DevTools websocket client
 import pytest
 
-pytest.importorskip("textual_serve")
-aiohttp = pytest.importorskip("aiohttp")
+from adapter.config import SimConfig
 
-from adapter.config import SimConfig  # noqa: E402
-
-from ..conftest import ACCOUNT, free_port  # noqa: E402
+from ..conftest import ACCOUNT, free_port
 
 WIDTH, HEIGHT = 1280, 800
 

@@ -86,6 +86,18 @@ def test_gateway_events_set_the_trading_state_connection_and_denials() -> None:
     assert model.reachable is False and "heartbeat" in model.problem
 
 
+def test_history_replayed_on_start_does_not_undo_what_ping_said() -> None:
+    model = ConsoleModel()
+    model.on_ping(Record({"connected": True, "accounts": [ACCOUNT], "last_seq": 20, "trading_state": "halted"}))
+    model.apply(event(5, "gateway.trading", None, state="halted", reason="by ops"))
+    model.apply(event(12, "gateway.trading", None, state="normal", reason="resumed"))
+    model.apply(event(15, "gateway.trading", None, state="halted", reason="again by ops"))
+    model.apply(event(16, "gateway.connection", None, connected=False, reason="lost"))
+    assert (model.trading_state, model.trading_reason, model.counter_connected) == ("halted", "again by ops", True)
+    model.apply(event(21, "gateway.trading", None, state="normal", reason="resumed"))
+    assert (model.trading_state, model.trading_reason) == ("normal", "resumed")
+
+
 def test_heartbeats_and_pongs_are_not_shown_and_a_new_journal_asks_for_new_books() -> None:
     model = loaded()
     assert model.apply(event(None, "gateway.heartbeat", None, interval=1.0, last_seq=10)) is False
