@@ -21,6 +21,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Footer, Label, Static
+from textual.worker import WorkerCancelled, WorkerFailed, WorkerState
 
 from ..client import AsyncClient, GatewayError, GatewayTimeout, Quotes
 from ..display import china_time, clock, fmt, side_name, status_name
@@ -165,6 +166,14 @@ class ConsoleApp(App[None]):
         self._redraw()
 
     async def on_unmount(self) -> None:
+        # The loop's own calls end first, so closing the client fails none of them mid-air.
+        for group in ("gateway", "actions"):
+            for worker in self.workers.cancel_group(self, group):
+                if worker.state != WorkerState.PENDING:  # never started: nothing to wait for
+                    try:
+                        await worker.wait()
+                    except (WorkerCancelled, WorkerFailed):
+                        pass
         quotes, self._quotes = self._quotes, None
         if quotes is not None:
             await asyncio.to_thread(quotes.close)

@@ -179,3 +179,25 @@ def test_no_gateway_at_all_is_said_at_once(tmp_path: Path) -> None:
             await until(pilot, lambda: "no working order selected" in shown(app, "#status"), "the hint")
 
     run(body)
+
+
+def test_several_accounts_one_at_a_time(gateway_factory: Callable[..., Any]) -> None:
+    other = "1000000366"
+    gateway = gateway_factory(sim=SimConfig(positions={ACCOUNT: {"600000.SH": 1000}, other: {"000001.SZ": 300}}),
+                              accounts=(ACCOUNT, other))
+
+    async def body() -> None:
+        app = console(gateway)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: f"account {ACCOUNT} (1/2" in shown(app, "#status"), "the first account")
+            await until(pilot, lambda: "600000.SH" in shown(app, "#positions"), "its position")
+            await pilot.press("a")
+            await until(pilot, lambda: f"account {other} (2/2" in shown(app, "#status"), "the second account")
+            await until(pilot, lambda: "000001.SZ" in shown(app, "#positions"), "its position")
+            assert "600000.SH" not in shown(app, "#positions")
+        only = console(gateway, accounts=[other])
+        async with only.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: "000001.SZ" in shown(only, "#positions"), "the one account asked for")
+            assert f"account {other}" in shown(only, "#status") and "(1/" not in shown(only, "#status")
+
+    run(body)
