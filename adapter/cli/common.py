@@ -66,6 +66,8 @@ def client_parser(commands: Any, name: str, help_text: str, command: Command, *,
 
 
 def run_client(args: argparse.Namespace) -> int:
+    import zmq
+
     from ..client import Client, GatewayError, GatewayTimeout
     from ..keys import KeyFileError
 
@@ -77,6 +79,9 @@ def run_client(args: argparse.Namespace) -> int:
         )
     except KeyFileError as exc:
         err(str(exc))
+        return EXIT_USAGE
+    except zmq.ZMQError as exc:  # a malformed endpoint
+        err(f"--router {args.router} / --pub {args.pub}: {exc}")
         return EXIT_USAGE
     try:
         with client:
@@ -122,20 +127,21 @@ def first_contact(client: Any, args: argparse.Namespace) -> bool:
 
 def diagnose(router: str, curve: Any = None, seconds: float = 1.0) -> str:
     """Why a gateway may not answer, from what a fresh connection to ``router`` sees within
-    ``seconds`` (ZeroMQ's socket monitor): nothing listening, a handshake that fails (CURVE keys
-    missing or refused) or a peer that accepts but stays silent. ``curve``: the client's CurveKeys."""
+    ``seconds`` (ZeroMQ's socket monitor): nothing listening, a handshake refused (CURVE on one
+    side only, a key not authorised, the wrong server key) or a peer that accepts and stays
+    silent. ``curve``: the client's CurveKeys, or None."""
     import zmq
     from zmq.utils.monitor import recv_monitor_message
 
-    from ..keys import apply_client_curve
-
-    failed = {zmq.EVENT_HANDSHAKE_FAILED_AUTH, zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL, zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL}
-    decisive = failed | {zmq.EVENT_HANDSHAKE_SUCCEEDED}
+    # Decisive: the handshake done, refused by mechanism (CURVE on one side only) or by the key.
+    decisive = {zmq.EVENT_HANDSHAKE_SUCCEEDED, zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL, zmq.EVENT_HANDSHAKE_FAILED_AUTH}
     seen: set[int] = set()
     probe: zmq.Socket[Any] = zmq.Context.instance().socket(zmq.DEALER)
     probe.setsockopt(zmq.LINGER, 0)
     monitor = probe.get_monitor_socket()
     try:
+        from ..keys import apply_client_curve
+
         apply_client_curve(probe, curve)
         probe.connect(router)
         deadline = time.monotonic() + seconds
@@ -152,16 +158,22 @@ def diagnose(router: str, curve: Any = None, seconds: float = 1.0) -> str:
         monitor.close(linger=0)
         probe.close(linger=0)
     keys = curve is not None
-    if seen & failed:
+    if zmq.EVENT_HANDSHAKE_FAILED_AUTH in seen:
+        return ("the gateway there refuses this key: check that it is authorised ('qmt-adapter keys list' on the "
+                "gateway host, then 'qmt-adapter reload')")
+    if zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL in seen:
         if keys:
-            return ("the handshake with this key fails: check that the gateway runs --curve, that the key is "
-                    "authorised there ('qmt-adapter keys list', then 'qmt-adapter reload') and that --server-key "
-                    "is that gateway's server.key")
-        return ("something listens there but the handshake fails: a CURVE gateway needs --client-key and "
-                "--server-key (or QMT_ADAPTER_CLIENT_KEY / QMT_ADAPTER_SERVER_KEY)")
+            return ("the gateway there does not run CURVE: connect without --client-key and --server-key (and "
+                    "without QMT_ADAPTER_CLIENT_KEY / QMT_ADAPTER_SERVER_KEY)")
+        return ("the gateway there runs CURVE: pass --client-key and --server-key (or QMT_ADAPTER_CLIENT_KEY / "
+                "QMT_ADAPTER_SERVER_KEY)")
     if zmq.EVENT_HANDSHAKE_SUCCEEDED in seen:
         return "a gateway accepts connections there but did not answer in time: busy or stuck? (see its log)"
-    hint = "; if it does, check that this key is authorised and the server key is right" if keys else ""
+    if zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL in seen:  # the peer hung up mid-handshake
+        if keys:
+            return ("something there closes the connection during the handshake: check that --server-key is that "
+                    "gateway's server.key")
+        return "something there accepts connections but closes them: is that the --router of 'qmt-adapter serve'?"
     if zmq.EVENT_CONNECTED in seen:
-        return f"something listens there, but not a gateway that answers: is that the --router of 'qmt-adapter serve'?{hint}"
-    return f"nothing answers there: is 'qmt-adapter serve' running with --router {router}?{hint}"
+        return "something listens there but does not answer: is that the --router of 'qmt-adapter serve'?"
+    return f"nothing answers there: is 'qmt-adapter serve' running with --router {router}?"

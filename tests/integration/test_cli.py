@@ -261,7 +261,7 @@ def test_secure_deployment_as_the_readme_shows(tmp_path: "os.PathLike[str]") -> 
     try:
         keyless = cli(server, "ping", "--timeout", "1")
         assert keyless.returncode == 3 and "no answer" in keyless.stderr
-        assert "the handshake fails: a CURVE gateway needs --client-key and --server-key" in keyless.stderr
+        assert "the gateway there runs CURVE: pass --client-key and --server-key" in keyless.stderr
         ping = cli(server, "ping", *as_client("strategy-1"))
         assert ping.returncode == 0, ping.stderr
         assert ping.stdout.startswith(f"key strategy-1 (read, trade on {ACCOUNT})")
@@ -282,7 +282,7 @@ def test_secure_deployment_as_the_readme_shows(tmp_path: "os.PathLike[str]") -> 
         wait_for(lambda: cli(server, "ping", "--timeout", "1", *as_client("strategy-1")).returncode != 0,
                  timeout=15.0, interval=0.05, what="the revoked key to get no answer after SIGHUP")
         revoked = cli(server, "ping", "--timeout", "1", *as_client("strategy-1"))
-        assert revoked.returncode == 3 and "the handshake with this key fails" in revoked.stderr, revoked.stderr
+        assert revoked.returncode == 3 and "the gateway there refuses this key" in revoked.stderr, revoked.stderr
         reload = cli(server, "reload", *as_client("ops"))
         assert reload.returncode == 0 and "keys admitted: ops" in reload.stdout, reload.stderr
     finally:
