@@ -286,7 +286,7 @@ class _Peer:
         self.session: Any = None
 
     def deliver(self, callback: str, *args: Any) -> None:  # on the counter's thread
-        self.server.send_out([b"s" + self.token, b"cb", wire.pack([callback, args])])
+        self.server.send_out([b"s" + self.token, b"cb", wire.pack([callback, [wire.rows(arg) for arg in args]])])
 
 
 class CounterServer:

@@ -47,3 +47,34 @@ def test_other_objects_are_attribute_bags_and_unknown_classes_are_refused() -> N
         wire.unpack(msgpack.packb(forged))
     with pytest.raises(TypeError):
         wire.pack(object())
+
+
+def _order(order_id: int) -> xttype.XtOrder:
+    return xttype.XtOrder("1000000365", "600000.SH", order_id, str(order_id), 1700000000, 23, 100, 50, 10.4,
+                          0, 0.0, 50, "", "s", "r", 48, 48, "A123", "浦发银行")
+
+
+def test_a_long_answer_of_one_class_travels_as_rows_and_comes_back_as_the_same_objects() -> None:
+    orders = [_order(i) for i in range(1, wire.ROWS_AT + 5)]
+    packed = wire.pack(wire.rows(orders))
+    assert len(packed) < len(wire.pack(orders)) / 2  # field names once, not per object
+    again = wire.unpack(packed)
+    assert isinstance(again, list) and [type(o) for o in again] == [xttype.XtOrder] * len(orders)
+    assert [vars(o) for o in again] == [vars(o) for o in orders]
+
+
+def test_short_mixed_or_uneven_lists_travel_object_by_object() -> None:
+    short = [_order(1)]
+    mixed = [_order(i) for i in range(wire.ROWS_AT)] + [native.OrderStockResp("1000000365", 1, "s", "r", "")]
+    uneven = [_order(i) for i in range(wire.ROWS_AT)]
+    uneven[-1].extra = 1  # a different attribute set: rows would lose it
+    for value in (short, mixed, uneven, "text", None):
+        assert wire.rows(value) is value
+    back = wire.unpack(wire.pack(wire.rows(uneven)))
+    assert back[-1].extra == 1 and [vars(o) for o in back] == [vars(o) for o in uneven]
+
+
+def test_rows_of_an_unknown_class_are_refused() -> None:
+    data = msgpack.ExtType(wire.EXT_ROWS, msgpack.packb(["NotAClass", ["a"], [[1]]]))
+    with pytest.raises(ValueError, match="unknown xttype class"):
+        wire.unpack(msgpack.packb(data))
