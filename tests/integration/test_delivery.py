@@ -392,7 +392,7 @@ def test_cli_journal_and_tail_from(gateway: Any, client: Any) -> None:
     )
     lines = [line for line in tail.stdout.splitlines() if " order " in line]
     assert tail.returncode == 0 and len(lines) == 3, tail.stdout + tail.stderr
-    assert "48(unreported)" in lines[0] and "50(reported)" in lines[1] and "56(succeeded)" in lines[2]
+    assert "48 未报 unreported" in lines[0] and "50 已报 reported" in lines[1] and "56 已成 filled" in lines[2]
 
 
 def test_an_idle_journal_still_ages_out(gateway_factory: Any) -> None:

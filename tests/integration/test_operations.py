@@ -73,5 +73,5 @@ def test_json_log_lines_carry_the_order_fields(tmp_path: Path) -> None:
         assert server.stop() == 0
     records = [json.loads(line) for line in server.output if line.strip()]  # every line is JSON
     order = next(r for r in records if r.get("client_order_id") == "json-log-1")
-    assert order["account_id"] == ACCOUNT and order["request_id"] == 1 and order["level"] == "INFO"
+    assert order["account_id"] == ACCOUNT and isinstance(order["request_id"], int) and order["request_id"] >= 1 and order["level"] == "INFO"
     assert "order_stock" in order["message"] and order["logger"] == "adapter.server.desk"
