@@ -10,10 +10,14 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from typing import Any, Awaitable, Callable, Optional
+import os
+from typing import Any, Awaitable, Callable, Optional, Sequence
 
 import zmq
 import zmq.asyncio
+
+from adapter.keys import CurveKeys
+from adapter.protocol import DEFAULT_PUB, DEFAULT_ROUTER
 
 from ._base import AsyncClosing, ClientBase
 from ._market import MarketMethods
@@ -61,6 +65,27 @@ class AsyncClient(
     _context: zmq.asyncio.Context
     _adopt_context = staticmethod(_async_context)
     _ASYNC = True
+
+    def __new__(
+        cls,
+        router: str = DEFAULT_ROUTER,
+        pub: str = DEFAULT_PUB,
+        timeout: float = 10.0,
+        context: zmq.Context[Any] | None = None,
+        *,
+        client_key: str | os.PathLike[str] | CurveKeys | None = None,
+        server_key: str | os.PathLike[str] | None = None,
+        liveness_timeout: float | None = None,
+        nats: str | Sequence[str] | None = None,
+        **nats_options: Any,
+    ) -> AsyncClient:
+        """``nats=URL`` (and the NATS options of :class:`~adapter.client.Client`) makes the same
+        client over NATS: :class:`adapter.nats.client.AsyncNatsClient`. Give ``nats`` only then."""
+        if nats is not None and cls is AsyncClient:
+            from adapter.nats.client import AsyncNatsClient
+
+            return object.__new__(AsyncNatsClient)  # its __init__ runs next, with the same arguments
+        return object.__new__(cls)
 
     def _init_driver(self) -> None:
         self._pending: dict[Any, asyncio.Future[dict[str, Any]]] = {}

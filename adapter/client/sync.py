@@ -13,10 +13,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, Callable, Iterator, Optional
+import os
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import zmq
 import zmq.asyncio
+
+from adapter.keys import CurveKeys
+from adapter.protocol import DEFAULT_PUB, DEFAULT_ROUTER
 
 from ._base import ClientBase, Closing
 from ._market import MarketMethods
@@ -68,6 +72,28 @@ class Client(ClientBase, Closing, OpMethods[Record, Optional[Record], list[Recor
 
     _context: zmq.Context[Any]
     _adopt_context = staticmethod(_plain_context)
+
+    def __new__(
+        cls,
+        router: str = DEFAULT_ROUTER,
+        pub: str = DEFAULT_PUB,
+        timeout: float = 10.0,
+        context: zmq.Context[Any] | None = None,
+        *,
+        client_key: str | os.PathLike[str] | CurveKeys | None = None,
+        server_key: str | os.PathLike[str] | None = None,
+        liveness_timeout: float | None = None,
+        nats: str | Sequence[str] | None = None,
+        **nats_options: Any,
+    ) -> Client:
+        """``nats=URL`` (with ``nats_user``, ``nats_password``, ``nats_creds``, ``nats_nkey_seed``,
+        ``nats_tls_ca``, ``nats_tls_cert``, ``nats_tls_key``, ``gateway``, ``accounts``) makes the
+        same client over NATS: :class:`adapter.nats.client.NatsClient`. Give ``nats`` only then."""
+        if nats is not None and cls is Client:
+            from adapter.nats.client import NatsClient
+
+            return object.__new__(NatsClient)  # its __init__ runs next, with the same arguments
+        return object.__new__(cls)
 
     def _init_driver(self) -> None:
         self._lock = threading.Lock()  # held for the whole of a call: send, then wait for the reply
