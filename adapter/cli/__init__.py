@@ -11,7 +11,7 @@ from typing import Sequence
 
 from .. import __version__
 from . import console, local, market, trading
-from . import sim
+from . import bridge, sim
 from .common import EXIT_ERROR, EXIT_UNREACHABLE
 
 __all__ = ["EXIT_ERROR", "EXIT_UNREACHABLE", "main"]
@@ -42,4 +42,5 @@ def _parser() -> argparse.ArgumentParser:
     local.register(commands)
     sim.register(commands)
     console.register(commands)
+    bridge.register(commands)
     return parser

@@ -24,6 +24,9 @@ TOO_MANY_REQUESTS: Final = "too_many_requests"  # in-flight limit reached; nothi
 RISK_DENIED: Final = "risk_denied"  # a pre-trade risk rule or the kill switch refused the order
 STORAGE_FAILED: Final = "storage_failed"  # the ledger could not record it: not sent, or its outcome unrecorded
 INTERNAL_ERROR: Final = "internal_error"
+# NATS (PROTOCOL §18)
+NO_RESPONDERS: Final = "no_responders"  # no bridge serves the account's (or gateway's) command subject
+WRONG_SUBJECT: Final = "wrong_subject"  # the command's account_id is not its subject's account
 
 ALL_CODES: Final = (
     INVALID_MESSAGE,
@@ -46,6 +49,8 @@ ALL_CODES: Final = (
     RISK_DENIED,
     STORAGE_FAILED,
     INTERNAL_ERROR,
+    NO_RESPONDERS,
+    WRONG_SUBJECT,
 )
 
 
