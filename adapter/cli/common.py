@@ -62,6 +62,12 @@ def client_parser(commands: Any, name: str, help_text: str, command: Command, *,
                      help="this client's NAME.key_secret, for a CURVE gateway (env QMT_ADAPTER_CLIENT_KEY)")
     sub.add_argument("--server-key", metavar="FILE", default=env("QMT_ADAPTER_SERVER_KEY") or None,
                      help="the gateway's server.key or its Z85 public key (env QMT_ADAPTER_SERVER_KEY)")
+    if name == "console":  # the console reads the gateway's own sockets (quotes, liveness): ZeroMQ only
+        return sub
+    sub.add_argument("--nats", metavar="URL", default=env("QMT_ADAPTER_NATS") or None,
+                     help="reach the gateway through NATS (env QMT_ADAPTER_NATS); commands go by account")
+    sub.add_argument("--gateway", metavar="NAME", default=env("QMT_ADAPTER_GATEWAY") or None,
+                     help="with --nats: the gateway for commands without an account (env QMT_ADAPTER_GATEWAY)")
     return sub
 
 
@@ -74,14 +80,22 @@ def run_client(args: argparse.Namespace) -> int:
     # The client library logs time-outs and silences as warnings; the CLI says these things itself.
     logging.getLogger("adapter.client").setLevel(logging.ERROR)
     try:
-        client = Client(
-            args.router, args.pub, timeout=args.timeout, client_key=args.client_key, server_key=args.server_key
-        )
+        if getattr(args, "nats", None):
+            gateway = {"gateway": args.gateway} if args.gateway else {}
+            client = Client(nats=args.nats, timeout=args.timeout, **gateway)
+            args.router = f"{args.nats} (NATS)"  # what messages name as the gateway's address
+        else:
+            client = Client(
+                args.router, args.pub, timeout=args.timeout, client_key=args.client_key, server_key=args.server_key
+            )
     except KeyFileError as exc:
         err(str(exc))
         return EXIT_USAGE
     except zmq.ZMQError as exc:  # a malformed endpoint
         err(f"--router {args.router} / --pub {args.pub}: {exc}")
+        return EXIT_USAGE
+    except ValueError as exc:  # a malformed --nats or --gateway
+        err(str(exc))
         return EXIT_USAGE
     try:
         with client:
@@ -104,6 +118,8 @@ def first_contact(client: Any, args: argparse.Namespace) -> bool:
     from ..client import GatewayTimeout
     from ..keys import client_curve_keys
 
+    if getattr(args, "nats", None):
+        return True  # over NATS each command names its own failure (no_responders, a time-out)
     router, timeout = args.router, args.timeout
     started = time.monotonic()
     grace = min(FIRST_CONTACT_GRACE, timeout)

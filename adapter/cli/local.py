@@ -115,7 +115,7 @@ def run_script(args: argparse.Namespace) -> int:
         if value:
             os.environ[name] = value
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return run(args.script, args.args, args.router, args.pub)
+    return run(args.script, args.args, args.router, args.pub, args.nats)
 
 
 def ledger_command(args: argparse.Namespace) -> int:
@@ -269,6 +269,7 @@ def register(commands: Any) -> None:
     run.add_argument("--pub", help="gateway PUB endpoint (env QMT_ADAPTER_PUB; default: the router's port + 1)")
     run.add_argument("--client-key", help="NAME.key_secret for a CURVE gateway (env QMT_ADAPTER_CLIENT_KEY)")
     run.add_argument("--server-key", help="the gateway's server.key (env QMT_ADAPTER_SERVER_KEY)")
+    run.add_argument("--nats", metavar="URL", help="trade through NATS instead (env QMT_ADAPTER_NATS)")
     run.add_argument("script", help="a Python file that uses xtquant.xttrader")
     run.add_argument("args", nargs=argparse.REMAINDER, help="the script's own arguments")
     run.set_defaults(handler=run_script)

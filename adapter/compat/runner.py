@@ -86,11 +86,15 @@ class WholeLines:
         return getattr(self._stream, name)
 
 
-def run(script: str, args: Sequence[str], router: str | None = None, pub: str | None = None) -> int:
+def run(script: str, args: Sequence[str], router: str | None = None, pub: str | None = None,
+        nats: str | None = None) -> int:
+    """Run ``script``; ``nats`` (or QMT_ADAPTER_NATS) trades through NATS instead of ZeroMQ."""
     if router:
         os.environ[trader.ROUTER_ENV] = router
     if pub:
         os.environ[trader.PUB_ENV] = pub
+    if nats:
+        os.environ[trader.NATS_ENV] = nats
     install()
     sys.stdout = WholeLines(sys.stdout)
     sys.argv = [script, *args]

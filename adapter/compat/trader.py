@@ -38,6 +38,7 @@ from . import xttypes
 log = logging.getLogger("adapter.compat")
 
 ROUTER_ENV, PUB_ENV = "QMT_ADAPTER_ROUTER", "QMT_ADAPTER_PUB"
+NATS_ENV, GATEWAY_ENV = "QMT_ADAPTER_NATS", "QMT_ADAPTER_GATEWAY"  # trade through NATS (PROTOCOL §18)
 _ENDPOINT_SCHEMES = ("tcp://", "ipc://", "inproc://")
 _path_logged = False
 
@@ -98,6 +99,16 @@ def endpoints(path: str | None = None) -> tuple[str, str]:
     if not pub:
         pub = DEFAULT_PUB if router == DEFAULT_ROUTER else _next_port(router)
     return router, pub
+
+
+def _new_client(router: str, pub: str, options: dict[str, Any]) -> Client:
+    """The gateway's client: over NATS when QMT_ADAPTER_NATS names a server (the gateway for
+    ops without an account from QMT_ADAPTER_GATEWAY when several are on it), else ZeroMQ."""
+    nats = os.environ.get(NATS_ENV)
+    if nats:
+        extra: dict[str, Any] = {"gateway": os.environ[GATEWAY_ENV]} if os.environ.get(GATEWAY_ENV) else {}
+        return Client(nats=nats, **options, **extra)
+    return Client(router, pub, **options)
 
 
 def _next_port(router: str) -> str:
@@ -240,7 +251,7 @@ class XtQuantTrader:
                 self._responses = _Worker("xtquant-compat-responses")
                 self._requests = _Worker("xtquant-compat-requests")
             if self._client is None:
-                self._client = Client(self._router, self._pub, **self._client_options)
+                self._client = _new_client(self._router, self._pub, self._client_options)
 
     def stop(self) -> None:
         if self._subscription is not None:

@@ -300,6 +300,13 @@ class NatsLink:
                 self._nc = nc
         return self._nc
 
+    async def connect_quietly(self, seconds: float) -> None:
+        """Connect now if the server is there; a call connects (and reports) otherwise."""
+        try:
+            await self.connect(seconds)
+        except Exception as exc:
+            logger.debug("nats: no connection yet: %s", exc)
+
     async def _on_health(self, msg: Any) -> None:
         self.directory.on_health(msg.data)
 
@@ -499,6 +506,7 @@ class NatsClient(client_sync.Client):
         self._subscriptions_lock = threading.Lock()
         self._loop = LoopThread()
         self._link = NatsLink(self.settings)
+        self._loop.submit(self._link.connect_quietly(self.timeout))  # hear the bridges from now on
 
     def _call(self, op: str, args: dict[str, Any], timeout: float | None, plain: bool = False) -> Any:
         seconds = check_timeout(timeout, self.timeout)
