@@ -362,12 +362,14 @@ class NatsLink:
         await self.connect(seconds)
         accounts = list(accounts or self.settings.accounts)
         deadline = time.monotonic() + seconds
-        while not accounts or (self.settings.gateway is None and not self.directory.gateways_of(accounts)):
-            settle = self.directory.since + HEALTH_SETTLE - time.monotonic()
-            if settle <= 0 and (accounts or self.directory.accounts()) or time.monotonic() >= deadline:
+        given = bool(accounts)
+        while True:  # bounded by the deadline
+            accounts = accounts if given else self.directory.accounts()
+            settled = self.directory.since + HEALTH_SETTLE <= time.monotonic()
+            known = self.settings.gateway is not None or bool(self.directory.gateways_of(accounts))
+            if (accounts and known and (given or settled)) or time.monotonic() >= deadline:
                 break
             await asyncio.sleep(0.05)
-            accounts = accounts or self.directory.accounts()
         if not accounts:
             raise GatewayError(NO_RESPONDERS, "events: no account given and no gateway heard on NATS; "
                                               "pass accounts=[...]")
