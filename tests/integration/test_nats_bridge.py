@@ -30,12 +30,15 @@ def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
         server.stop()
 
 
-def wait_stream_holds(url: str, gateway: str, last_seq: int, what: str = "") -> list[Any]:
+def wait_stream_holds(url: str, gateway: str, last_seq: int, what: str = "", **connect: Any) -> list[Any]:
     """The stream's messages once it holds this gateway's seq ``last_seq``."""
     found: list[Any] = []
 
     def caught_up() -> bool:
-        found[:] = stream_events(url)
+        try:
+            found[:] = stream_events(url, **connect)
+        except Exception:  # noqa: BLE001 - a server restarting or a cluster electing: read again
+            return False
         seqs = [seq for _, seq in gateway_seqs(found, gateway)]
         return bool(seqs) and max(seqs) >= last_seq
 
