@@ -280,9 +280,12 @@ class Bridge:
                 page = await self._router.call("replay", {"from_seq": cursor, "limit": PAGE_LIMIT})
             except ProtocolError as exc:
                 if exc.code == errors.SEQ_EXPIRED:
-                    info = await self._router.call("journal_info", {})
-                    logger.warning("events before seq %s are gone from the journal: %s", info.get("first_seq"), exc.message)
-                    cursor = max(int(info.get("first_seq") or 1), 1)
+                    logger.warning("events the stream lacks are gone from the journal: %s", exc.message)
+                    with contextlib.suppress(asyncio.TimeoutError, ProtocolError):
+                        info = await self._router.call("journal_info", {})
+                        cursor = max(int(info.get("first_seq") or 1), 1)
+                        continue
+                    await asyncio.sleep(RETRY_PAUSE)
                     continue
                 logger.warning("replay refused: %s %s", exc.code, exc.message)
                 await asyncio.sleep(RETRY_PAUSE)
