@@ -80,8 +80,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from ..client import GatewayError
     from ..console import ConsoleApp
+    from ..console.web import end_with_server
     from ..keys import KeyFileError
 
+    end_with_server()
     try:
         app = ConsoleApp(args.router, args.pub, timeout=args.timeout, client_key=args.client_key,
                          server_key=args.server_key, accounts=args.account, events_kept=args.events)

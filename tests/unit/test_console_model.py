@@ -178,6 +178,44 @@ def test_the_page_runs_the_same_console_with_the_same_flags(tmp_path: Path) -> N
     assert argv[argv.index("--server-key") + 1] == "Z85KEY"
     assert argv.count("--account") == 2 and "--web" not in argv
     command = shlex.split(app_command(argv))
-    assert command[1:4] == ["-m", "adapter", "console"] and command[4:] == argv
+    assert command[0] == "exec"  # the shell becomes the app: the server is its parent (end_with_server)
+    assert command[2:5] == ["-m", "adapter", "console"] and command[5:] == argv
     assert is_loopback("127.0.0.1") and is_loopback("localhost") and is_loopback("::1")
     assert not is_loopback("0.0.0.0") and not is_loopback("gw.example")
+
+
+def test_a_page_process_ends_when_the_web_server_is_killed(tmp_path: Path) -> None:
+    """The server killed with -9: its page's app is told by the kernel (PR_SET_PDEATHSIG), not left orphaned."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    if sys.platform != "linux":
+        pytest.skip("PR_SET_PDEATHSIG is Linux's")
+    child = tmp_path / "child.pid"
+    # A stand-in server: a shell that execs a Python which calls end_with_server and then waits.
+    code = ("import os, time; os.environ['TEXTUAL_DRIVER'] = 'textual.drivers.web_driver:WebDriver'; "
+            "from adapter.console.web import end_with_server; end_with_server(); "
+            f"open({str(child)!r}, 'w').write(str(os.getpid())); time.sleep(60)")
+    server = subprocess.Popen([sys.executable, "-c",
+                               "import subprocess, sys, time; "
+                               f"subprocess.Popen([sys.executable, '-c', {code!r}]); time.sleep(60)"])
+    try:
+        deadline = time.monotonic() + 30
+        while not (child.exists() and child.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        pid = int(child.read_text())
+        server.send_signal(signal.SIGKILL)
+        server.wait(10)
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.05)
+        else:
+            os.kill(pid, signal.SIGKILL)
+            pytest.fail("the page's process outlived the killed server")
+    finally:
+        server.kill()
