@@ -9,10 +9,11 @@ the risk limits a load test trips turned off) and its ``qmt-adapter bridge`` (it
   carrying the same ROUTER payload bytes); p50 / p99 and the NATS ÷ direct ratio;
 - events through JetStream: filled orders pipelined into the gateway over ZeroMQ; 1 and then 4
   consumer processes (``Client(nats=URL).events()``) count every (gateway, epoch, seq) against
-  the gateway's journal; events/s end to end, beside the gateway's own journaling rate in the
-  same phase; as floors, raw nats-py publish -> subscribe with the events' mean payload size
-  (1 and 4 subscriber processes) and raw JetStream publishes each awaiting its ack (the bridge's
-  way);
+  the gateway's journal; events/s end to end, beside the gateway's own journaling rate and the
+  bridge's rate into the stream (its last seq polled every 50 ms) in the same phase. The same
+  straight from the gateway (``Client(router, pub).events()``, the bridge stopped) as the direct
+  baseline; as floors, raw nats-py publish -> subscribe with the events' mean payload size (1 and
+  4 subscriber processes) and raw JetStream publishes each awaiting its ack (the bridge's way);
 - a bridge restart: the bridge stopped, N events made (filled orders, pipelined), the bridge
   started again; seconds until the stream holds every seq, events/s of the catch-up.
 
@@ -302,6 +303,59 @@ async def watch_stream(url: str, target: int, limit: float, began: float) -> dic
         await nc.close()
 
 
+class StreamTimeline:
+    """A thread polling the stream's last gateway seq every ``every`` s while events flow, so the
+    moment the stream held a seq is known apart from when the consumers had it."""
+
+    def __init__(self, url: str, every: float = 0.05, limit: float = 600.0) -> None:
+        self.points: list[tuple[float, int]] = []
+        self._stop = threading.Event()
+        self.failed: BaseException | None = None
+        self._thread = threading.Thread(target=self._main, args=(url, every, limit), daemon=True)
+        self._thread.start()
+
+    def _main(self, url: str, every: float, limit: float) -> None:
+        try:
+            asyncio.run(self._run(url, every, limit))
+        except Exception as exc:  # reported with the result, not lost with the thread
+            self.failed = exc
+
+    async def _run(self, url: str, every: float, limit: float) -> None:
+        import nats
+
+        nc = await nats.connect(url, connect_timeout=5, max_reconnect_attempts=3)
+        try:
+            js = nc.jetstream(timeout=5)
+            deadline = time.monotonic() + limit
+            while not self._stop.is_set() and time.monotonic() < deadline:
+                last = (await js.stream_info(subjects.STREAM)).state.last_seq
+                if last:
+                    msg = await js.get_msg(subjects.STREAM, seq=last)
+                    self.points.append((time.monotonic(), int((msg.headers or {}).get(subjects.SEQ, "0"))))
+                await asyncio.sleep(every)
+        finally:
+            await nc.close()
+
+    def reached(self, seq: int) -> float | None:
+        """When the stream first held ``seq`` (monotonic), None if it was not seen."""
+        return next((at for at, last in self.points if last >= seq), None)
+
+    def wait_reached(self, seq: int, limit: float = 30.0) -> float | None:
+        """As :meth:`reached`, waiting up to ``limit`` s for a poll to see it (consumers can have
+        an event before the next poll does)."""
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline and self.failed is None and self._thread.is_alive():
+            at = self.reached(seq)
+            if at is not None:
+                return at
+            time.sleep(0.02)
+        return self.reached(seq)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+
 def wait_caught_up(url: str, direct: Direct, limit: float = 120.0) -> int:
     """The journal's settled last seq, once the stream holds it too."""
     target = direct.settled_seq()
@@ -396,12 +450,15 @@ async def _raw_round_trips(router: str, url: str, count: int, warmup: int) -> di
 # ---- 2. events through JetStream -------------------------------------------------------------
 
 
-def consumer(conn: Any, url: str) -> None:
-    """A strategy's event stream through JetStream: records each (epoch, seq) it is handed and
-    when; told the last seq to expect, reports what it got."""
+def consumer(conn: Any, where: dict[str, str]) -> None:
+    """A strategy's event stream, through JetStream (``where`` has ``nats``) or straight from the
+    gateway's PUB (``router``, ``pub``): records each (epoch, seq) it is handed and when; told the
+    last seq to expect, reports what it got."""
     from adapter.client import Client
 
-    with Client(nats=url, gateway=GATEWAY, accounts=[ACCOUNT], timeout=30.0) as client:
+    made = (Client(nats=where["nats"], gateway=GATEWAY, accounts=[ACCOUNT], timeout=30.0) if "nats" in where
+            else Client(where["router"], where["pub"], timeout=30.0))
+    with made as client:
         stream = client.events()
         if not stream.wait_subscribed(30.0):
             conn.send(("error", "the consumer was not made within 30 s"))
@@ -436,12 +493,15 @@ def consumer(conn: Any, url: str) -> None:
         stream.close()
 
 
-def event_case(url: str, direct: Direct, procs: Processes, consumers: int, events: int,
+def event_case(where: dict[str, str], direct: Direct, procs: Processes, consumers: int, events: int,
                per_order: float) -> dict[str, Any]:
+    """``consumers`` processes following the events of ``events / per_order`` filled orders,
+    through NATS when ``where`` has ``nats`` (the stream's progress polled alongside), else
+    straight from the gateway."""
     pipes = []
     for _ in range(consumers):
         conn, child = SPAWN.Pipe()
-        proc = SPAWN.Process(target=consumer, args=(child, url), daemon=True)
+        proc = SPAWN.Process(target=consumer, args=(child, where), daemon=True)
         proc.start()
         procs.children.append(proc)
         pipes.append(conn)
@@ -455,16 +515,24 @@ def event_case(url: str, direct: Direct, procs: Processes, consumers: int, event
     orders = max(1, round(events / per_order))
     for conn in pipes:
         conn.send((first, None))
-    began, began_wall = time.monotonic(), time.time()
-    orders_per_s = direct.pipelined(orders)
-    target = direct.settled_seq()
-    for conn in pipes:
-        conn.send(target)
-    results = []
-    for conn in pipes:
-        if not conn.poll(600.0):
-            raise RuntimeError("a consumer did not report within 600 s")
-        results.append(conn.recv()[1])
+    timeline = StreamTimeline(where["nats"]) if "nats" in where else None
+    try:
+        began, began_wall = time.monotonic(), time.time()
+        orders_per_s = direct.pipelined(orders)
+        target = direct.settled_seq()
+        for conn in pipes:
+            conn.send(target)
+        results = []
+        for conn in pipes:
+            if not conn.poll(600.0):
+                raise RuntimeError("a consumer did not report within 600 s")
+            results.append(conn.recv()[1])
+        in_stream = timeline.wait_reached(target) if timeline is not None else None
+    finally:
+        if timeline is not None:
+            timeline.stop()
+    if timeline is not None and (timeline.failed is not None or in_stream is None):
+        raise RuntimeError(f"the stream's progress was not followed ({len(timeline.points)} polls): {timeline.failed!r}")
     made = target - first
     last_arrival = max(r["last_arrival"] for r in results)
     journaled_by = max(r["last_ts"] for r in results) / 1e9
@@ -472,6 +540,7 @@ def event_case(url: str, direct: Direct, procs: Processes, consumers: int, event
         "consumers": consumers, "orders": orders, "orders_per_s": orders_per_s, "events": made,
         "events_per_s": made / (last_arrival - began) if last_arrival > began else 0.0,
         "journaled_per_s": made / (journaled_by - began_wall) if journaled_by > began_wall else 0.0,
+        "into_stream_per_s": made / (in_stream - began) if in_stream is not None and in_stream > began else 0.0,
         "lost": sum(r["lost"] for r in results), "duplicates": sum(r["duplicates"] for r in results),
         "epochs": max(r["epochs"] for r in results), "per_consumer": results,
     }
@@ -615,6 +684,7 @@ def main() -> int:
     if args.quick:
         args.round_trips, args.warmup, args.events, args.raw, args.restart_events = 100, 20, 2000, 10_000, 20_000
     began = time.monotonic()
+    load_before = os.getloadavg()
     root = Path(tempfile.mkdtemp(prefix="qmt-bench-nats-"))
     procs = Processes()
     direct: Direct | None = None
@@ -642,9 +712,18 @@ def main() -> int:
         result["events_per_filled_order"] = per_order
         result["mean_event_payload_bytes"] = payload
 
+        # Direct first, with the bridge stopped so it takes no CPU from the baseline; then the
+        # bridge again, caught up, and the same through JetStream.
+        procs.end_popen(bridge)
         for consumers in (1, 4):
-            result[f"events_{consumers}"] = event_case(url, direct, procs, consumers, args.events, per_order)
-            progress(f"events, {consumers} consumer(s)")
+            result[f"events_zmq_{consumers}"] = event_case({"router": router, "pub": pub}, direct, procs,
+                                                           consumers, args.events, per_order)
+            progress(f"events direct, {consumers} consumer(s)")
+        bridge = start_bridge(root, procs, url, router, pub)
+        wait_caught_up(url, direct)
+        for consumers in (1, 4):
+            result[f"events_{consumers}"] = event_case({"nats": url}, direct, procs, consumers, args.events, per_order)
+            progress(f"events through NATS, {consumers} consumer(s)")
         for subscribers in (1, 4):
             result[f"raw_core_{subscribers}"] = raw_core(url, procs, subscribers, args.raw, round(payload))
         result["raw_jetstream_acked"] = raw_jetstream(url, args.raw // 4, round(payload))
@@ -661,7 +740,8 @@ def main() -> int:
     report = {
         "when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
-                    "load_average": os.getloadavg(), "libzmq": zmq.zmq_version(), "pyzmq": zmq.__version__,
+                    "load_average_before": load_before, "load_average_after": os.getloadavg(),
+                    "libzmq": zmq.zmq_version(), "pyzmq": zmq.__version__,
                     "nats_py": _version("nats-py"), "nats_server": _server_version()},
         "settings": vars(args),
         "result": result,
@@ -702,10 +782,15 @@ def table(r: dict[str, Any], report: dict[str, Any]) -> str:
                     f"{n['p50'] / d['p50']:.2f}× |")
     rows += ["", "| Events | per second | lost | duplicates |", "|---|---:|---:|---:|"]
     for consumers in (1, 4):
+        e = r[f"events_zmq_{consumers}"]
+        rows.append(f"| direct ZeroMQ (`Client(router, pub).events()`, bridge stopped), {consumers} consumer "
+                    f"process(es), each (gateway journaled {e['journaled_per_s']:.0f}/s, {e['events']} events) | "
+                    f"{e['events_per_s']:.0f} | {e['lost']} | {e['duplicates']} |")
+    for consumers in (1, 4):
         e = r[f"events_{consumers}"]
-        rows.append(f"| through JetStream, {consumers} consumer process(es), each (gateway journaled "
-                    f"{e['journaled_per_s']:.0f}/s, {e['events']} events) | {e['events_per_s']:.0f} | {e['lost']} | "
-                    f"{e['duplicates']} |")
+        rows.append(f"| through JetStream (`Client(nats=...).events()`), {consumers} consumer process(es), each (gateway journaled "
+                    f"{e['journaled_per_s']:.0f}/s, bridge into the stream {e['into_stream_per_s']:.0f}/s, "
+                    f"{e['events']} events) | {e['events_per_s']:.0f} | {e['lost']} | {e['duplicates']} |")
     size = round(r["mean_event_payload_bytes"])
     for subscribers in (1, 4):
         c = r[f"raw_core_{subscribers}"]
@@ -720,8 +805,9 @@ def table(r: dict[str, Any], report: dict[str, Any]) -> str:
                  f"{b['events_per_s_overall']:.0f} events/s overall, {b['events_per_s_catch_up']:.0f}/s catching up; "
                  f"{b['stream_messages_added']} messages added to the stream.",
              f"Events per filled order: {r['events_per_filled_order']:.2f}; mean event payload {size} B.",
-             f"Machine: {report['machine']['platform']}, {report['machine']['cpus']} CPUs, load "
-             f"{', '.join(f'{x:.1f}' for x in report['machine']['load_average'])}, Python {report['machine']['python']}, "
+             f"Machine: {report['machine']['platform']}, {report['machine']['cpus']} CPUs, load average "
+             f"{report['machine']['load_average_before'][0]:.1f} before, {report['machine']['load_average_after'][0]:.1f} "
+             f"after, Python {report['machine']['python']}, "
              f"nats-py {report['machine']['nats_py']}, {report['machine']['nats_server']}; {report['seconds']} s"]
     return "\n".join(rows)
 
