@@ -220,3 +220,88 @@ async def _stream_info(url: str) -> Any:
         return await nc.jetstream(timeout=5).stream_info("QMT_EVENTS")
     finally:
         await nc.close()
+
+
+def test_four_strategies_trade_three_gateways_through_every_crash_and_each_order_is_placed_once(
+    tmp_path: Path,
+) -> None:
+    """Four strategy clients (``Client(nats=...)``) place orders on all three accounts at once while a
+    bridge is killed mid-burst, a gateway is killed, and the NATS server restarts; each retries
+    with the same client_order_id, as a strategy does. Then every event of every gateway is in the
+    stream once, in seq order, and every order is at its counter once."""
+    import threading
+
+    from adapter.client import GatewayError, GatewayTimeout
+    from adapter.protocol import errors
+
+    retry = {errors.NO_RESPONDERS, errors.BROKER_UNAVAILABLE, errors.BROKER_TIMEOUT, errors.OUTCOME_UNKNOWN,
+             errors.TOO_MANY_REQUESTS}
+    server = NatsServer(tmp_path).start()
+    gateways = [GatewayServe(tmp_path / f"gw{i}", [account]).start() for i, account in enumerate(ACCOUNTS)]
+    bridges: list[BridgeProcess] = []
+    done: list[tuple[str, str]] = []  # (account, the client_order_id that was placed)
+    failures: list[str] = []
+    lock = threading.Lock()
+
+    def strategy(number: int) -> None:
+        with Client(nats=server.url, timeout=5.0) as client:
+            for k in range(12):
+                account = ACCOUNTS[(number + k) % len(ACCOUNTS)]
+                coid = f"s{number}-{k}"
+                for _ in range(120):  # bounded: about 30 s of retries per order
+                    try:
+                        client.order_stock(account, "600000.SH", "buy", 100, "limit", 10.70, f"s{number}", "",
+                                           client_order_id=coid)
+                        break
+                    except GatewayTimeout:
+                        time.sleep(0.25)
+                    except GatewayError as exc:
+                        if exc.code == errors.ORDER_NOT_PLACED:  # the crash came first: a new id, as the error says
+                            coid += "-again"
+                        elif exc.code not in retry:
+                            with lock:
+                                failures.append(f"{coid}: {exc.code}: {exc.message}")
+                            return
+                        time.sleep(0.25)
+                else:
+                    with lock:
+                        failures.append(f"{coid}: no answer through every retry")
+                    return
+                with lock:
+                    done.append((account, coid))
+
+    try:
+        for gateway in gateways:
+            with Client(gateway.router, gateway.pub, timeout=10.0) as client:
+                wait_for(lambda: pings(client), timeout=30.0, interval=0.1, what=f"the gateway at {gateway.router}")
+        bridges = [BridgeProcess(tmp_path, server.url, g.router, g.pub, f"gw{i}").start()
+                   for i, g in enumerate(gateways)]
+        threads = [threading.Thread(target=strategy, args=(n,), daemon=True) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        wait_for(lambda: len(done) >= 8, timeout=60.0, interval=0.02, what="the first orders")
+        bridges[0].kill()  # kill -9 mid-burst
+        bridges[0].start()
+        wait_for(lambda: len(done) >= 20, timeout=60.0, interval=0.02, what="orders after the bridge crash")
+        gateways[1].kill()  # kill -9, then the same data dir and ports
+        gateways[1].start()
+        wait_for(lambda: len(done) >= 30, timeout=60.0, interval=0.02, what="orders after the gateway crash")
+        server.restart()
+        for thread in threads:
+            thread.join(90)
+        assert not failures, failures
+        assert not any(thread.is_alive() for thread in threads)
+        assert len(done) == 4 * 12
+        for i, (gateway, account) in enumerate(zip(gateways, ACCOUNTS)):
+            with Client(gateway.router, gateway.pub, timeout=10.0) as client:
+                wait_for(lambda: pings(client), timeout=30.0, interval=0.1, what=f"gw{i} answering")
+                last = client.ping().last_seq
+                assert_once_in_order(wait_stream_holds(server.url, f"gw{i}", last), f"gw{i}", last)
+                at_counter = sorted(o.client_order_id for o in client.query_stock_orders(account))
+            assert at_counter == sorted(coid for acc, coid in done if acc == account)  # each once, none lost
+    finally:
+        for bridge in bridges:
+            bridge.stop()
+        for gateway in gateways:
+            gateway.stop()
+        server.stop()
