@@ -189,6 +189,8 @@ class Bridge:
         if cfg.tls_ca:
             options["tls"] = ssl.create_default_context(cafile=cfg.tls_ca)
         options.update(cfg.extra)
+        # With max_reconnect_attempts -1, nats-py also keeps trying a first connection (reported
+        # through error_cb): a bridge started before its leaf node or cluster waits for it.
         self._nc = await nats.connect(**options)
         self._js = self._nc.jetstream(timeout=PUBLISH_TIMEOUT)
 

@@ -180,3 +180,25 @@ def test_commands_through_nats_reach_the_gateway_and_unserved_or_mismatched_acco
             assert len(client.query_stock_orders(ACCOUNT)) == 1  # the retry placed nothing
     finally:
         bridge.stop()
+
+
+def test_a_bridge_started_before_nats_waits_for_it_and_then_publishes(gateway_factory: Any, tmp_path: Path) -> None:
+    """A bridge service may start before its leaf node or cluster: it keeps trying, and once NATS is
+    there every event of the gateway reaches the stream."""
+    gateway = gateway_factory()
+    router, pub = gateway.router_endpoint, gateway.pub_endpoint
+    server = NatsServer(tmp_path)  # its port chosen, not started yet
+    bridge = BridgeProcess(tmp_path, server.url, router, pub, "gw1").start()
+    try:
+        wait_for(lambda: "NATS:" in bridge.log(), timeout=STREAM_WAIT, interval=0.1,
+                 what="the bridge to report NATS missing")
+        assert bridge.proc is not None and bridge.proc.poll() is None  # still running, not exited
+        server.start()
+        with Client(router, pub, timeout=10.0) as client:
+            with subscribed_log(client) as log:
+                wait_filled(log, client.order_stock(ACCOUNT, "600000.SH", 23, 100, 11, 10.70).order_id)
+            last = client.ping().last_seq
+        assert_once_in_order(wait_stream_holds(server.url, "gw1", last), "gw1", last)
+    finally:
+        bridge.stop()
+        server.stop()
