@@ -202,3 +202,52 @@ def test_a_bridge_started_before_nats_waits_for_it_and_then_publishes(gateway_fa
     finally:
         bridge.stop()
         server.stop()
+
+
+def test_with_tls_the_bridge_and_a_strategy_verify_the_server_and_a_client_without_the_ca_gets_nothing(
+    gateway_factory: Any, tmp_path: Path
+) -> None:
+    """NATS over TLS (docs/topology.md): the bridge (--tls-ca) and a strategy's client (nats_tls_ca)
+    verify the server's certificate and trade; a client that cannot verify it sends nothing."""
+    import ssl
+
+    import trustme
+
+    from adapter.client import GatewayTimeout
+
+    ca = trustme.CA()
+    issued = ca.issue_cert("127.0.0.1")
+    ca_file, cert_file, key_file = tmp_path / "ca.pem", tmp_path / "server.pem", tmp_path / "server.key"
+    ca.cert_pem.write_to_path(str(ca_file))
+    issued.private_key_pem.write_to_path(str(key_file))
+    cert_file.write_bytes(b"".join(blob.bytes() for blob in issued.cert_chain_pems))
+    server = NatsServer(tmp_path, auth=f'tls {{ cert_file: "{cert_file.as_posix()}", key_file: "{key_file.as_posix()}" }}')
+    server.start()
+    gateway = gateway_factory()
+    bridge = BridgeProcess(tmp_path, server.url, gateway.router_endpoint, gateway.pub_endpoint, "gw1",
+                           "--tls-ca", str(ca_file)).start()
+    try:
+        with Client(nats=server.url, nats_tls_ca=str(ca_file), timeout=10.0) as client:
+            reply = wait_for(lambda: _order_through(client), timeout=STREAM_WAIT, interval=0.2,
+                             what="an order through NATS over TLS")
+            assert reply.order_id > 0
+        with Client(gateway.router_endpoint, gateway.pub_endpoint, timeout=10.0) as direct:
+            last = direct.ping().last_seq
+        verified = ssl.create_default_context(cafile=str(ca_file))
+        assert_once_in_order(wait_stream_holds(server.url, "gw1", last, tls=verified), "gw1", last)
+        with Client(nats=server.url, timeout=2.0) as stranger:  # the system's CAs only: the handshake fails
+            with pytest.raises(GatewayTimeout) as refused:
+                stranger.order_stock(ACCOUNT, "600000.SH", 23, 100, 11, 10.70, client_order_id="never")
+            assert refused.value.sent is False
+    finally:
+        bridge.stop()
+        server.stop()
+
+
+def _order_through(client: Client) -> Any:
+    from adapter.client import GatewayError, GatewayTimeout
+
+    try:
+        return client.order_stock(ACCOUNT, "600000.SH", 23, 100, 11, 10.70, client_order_id="tls-1")
+    except (GatewayTimeout, GatewayError):  # the bridge still connecting: the same id again is safe
+        return None
