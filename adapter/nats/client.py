@@ -36,10 +36,11 @@ from typing import Any, Awaitable, Callable, Iterator, Mapping, Sequence
 from adapter.client import aio as client_aio
 from adapter.client import sync as client_sync
 from adapter.client._base import AsyncClosing, Closing
-from adapter.client._stream import text_prefixes
+from adapter.client._stream import LIVENESS_EVENT, text_prefixes
 from adapter.client._wire import check_timeout, decode_reply, reply_outcome
 from adapter.client.errors import CLIENT_CLOSED, GatewayError, GatewayTimeout
 from adapter.client.records import Event, EventFormatError, parse_event
+from adapter.client.recovery import _notice
 from adapter.protocol import ProtocolError, event_topic, unpack
 
 from . import subjects
@@ -55,6 +56,9 @@ FETCH_WAIT = 1.0  # seconds a pull waits for messages before asking again
 RETRY_PAUSE = 0.25  # seconds between attempts to bind a consumer again (NATS server restart, ...)
 INACTIVE_THRESHOLD = 60.0  # seconds after which the server removes an ephemeral consumer left behind
 MAX_HEALTH_SIZE = 64 * 1024
+IDLE_CHECKS = 5  # empty pulls in a row before asking the server whether the consumer still exists
+SILENCE = 3.0  # seconds without a gateway's health message before it counts as gone (bridges send ~1/s)
+LIVENESS_POLL = 0.25  # seconds a stream waits for a message before looking at the gateways' health again
 
 
 @dataclass(frozen=True)
@@ -159,6 +163,19 @@ class Directory:
         self.gateways[health["gateway"]] = health
         self.heard[health["gateway"]] = time.monotonic() if now is None else now
 
+    def alive(self, gateway: str, silence: float, now: float | None = None) -> bool | None:
+        """Whether ``gateway`` is heard: its bridge spoke within ``silence`` seconds and says the
+        gateway is connected; None when it was never heard."""
+        heard = self.heard.get(gateway)
+        if heard is None:
+            return None
+        now = time.monotonic() if now is None else now
+        return now - heard <= silence and self.gateways[gateway].get("connected") is not False
+
+    def silent_for(self, gateway: str, now: float | None = None) -> float:
+        heard = self.heard.get(gateway)
+        return 0.0 if heard is None else max(0.0, (time.monotonic() if now is None else now) - heard)
+
     def accounts(self) -> list[str]:
         found: list[str] = []
         for health in self.gateways.values():
@@ -258,6 +275,84 @@ class EventGate:
         return None if self.last is None else self.last.seq
 
 
+def client_liveness(directory: Directory, settings: NatsSettings, silence: float | None) -> bool | None:
+    """A client's verdict: its gateway (``gateway=``), else its accounts' gateways, else every
+    gateway heard; None when none of them was ever heard (or ``liveness_timeout`` is 0)."""
+    if silence == 0:
+        return None
+    if settings.gateway is not None:
+        names = [settings.gateway]
+    elif settings.accounts:
+        names = directory.gateways_of(settings.accounts)
+    else:
+        names = list(directory.gateways)
+    now = time.monotonic()
+    verdicts = [directory.alive(name, SILENCE if silence is None else silence, now) for name in names]
+    known = [v for v in verdicts if v is not None]
+    return None if not known else all(known)
+
+
+def watched_gateways(filters: Sequence[str], directory: Directory) -> list[str]:
+    """The gateways whose events ``filters`` take: named by a gateway filter, or serving one of
+    its accounts (as heard now)."""
+    gateways: list[str] = []
+    accounts: list[str] = []
+    for subject in filters:
+        tokens = subject.split(".")
+        if len(tokens) >= 4 and tokens[2] == subjects.GATEWAY_TOKEN:
+            gateways.append(tokens[3])
+        elif len(tokens) >= 3:
+            accounts.append(tokens[2])
+    for name in directory.gateways_of(accounts):
+        if name not in gateways:
+            gateways.append(name)
+    return gateways
+
+
+class Liveness:
+    """A stream's view of its gateways' health (PROTOCOL §18.3): a gateway silent for
+    ``silence`` seconds, or whose bridge says ``connected: false``, is gone; heard again, alive.
+    :meth:`check` returns the ``gateway.liveness`` notices for the verdicts that changed, the same
+    notice a ZeroMQ stream gives (``alive``, ``silent_for``, ``last_seq``) plus ``gateway``."""
+
+    def __init__(self, directory: Directory, silence: float | None) -> None:
+        self.directory = directory
+        self.silence = SILENCE if silence is None else float(silence)
+        self.filters: tuple[str, ...] = ()
+        self.verdicts: dict[str, bool] = {}
+
+    @property
+    def alive(self) -> bool | None:
+        """None until a gateway is heard (or with ``silence`` 0), else whether all are."""
+        if self.silence == 0 or not self.verdicts:
+            return None
+        return all(self.verdicts.values())
+
+    def check(self, gate: EventGate, now: float | None = None) -> list[Event]:
+        if self.silence == 0:
+            return []
+        now = time.monotonic() if now is None else now
+        notices = []
+        for gateway in watched_gateways(self.filters, self.directory):
+            verdict = self.directory.alive(gateway, self.silence, now)
+            if verdict is None or self.verdicts.get(gateway) == verdict:
+                continue
+            first = gateway not in self.verdicts
+            self.verdicts[gateway] = verdict
+            if first and verdict:
+                continue  # heard from the start: nothing changed
+            silent_for = 0.0 if verdict else self.directory.silent_for(gateway, now)
+            if verdict:
+                logger.warning("gateway %s is heard again on NATS", gateway)
+            else:
+                logger.warning("gateway %s: no health for %.1f s or not connected: counting it as gone",
+                               gateway, silent_for)
+            epoch, last_seq = gate.positions.get(gateway, (None, None))
+            notices.append(_notice(LIVENESS_EVENT, {"alive": verdict, "silent_for": round(silent_for, 3),
+                                                    "last_seq": last_seq, "gateway": gateway}, epoch))
+        return notices
+
+
 # -- the connection, on one event loop --------------------------------------------------------
 
 
@@ -281,6 +376,7 @@ class NatsLink:
         self._js: Any = None
         self._lock: asyncio.Lock | None = None
         self._closed = False
+        self.reconnects = 0  # how many times the connection came back: consumers bind again after one
 
     async def connect(self, seconds: float) -> Any:
         if self._nc is not None:
@@ -293,7 +389,9 @@ class NatsLink:
             if self._nc is None:
                 import nats
 
-                nc = await asyncio.wait_for(nats.connect(**self.settings.connect_options()), seconds)
+                options = self.settings.connect_options()
+                options["reconnected_cb"] = self._on_reconnected
+                nc = await asyncio.wait_for(nats.connect(**options), seconds)
                 await nc.subscribe(f"{subjects.HEALTH}.*", cb=self._on_health)
                 self.directory.since = time.monotonic()
                 self._js = nc.jetstream()
@@ -306,6 +404,10 @@ class NatsLink:
             await self.connect(seconds)
         except Exception as exc:
             logger.debug("nats: no connection yet: %s", exc)
+
+    async def _on_reconnected(self) -> None:
+        self.reconnects += 1
+        await _log_reconnected()
 
     async def _on_health(self, msg: Any) -> None:
         self.directory.on_health(msg.data)
@@ -377,10 +479,13 @@ class NatsLink:
         return tuple([subjects.account_events(a) for a in accounts] + [subjects.gateway_events(g) for g in gateways])
 
     async def consume(self, spec: ConsumerSpec, sink: Callable[[Any], None], ready: Callable[[], None]) -> None:
-        """Hand each message of the consumer to ``sink`` in stream order until cancelled; binds
-        again after a failure (a NATS restart), from the next stream seq (ephemeral) or where the
-        durable stands."""
-        from nats.js import api
+        """Hand each message of the consumer to ``sink`` in stream order until cancelled.
+
+        After a failure (a NATS restart, the consumer gone) the consumer is made again so that
+        nothing is skipped and nothing comes out of order: an ephemeral one from the stream seq
+        after the last message handed on; a durable one from its ack floor (what its readers
+        acknowledged), since messages delivered but unacknowledged would otherwise come back only
+        after the ack wait, behind newer ones. Repeats are dropped by the stream's EventGate."""
         import nats.errors
 
         next_seq: int | None = None
@@ -389,40 +494,26 @@ class NatsLink:
             sub = None
             try:
                 await self.connect(10.0)
-                config = api.ConsumerConfig(
-                    deliver_policy=api.DeliverPolicy.NEW, ack_policy=api.AckPolicy.NONE,
-                    inactive_threshold=INACTIVE_THRESHOLD, mem_storage=True, num_replicas=1)
-                if spec.from_seq is not None:
-                    config.deliver_policy = api.DeliverPolicy.ALL
-                if next_seq is not None:
-                    config.deliver_policy, config.opt_start_seq = api.DeliverPolicy.BY_START_SEQUENCE, next_seq
-                if len(spec.filters) == 1:  # the consumer-create subject names it, for permissions
-                    config.filter_subject = spec.filters[0]
-                else:
-                    config.filter_subjects = list(spec.filters)
-                if spec.durable:
-                    config.durable_name = config.name = spec.durable
-                    config.ack_policy = api.AckPolicy.EXPLICIT
-                    config.mem_storage, config.inactive_threshold, config.num_replicas = None, None, None
-                    if next_seq is None and spec.from_seq is None:
-                        config.deliver_policy = api.DeliverPolicy.NEW
-                    try:
-                        await self._js.consumer_info(subjects.STREAM, spec.durable)
-                    except nats.js.errors.NotFoundError:
-                        await self._js.add_consumer(subjects.STREAM, config)
-                    sub = await self._js.pull_subscribe_bind(durable=spec.durable, stream=subjects.STREAM)
-                else:
-                    config.name = self._nc._nuid.next().decode()
-                    await self._js.add_consumer(subjects.STREAM, config)
-                    sub = await self._js.pull_subscribe_bind(consumer=config.name, stream=subjects.STREAM)
+                reconnects = self.reconnects
+                name, start = await self._bind(spec, next_seq)
+                if next_seq is None or start is not None:
+                    next_seq = start
+                sub = await self._js.pull_subscribe_bind(consumer=name, stream=subjects.STREAM)
                 if not announced:
                     announced = True
                     ready()
+                idle = 0
                 while True:
                     try:
                         messages = await sub.fetch(FETCH_BATCH, timeout=FETCH_WAIT)
                     except nats.errors.TimeoutError:
+                        if self.reconnects != reconnects:
+                            raise ConnectionError("the NATS connection came back") from None
+                        idle += 1
+                        if idle % IDLE_CHECKS == 0:  # a consumer lost without a reconnect seen (raises NotFound)
+                            await self._js.consumer_info(subjects.STREAM, name)
                         continue
+                    idle = 0
                     for message in messages:
                         if not message.subject.startswith(subjects.EVENTS + "."):
                             continue  # a status message
@@ -441,6 +532,47 @@ class NatsLink:
                         await sub.unsubscribe()
                     except Exception:
                         pass
+
+    async def _bind(self, spec: ConsumerSpec, next_seq: int | None) -> tuple[str, int | None]:
+        """Make the consumer; (its name, the stream seq it starts at, when known)."""
+        from nats.js import api
+        import nats.js.errors
+
+        config = api.ConsumerConfig(
+            deliver_policy=api.DeliverPolicy.NEW, ack_policy=api.AckPolicy.NONE,
+            inactive_threshold=INACTIVE_THRESHOLD, mem_storage=True, num_replicas=1)
+        if spec.from_seq is not None:
+            config.deliver_policy = api.DeliverPolicy.ALL
+        if len(spec.filters) == 1:  # the consumer-create subject names it, for permissions
+            config.filter_subject = spec.filters[0]
+        else:
+            config.filter_subjects = list(spec.filters)
+        if spec.durable:
+            config.durable_name = config.name = spec.durable
+            # ALL: acknowledging an event acknowledges those before it, so the floor is the last one taken
+            config.ack_policy = api.AckPolicy.ALL
+            config.mem_storage, config.inactive_threshold, config.num_replicas = None, None, None
+            try:
+                info = await self._js.consumer_info(subjects.STREAM, spec.durable)
+            except nats.js.errors.NotFoundError:
+                info = None
+            if info is not None:
+                # Start again after what its readers acknowledged (delivered but unacknowledged
+                # messages would otherwise come back after the ack wait, behind newer ones).
+                await self._js.delete_consumer(subjects.STREAM, spec.durable)
+                config.deliver_policy = api.DeliverPolicy.BY_START_SEQUENCE
+                config.opt_start_seq = info.ack_floor.stream_seq + 1
+            await self._js.add_consumer(subjects.STREAM, config)
+            return spec.durable, None
+        if next_seq is not None:
+            config.deliver_policy, config.opt_start_seq = api.DeliverPolicy.BY_START_SEQUENCE, next_seq
+        config.name = self._nc._nuid.next().decode()
+        made = await self._js.add_consumer(subjects.STREAM, config)
+        # A consumer of new messages starts after the stream's last seq at creation: remember it,
+        # so that one made again after a failure misses nothing in between.
+        delivered = getattr(made, "delivered", None)
+        stream_seq = getattr(delivered, "stream_seq", None)
+        return config.name, (stream_seq + 1 if isinstance(stream_seq, int) and next_seq is None else None)
 
     async def close(self) -> None:
         self._closed = True
@@ -544,7 +676,9 @@ class NatsClient(client_sync.Client):
 
     @property
     def gateway_alive(self) -> bool | None:
-        return None
+        """Whether the client's gateways are heard on NATS: their bridges' health (PROTOCOL §18.3)
+        within ``liveness_timeout`` (default 3 s) saying ``connected``; None before one is heard."""
+        return client_liveness(self._link.directory, self.settings, self.liveness_timeout)
 
     @property
     def gateways(self) -> dict[str, dict[str, Any]]:
@@ -595,12 +729,24 @@ class NatsEventStream(Closing):
         filters = client._loop.run(link.filters(accounts, client.timeout), client.timeout + 5.0)
         spec = ConsumerSpec(filters, from_seq, durable)
         self.filters = filters
+        self._liveness = Liveness(link.directory, client.liveness_timeout)
+        self._liveness.filters = filters
+        self._notices: list[Event] = []
+        self._acked: Any = None  # the last message acknowledged (durable)
         self._task = client._loop.submit(link.consume(spec, self._queue.put, self._ready.set))
 
     prefixes = property(lambda self: self._gate.prefixes)
     positions = property(lambda self: dict(self._gate.positions), doc="gateway -> (epoch, last seq) taken")
     last_seq = property(lambda self: self._gate.last_seq)
     duplicates = property(lambda self: self._gate.duplicates)
+
+    @property
+    def gateway_alive(self) -> bool | None:
+        """Whether this stream's gateways are heard on NATS (their bridges' health, PROTOCOL
+        §18.3): False once one is silent for ``liveness_timeout`` (default 3 s) or says it is
+        not connected, with a ``gateway.liveness`` notice in the stream; None until one is heard."""
+        self._notices.extend(self._liveness.check(self._gate))
+        return self._liveness.alive
 
     @property
     def subscribed(self) -> bool:
@@ -629,13 +775,16 @@ class NatsEventStream(Closing):
         self._commit()
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
+            self._notices.extend(self._liveness.check(self._gate))
+            if self._notices:
+                return self._notices.pop(0)
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 return None
-            try:
-                message = self._queue.get(timeout=remaining)
+            try:  # wake up now and then to look at the gateways' health
+                message = self._queue.get(timeout=LIVENESS_POLL if remaining is None else min(remaining, LIVENESS_POLL))
             except queue.Empty:
-                return None
+                continue
             try:
                 gateway, event = decode_message(message.subject, message.headers, message.data)
             except EventFormatError as exc:
@@ -655,6 +804,7 @@ class NatsEventStream(Closing):
     def _acknowledge(self, message: Any) -> None:
         if not self._durable:
             return  # an ephemeral consumer acknowledges nothing
+        self._acked = message
 
         def ack() -> None:
             pending = _ack(message)
@@ -673,8 +823,18 @@ class NatsEventStream(Closing):
         if self._closed:
             return
         self._closed = True
-        self._commit()
-        self._client._loop.loop.call_soon_threadsafe(self._task.cancel)
+        message, self._handed = self._handed, None
+        message = message or self._acked
+        loop = self._client._loop
+        loop.loop.call_soon_threadsafe(self._task.cancel)
+        if self._durable and not loop.loop.is_closed():
+            # Acknowledged and confirmed before close returns: the next reader of the durable
+            # starts right after the last event taken here.
+            try:
+                loop.run(_final_ack(self._client._link, message), self._client.timeout)
+            except Exception as exc:
+                logger.info("durable %s: the last acknowledgement is not confirmed (%s); its reader may see "
+                            "the last event again", self._durable, exc or type(exc).__name__)
 
 
 class NatsSubscription(Closing):
@@ -695,7 +855,7 @@ class NatsSubscription(Closing):
     positions = property(lambda self: self._stream.positions)
     last_seq = property(lambda self: self._stream.last_seq)
     subscribed = property(lambda self: self._stream.subscribed)
-    gateway_alive = property(lambda self: None)
+    gateway_alive = property(lambda self: self._stream._liveness.alive)
 
     def wait_subscribed(self, timeout: float | None = None) -> bool:
         return self._stream.wait_subscribed(timeout)
@@ -786,7 +946,9 @@ class AsyncNatsClient(client_aio.AsyncClient):
 
     @property
     def gateway_alive(self) -> bool | None:
-        return None
+        """Whether the client's gateways are heard on NATS: their bridges' health (PROTOCOL §18.3)
+        within ``liveness_timeout`` (default 3 s) saying ``connected``; None before one is heard."""
+        return client_liveness(self._link.directory, self.settings, self.liveness_timeout)
 
     @property
     def gateways(self) -> dict[str, dict[str, Any]]:
@@ -825,10 +987,18 @@ class AsyncNatsEventStream(AsyncClosing):
         self._task: asyncio.Task[None] | None = None
         self._handed: Any = None
         self._closed = False
+        self._liveness = Liveness(client._link.directory, client.liveness_timeout)
+        self._notices: list[Event] = []
 
     prefixes = property(lambda self: self._gate.prefixes)
     positions = property(lambda self: dict(self._gate.positions))
     last_seq = property(lambda self: self._gate.last_seq)
+
+    @property
+    def gateway_alive(self) -> bool | None:
+        """As :attr:`NatsEventStream.gateway_alive`."""
+        self._notices.extend(self._liveness.check(self._gate))
+        return self._liveness.alive
 
     async def _start(self) -> None:
         if self._task is not None:
@@ -837,6 +1007,7 @@ class AsyncNatsEventStream(AsyncClosing):
         link = self._client._link
         filters = await link.filters(self._accounts, self._client.timeout)
         spec = ConsumerSpec(filters, self._from, self._durable)
+        self._liveness.filters = filters
         self._task = asyncio.get_running_loop().create_task(
             link.consume(spec, self._queue.put_nowait, self._ready.set), name="qmt-nats-consumer")
 
@@ -874,13 +1045,17 @@ class AsyncNatsEventStream(AsyncClosing):
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         while True:
+            self._notices.extend(self._liveness.check(self._gate))
+            if self._notices:
+                return self._notices.pop(0)
             remaining = None if deadline is None else deadline - loop.time()
             if remaining is not None and remaining <= 0:
                 return None
-            try:
-                message = await asyncio.wait_for(self._queue.get(), remaining)
+            try:  # wake up now and then to look at the gateways' health
+                message = await asyncio.wait_for(
+                    self._queue.get(), LIVENESS_POLL if remaining is None else min(remaining, LIVENESS_POLL))
             except asyncio.TimeoutError:
-                return None
+                continue
             try:
                 gateway, event = decode_message(message.subject, message.headers, message.data)
             except EventFormatError as exc:
@@ -917,6 +1092,14 @@ class AsyncNatsEventStream(AsyncClosing):
         self.close()
 
 
+async def _final_ack(link: NatsLink, message: Any) -> None:
+    """Acknowledge ``message`` and wait for the server's confirmation (again, if it was already
+    acknowledged: a second ack is harmless, and only a confirmed one proves the floor moved)."""
+    if message is not None and message.reply and message.reply.startswith("$JS.ACK.") and link._nc is not None:
+        await link._nc.request(message.reply, b"+ACK", timeout=5.0)
+        message._ackd = True
+
+
 async def _ack_now(message: Any, durable: str | None) -> None:
     pending = _ack(message) if durable else None
     if pending is not None:
@@ -942,7 +1125,7 @@ class AsyncNatsSubscription(AsyncClosing):
     prefixes = property(lambda self: self._stream.prefixes)
     last_seq = property(lambda self: self._stream.last_seq)
     subscribed = property(lambda self: self._stream.subscribed)
-    gateway_alive = property(lambda self: None)
+    gateway_alive = property(lambda self: self._stream._liveness.alive)
 
     async def _run(self) -> None:
         while True:
