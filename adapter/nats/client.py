@@ -615,9 +615,20 @@ class LoopThread:
 
     def stop(self) -> None:
         if self.loop.is_running():
-            self.loop.call_soon_threadsafe(self.loop.stop)
+            asyncio.run_coroutine_threadsafe(self._shutdown(), self.loop)
         if threading.current_thread() is not self.thread:
             self.thread.join(5.0)
+            if not self.thread.is_alive():
+                self.loop.close()
+
+    async def _shutdown(self) -> None:
+        """End what still runs (a connect in progress, a consumer) before the loop stops, so
+        nothing is left pending for the garbage collector to complain about."""
+        tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.wait(tasks, timeout=2.0) if tasks else None
+        self.loop.stop()
 
 
 class NatsClient(client_sync.Client):
@@ -812,7 +823,7 @@ class NatsEventStream(Closing):
                 asyncio.ensure_future(pending)
 
         loop = self._client._loop.loop
-        if not loop.is_closed():
+        if loop.is_running():
             loop.call_soon_threadsafe(ack)
 
     @property
@@ -826,8 +837,10 @@ class NatsEventStream(Closing):
         message, self._handed = self._handed, None
         message = message or self._acked
         loop = self._client._loop
+        if not loop.loop.is_running():
+            return  # the client is closed: its consumers ended with it
         loop.loop.call_soon_threadsafe(self._task.cancel)
-        if self._durable and not loop.loop.is_closed():
+        if self._durable:
             # Acknowledged and confirmed before close returns: the next reader of the durable
             # starts right after the last event taken here.
             try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from adapter.client import AsyncClient, Client, GatewayError
@@ -12,11 +14,15 @@ from adapter.nats.client import (
     AsyncNatsClient,
     Directory,
     EventGate,
+    Liveness,
     NatsClient,
     NatsSettings,
+    client_liveness,
     command_route,
     decode_message,
+    watched_gateways,
 )
+from adapter.client import LIVENESS_EVENT
 from adapter.client.records import EventFormatError
 from adapter.protocol import errors, pack
 
@@ -26,9 +32,9 @@ def event_payload(seq: int, event_type: str = "order", account: str | None = "11
                  "data": {"order_id": seq}, "epoch": epoch})
 
 
-def health(gateway: str, *accounts: str) -> bytes:
+def health(gateway: str, *accounts: str, connected: bool = True) -> bytes:
     return pack({"gateway": gateway, "accounts": list(accounts), "router": "tcp://x:1", "last_seq": 0,
-                 "epoch": "e", "connected": True, "ts": 0})
+                 "epoch": "e", "connected": connected, "ts": 0})
 
 
 def test_no_responders_is_the_protocol_code() -> None:
@@ -158,3 +164,53 @@ def test_state_file_is_refused_over_nats_pointing_to_durable() -> None:
     with Client(nats="nats://127.0.0.1:1", timeout=1.0) as client:
         with pytest.raises(ValueError, match="durable"):
             client.events(state_file="x.json")
+
+
+def test_a_stream_watches_the_gateways_of_its_filters() -> None:
+    directory = Directory()
+    directory.on_health(health("gw-a", "111"), now=0.0)
+    directory.on_health(health("gw-b", "222"), now=0.0)
+    filters = (subjects.account_events("111"), subjects.gateway_events("gw-c"))
+    assert watched_gateways(filters, directory) == ["gw-c", "gw-a"]
+
+
+def test_liveness_notices_when_a_gateway_falls_silent_and_is_heard_again() -> None:
+    directory = Directory()
+    liveness = Liveness(directory, None)
+    liveness.filters = (subjects.account_events("111"),)
+    gate = EventGate()
+    assert liveness.check(gate, now=0.0) == [] and liveness.alive is None  # nobody heard yet
+    directory.on_health(health("gw-a", "111"), now=0.0)
+    assert liveness.check(gate, now=1.0) == [] and liveness.alive is True  # heard from the start: no notice
+    assert liveness.check(gate, now=2.9) == []
+    gone = liveness.check(gate, now=3.5)
+    assert [(n.type, n.seq, n.data["alive"], n.data["gateway"], n.data["silent_for"]) for n in gone] == \
+        [(LIVENESS_EVENT, None, False, "gw-a", 3.5)]
+    assert liveness.alive is False and liveness.check(gate, now=10.0) == []  # said once
+    directory.on_health(health("gw-a", "111"), now=11.0)
+    back = liveness.check(gate, now=11.0)
+    assert [(n.data["alive"], n.data["silent_for"]) for n in back] == [(True, 0.0)] and liveness.alive is True
+
+
+def test_a_bridge_saying_not_connected_is_a_gateway_gone() -> None:
+    directory = Directory()
+    liveness = Liveness(directory, None)
+    liveness.filters = (subjects.account_events("111"),)
+    directory.on_health(health("gw-a", "111"), now=0.0)
+    liveness.check(EventGate(), now=0.0)
+    directory.on_health(health("gw-a", "111", connected=False), now=1.0)
+    gone = liveness.check(EventGate(), now=1.0)
+    assert [n.data["alive"] for n in gone] == [False] and liveness.alive is False
+
+
+def test_liveness_timeout_sets_the_silence_and_zero_turns_it_off() -> None:
+    directory = Directory()
+    directory.on_health(health("gw-a", "111"), now=time.monotonic() - 5.0)
+    settings = NatsSettings.make("nats://127.0.0.1:1")
+    assert client_liveness(directory, settings, None) is False  # 5 s > the default 3 s
+    assert client_liveness(directory, settings, 10.0) is True
+    assert client_liveness(directory, settings, 0) is None
+    assert client_liveness(directory, NatsSettings.make("nats://127.0.0.1:1", gateway="gw-x"), None) is None
+    off = Liveness(directory, 0)
+    off.filters = (subjects.account_events("111"),)
+    assert off.check(EventGate()) == [] and off.alive is None
