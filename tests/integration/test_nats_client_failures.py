@@ -5,13 +5,14 @@ bridges' health makes ``gateway_alive`` and the ``gateway.liveness`` notice as o
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 
-from adapter.client import LIVENESS_EVENT, Client, Event
+from adapter.client import LIVENESS_EVENT, AsyncClient, Client, Event
 from adapter.client.records import replayed_events
 
 from ..conftest import ACCOUNT, wait_for
@@ -227,3 +228,80 @@ def test_gateway_alive_follows_the_bridges_health(setup: tuple[NatsServer, Any, 
         assert notices[1].data["alive"] is True
         assert stream.gateway_alive is True and remote.gateway_alive is True
         stream.close()
+
+
+class Disconnects:
+    """An XtQuantTraderCallback that counts on_disconnected."""
+
+    def __init__(self) -> None:
+        self.disconnected = 0
+
+    def on_disconnected(self) -> None:
+        self.disconnected += 1
+
+
+def test_the_compat_trader_over_nats_calls_on_disconnected_when_the_bridge_dies(
+        setup: tuple[NatsServer, Any, BridgeProcess], monkeypatch: pytest.MonkeyPatch) -> None:
+    from adapter.compat import StockAccount, XtQuantTrader
+
+    server, _, bridge = setup
+    monkeypatch.setenv("QMT_ADAPTER_NATS", server.url)
+    trader = XtQuantTrader("userdata_mini", 7, timeout=10.0)
+    callback = Disconnects()
+    trader.register_callback(callback)
+    trader.start()
+    try:
+        assert trader.connect() == 0
+        assert trader.subscribe(StockAccount(ACCOUNT)) == 0
+        assert callback.disconnected == 0
+        bridge.kill()
+        wait_for(lambda: callback.disconnected == 1, timeout=WAIT, interval=0.05, what="on_disconnected")
+    finally:
+        trader.stop()
+
+
+def test_the_asyncio_client_through_a_nats_restart_and_a_bridge_kill(
+        setup: tuple[NatsServer, Any, BridgeProcess]) -> None:
+    server, gateway, bridge = setup
+
+    async def scenario() -> tuple[list[Event], list[Event], int]:
+        events: list[Event] = []
+        notices: list[Event] = []
+        async with AsyncClient(nats=server.url, timeout=10.0) as remote:
+            stream = remote.events(accounts=[ACCOUNT], from_seq=1)
+            assert await stream.wait_subscribed(WAIT)
+
+            async def take_until(done: Any) -> None:
+                for _ in range(10_000):  # bounded
+                    event = await stream.receive(WAIT)
+                    assert event is not None, "nothing within the deadline"
+                    (events if event.seq is not None else notices).append(event)
+                    if done():
+                        return
+                pytest.fail("the stream did not get there")
+
+            bridge.kill()  # first: no health from here until it is back, whatever the restart takes
+            await asyncio.to_thread(server.restart)
+            await take_until(lambda: any(not n.data["alive"] for n in notices))
+            assert stream.gateway_alive is False and remote.gateway_alive is False
+            await asyncio.to_thread(place, gateway, 4)
+            bridge.start()
+            with Client(gateway.router_endpoint, gateway.pub_endpoint, timeout=10.0) as local:
+                last = local.ping().last_seq
+            await take_until(lambda: bool(events) and events[-1].seq >= last
+                             and any(n.data["alive"] for n in notices))
+            assert stream.gateway_alive is True
+            await stream.aclose()
+        return events, notices, last
+
+    events, notices, last = asyncio.run(scenario())
+    with Client(gateway.router_endpoint, gateway.pub_endpoint, timeout=10.0) as local:
+        expected = [e for e in journal(local) if e.seq <= last]
+    same_events(events, expected)
+    assert [n.data["alive"] for n in notices] == [False, True]
+
+
+def place(gateway: Any, count: int) -> None:
+    with Client(gateway.router_endpoint, gateway.pub_endpoint, timeout=10.0) as client:
+        for index in range(count):
+            client.order_stock(ACCOUNT, "600000.SH", "buy", 100, "limit", 10.70 if index % 2 else 10.50)
