@@ -10,7 +10,13 @@ serves raises ``GatewayError`` code ``no_responders`` naming the account or gate
 Events come from a JetStream consumer on the accounts' subjects (and their gateways' own events):
 per gateway in seq order, each (gateway, epoch, seq) once; ``from_seq`` starts each gateway's
 events there, ``durable=NAME`` keeps the position on the server (an event is acknowledged once it
-counts as delivered). The same :class:`~adapter.client.Event` objects as over ZeroMQ.
+counts as delivered). The same :class:`~adapter.client.Event` objects as over ZeroMQ. After a
+failure (NATS restarted, the connection back, the consumer gone) the consumer is made again from
+where the stream stands, so nothing is skipped or repeated (PROTOCOL §18.4).
+
+Liveness comes from the bridges' health messages (PROTOCOL §18.3): a gateway silent for 3 s
+(``liveness_timeout``) or not connected makes ``gateway_alive`` False and puts a
+``gateway.liveness`` notice in the streams watching it, as over ZeroMQ.
 
 Threads. :class:`NatsClient` (blocking) runs the asyncio NATS client on one loop thread
 (``qmt-nats-loop``) that owns the connection; calls hand their request to it and wait for the
@@ -1002,6 +1008,7 @@ class AsyncNatsEventStream(AsyncClosing):
         self._closed = False
         self._liveness = Liveness(client._link.directory, client.liveness_timeout)
         self._notices: list[Event] = []
+        self._acked: Any = None  # the last message acknowledged (durable)
 
     prefixes = property(lambda self: self._gate.prefixes)
     positions = property(lambda self: dict(self._gate.positions))
@@ -1084,6 +1091,7 @@ class AsyncNatsEventStream(AsyncClosing):
         message, self._handed = self._handed, None
         if message is not None:
             await _ack_now(message, self._durable)
+            self._acked = message
 
     @property
     def closed(self) -> bool:
@@ -1102,7 +1110,19 @@ class AsyncNatsEventStream(AsyncClosing):
             self._task.cancel()
 
     async def aclose(self) -> None:
+        """Close; a durable's last event is acknowledged and confirmed before this returns, so
+        the next reader of the name starts right after it."""
+        if self._closed:
+            return
+        message = self._handed or self._acked
+        self._handed = None
         self.close()
+        if self._durable and message is not None:
+            try:
+                await asyncio.wait_for(_final_ack(self._client._link, message), self._client.timeout)
+            except Exception as exc:
+                logger.info("durable %s: the last acknowledgement is not confirmed (%s); its reader may see "
+                            "the last event again", self._durable, exc or type(exc).__name__)
 
 
 async def _final_ack(link: NatsLink, message: Any) -> None:

@@ -305,3 +305,39 @@ def place(gateway: Any, count: int) -> None:
     with Client(gateway.router_endpoint, gateway.pub_endpoint, timeout=10.0) as client:
         for index in range(count):
             client.order_stock(ACCOUNT, "600000.SH", "buy", 100, "limit", 10.70 if index % 2 else 10.50)
+
+
+def test_an_asyncio_durable_reader_hands_over_to_a_blocking_one(setup: tuple[NatsServer, Any, BridgeProcess]) -> None:
+    server, gateway, _ = setup
+    place(gateway, 4)
+    with Client(gateway.router_endpoint, gateway.pub_endpoint, timeout=10.0) as local:
+        last = local.ping().last_seq
+        expected = journal(local)
+
+    async def first_part() -> list[Event]:
+        taken: list[Event] = []
+        async with AsyncClient(nats=server.url, timeout=10.0) as remote:
+            stream = remote.events(accounts=[ACCOUNT], from_seq=1, durable="strategy-2")
+            for _ in range(len(expected)):  # bounded
+                event = await stream.receive(WAIT)
+                assert event is not None, "no event within the deadline"
+                if event.seq is not None:
+                    taken.append(event)
+                if len(taken) == 7:
+                    break
+            await stream.aclose()
+        return taken
+
+    first = asyncio.run(first_part())
+    rest: list[Event] = []
+    with Client(nats=server.url, timeout=10.0) as remote:
+        stream = remote.events(accounts=[ACCOUNT], durable="strategy-2")
+        for _ in range(len(expected) * 2):  # bounded
+            event = stream.receive(WAIT)
+            assert event is not None, "no event within the deadline"
+            if event.seq is not None:
+                rest.append(event)
+            if event.seq == last:
+                break
+        stream.close()
+    same_events(first + rest, expected)
