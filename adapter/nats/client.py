@@ -65,6 +65,7 @@ MAX_HEALTH_SIZE = 64 * 1024
 IDLE_CHECKS = 5  # empty pulls in a row before asking the server whether the consumer still exists
 SILENCE = 3.0  # seconds without a gateway's health message before it counts as gone (bridges send ~1/s)
 LIVENESS_POLL = 0.25  # seconds a stream waits for a message before looking at the gateways' health again
+LIVENESS_CHECK = 0.1  # seconds between two looks at the gateways' health by one stream
 
 
 @dataclass(frozen=True)
@@ -326,6 +327,7 @@ class Liveness:
         self.silence = SILENCE if silence is None else float(silence)
         self.filters: tuple[str, ...] = ()
         self.verdicts: dict[str, bool] = {}
+        self._checked = float("-inf")
 
     @property
     def alive(self) -> bool | None:
@@ -335,9 +337,10 @@ class Liveness:
         return all(self.verdicts.values())
 
     def check(self, gate: EventGate, now: float | None = None) -> list[Event]:
-        if self.silence == 0:
-            return []
         now = time.monotonic() if now is None else now
+        if self.silence == 0 or now - self._checked < LIVENESS_CHECK:
+            return []  # a stream calls this for every message: the verdicts change on a scale of seconds
+        self._checked = now
         notices = []
         for gateway in watched_gateways(self.filters, self.directory):
             verdict = self.directory.alive(gateway, self.silence, now)
