@@ -23,7 +23,7 @@ import pytest
 
 from adapter.config import SimConfig
 
-from ..conftest import ACCOUNT, free_port
+from ..conftest import ACCOUNT, free_port, wait_for
 
 WIDTH, HEIGHT = 1280, 800
 
@@ -62,17 +62,6 @@ def chromium() -> str:
     pytest.skip("chromium is not installed (apt-get install -y chromium); CI installs it and runs this test")
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
-
-
 def answers(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=1.0) as response:
@@ -108,7 +97,7 @@ def web_console(gateway_factory: Callable[..., Any], tmp_path: Path) -> Iterator
     )
     url = f"http://127.0.0.1:{port}/"
     try:
-        wait_until(lambda: answers(url) or proc.poll() is not None, 30, "the web console to serve")
+        wait_for(lambda: answers(url) or proc.poll() is not None, timeout=30, interval=0.1, what="the web console to serve")
         assert proc.poll() is None, (tmp_path / "web.log").read_text(errors="replace")
         yield url
     finally:
@@ -129,7 +118,7 @@ def browser(tmp_path: Path) -> Iterator[int]:
     )
     try:
         port_file = profile / "DevToolsActivePort"
-        wait_until(lambda: port_file.exists() and port_file.read_text().strip(), 30, "chromium's DevTools port")
+        wait_for(lambda: port_file.exists() and port_file.read_text().strip(), timeout=30, interval=0.1, what="chromium's DevTools port")
         yield int(port_file.read_text().split()[0])
     finally:
         stop(proc)
