@@ -313,11 +313,12 @@ def _cmd_tail(client: Any, args: argparse.Namespace) -> int:
     count = 0
     zone = _zone(args)
     with client.events(*args.prefix, timeout=args.idle, from_seq=args.from_seq) as stream:
+        source = f"NATS {args.nats}" if getattr(args, "nats", None) else args.pub
         if not stream.wait_subscribed(args.timeout):
-            err(f"could not subscribe at {args.pub} within {args.timeout:g} s")
+            err(f"could not subscribe at {source} within {args.timeout:g} s")
             return EXIT_UNREACHABLE
         topics = ", ".join(args.prefix) or "all events"
-        print(f"# subscribed to {topics} at {args.pub}; times are {'local' if args.local_time else 'exchange'} "
+        print(f"# subscribed to {topics} at {source}; times are {'local' if args.local_time else 'exchange'} "
               f"time ({zone_label(zone)})", flush=True)
         show_pongs = any(prefix.startswith("gateway.p") for prefix in args.prefix)
         for event in stream:
