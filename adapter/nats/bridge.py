@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import ssl
 import time
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ PAGE_LIMIT = 1000  # events per replay page
 DOORBELL_WAIT = 1.0  # seconds: read the journal again at least this often, doorbell or not
 HEALTH_INTERVAL = 1.0
 PUBLISH_TIMEOUT = 5.0  # seconds to wait for one JetStream ack before trying it again
+STOP_GRACE = 10.0  # seconds a stopping bridge may take before it exits regardless
 RETRY_PAUSE = 0.5  # seconds between attempts while the gateway or NATS is away
 OWN_CALL_TIMEOUT = 5.0  # the bridge's own ping / replay / journal_info
 
@@ -440,10 +442,20 @@ class Bridge:
         finally:
             for task in tasks:
                 task.cancel()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._nc.drain(), 2.0)
+            nc = self._nc
+            if nc is not None and not nc.is_closed:
+                # drain only a live connection; while nats-py is reconnecting, close it. Neither is
+                # waited for past 2 s (a cancelled drain may not end).
+                ending = asyncio.ensure_future(nc.drain() if nc.is_connected else nc.close())
+                await asyncio.wait({ending}, timeout=2.0)
             self._router.close()
             self._context.term()
+
+
+def _give_up() -> None:
+    logger.error("the bridge did not stop within %.0f s of the signal; exiting now", STOP_GRACE)
+    logging.shutdown()
+    os._exit(1)
 
 
 def run_bridge(config: BridgeConfig) -> None:
@@ -454,9 +466,14 @@ def run_bridge(config: BridgeConfig) -> None:
         task = asyncio.current_task()
         loop = asyncio.get_running_loop()
         assert task is not None
+        def stop() -> None:
+            task.cancel()
+            # Whatever a library does with the cancellation, a service manager's stop ends the process.
+            loop.call_later(STOP_GRACE, _give_up)
+
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError):  # Windows: KeyboardInterrupt instead
-                loop.add_signal_handler(sig, task.cancel)
+                loop.add_signal_handler(sig, stop)
         with contextlib.suppress(asyncio.CancelledError):
             await Bridge(config).run()
 

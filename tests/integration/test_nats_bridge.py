@@ -251,3 +251,30 @@ def _order_through(client: Client) -> Any:
         return client.order_stock(ACCOUNT, "600000.SH", 23, 100, 11, 10.70, client_order_id="tls-1")
     except (GatewayTimeout, GatewayError):  # the bridge still connecting: the same id again is safe
         return None
+
+
+def test_a_bridge_stops_on_sigterm_while_nats_and_its_gateway_are_away(gateway_factory: Any, tmp_path: Path) -> None:
+    """A service manager stopping the bridge while its NATS and its gateway are down (a host
+    shutting down) gets it stopped, not a process that goes on reconnecting."""
+    import signal
+    import subprocess
+
+    gateway = gateway_factory()
+    server = NatsServer(tmp_path).start()
+    bridge = BridgeProcess(tmp_path, server.url, gateway.router_endpoint, gateway.pub_endpoint, "gw1").start()
+    try:
+        with Client(gateway.router_endpoint, gateway.pub_endpoint, timeout=10.0) as client:
+            wait_stream_holds(server.url, "gw1", client.ping().last_seq)
+        server.stop()
+        gateway.stop()
+        wait_for(lambda: "NATS connection lost" in bridge.log(), timeout=STREAM_WAIT, interval=0.1,
+                 what="the bridge to notice NATS gone")
+        assert bridge.proc is not None
+        bridge.proc.send_signal(signal.SIGTERM)
+        try:
+            bridge.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            pytest.fail("the bridge did not stop within 15 s of SIGTERM while NATS was away:\n" + bridge.log()[-2000:])
+    finally:
+        bridge.kill()
+        server.stop()
