@@ -58,6 +58,8 @@ NO_RESPONDERS = "no_responders"  # nobody serves the subject: no bridge for that
 GATEWAY_UNKNOWN = "gateway_unknown"  # an op without an account, and no single gateway to send it to
 HEALTH_SETTLE = 1.2  # seconds of health messages to hear before choosing "the one gateway" (bridges send ~1/s)
 FETCH_BATCH = 256
+MAX_BACKLOG = 1024  # messages fetched and not yet taken by the reader: beyond, the stream waits in JetStream
+BACKLOG_WAIT = 0.01  # seconds between looks while the reader's backlog is full
 FETCH_WAIT = 1.0  # seconds a pull waits for messages before asking again
 RETRY_PAUSE = 0.25  # seconds between attempts to bind a consumer again (NATS server restart, ...)
 INACTIVE_THRESHOLD = 60.0  # seconds after which the server removes an ephemeral consumer left behind
@@ -386,6 +388,7 @@ class NatsLink:
         self._lock: asyncio.Lock | None = None
         self._closed = False
         self.reconnects = 0  # how many times the connection came back: consumers bind again after one
+        self.held = 0  # times a consumer waited for its reader to take what it had fetched (MAX_BACKLOG)
 
     async def connect(self, seconds: float) -> Any:
         if self._nc is not None:
@@ -487,8 +490,11 @@ class NatsLink:
         gateways = [self.settings.gateway] if self.settings.gateway else self.directory.gateways_of(accounts)
         return tuple([subjects.account_events(a) for a in accounts] + [subjects.gateway_events(g) for g in gateways])
 
-    async def consume(self, spec: ConsumerSpec, sink: Callable[[Any], None], ready: Callable[[], None]) -> None:
-        """Hand each message of the consumer to ``sink`` in stream order until cancelled.
+    async def consume(self, spec: ConsumerSpec, sink: Callable[[Any], None], ready: Callable[[], None],
+                      backlog: Callable[[], int]) -> None:
+        """Hand each message of the consumer to ``sink`` in stream order until cancelled, never
+        more than ``MAX_BACKLOG`` ahead of the reader (``backlog()``: what it has not taken yet):
+        a slow reader leaves the events in JetStream, not in this process's memory.
 
         After a failure (a NATS restart, the consumer gone) the consumer is made again so that
         nothing is skipped and nothing comes out of order: an ephemeral one from the stream seq
@@ -513,8 +519,11 @@ class NatsLink:
                     ready()
                 idle = 0
                 while True:
+                    while (room := MAX_BACKLOG - backlog()) <= 0:
+                        self.held += 1
+                        await asyncio.sleep(BACKLOG_WAIT)
                     try:
-                        messages = await sub.fetch(FETCH_BATCH, timeout=FETCH_WAIT)
+                        messages = await sub.fetch(min(FETCH_BATCH, room), timeout=FETCH_WAIT)
                     except nats.errors.TimeoutError:
                         if self.reconnects != reconnects:
                             raise ConnectionError("the NATS connection came back") from None
@@ -753,7 +762,7 @@ class NatsEventStream(Closing):
         self._liveness.filters = filters
         self._notices: list[Event] = []
         self._acked: Any = None  # the last message acknowledged (durable)
-        self._task = client._loop.submit(link.consume(spec, self._queue.put, self._ready.set))
+        self._task = client._loop.submit(link.consume(spec, self._queue.put, self._ready.set, self._queue.qsize))
 
     prefixes = property(lambda self: self._gate.prefixes)
     positions = property(lambda self: dict(self._gate.positions), doc="gateway -> (epoch, last seq) taken")
@@ -1032,7 +1041,7 @@ class AsyncNatsEventStream(AsyncClosing):
         spec = ConsumerSpec(filters, self._from, self._durable)
         self._liveness.filters = filters
         self._task = asyncio.get_running_loop().create_task(
-            link.consume(spec, self._queue.put_nowait, self._ready.set), name="qmt-nats-consumer")
+            link.consume(spec, self._queue.put_nowait, self._ready.set, self._queue.qsize), name="qmt-nats-consumer")
 
     @property
     def subscribed(self) -> bool:

@@ -137,3 +137,33 @@ def test_a_cli_command_with_nats(nats_setup: Any) -> None:
     missing = subprocess.run([sys.executable, "-m", "adapter", "asset", "9999999999", "--nats", url],
                              capture_output=True, text=True, timeout=60)
     assert missing.returncode == 1 and "no_responders" in missing.stderr
+
+
+def test_a_reader_that_falls_behind_leaves_the_events_in_jetstream_not_in_memory(
+    nats_setup: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The consumer fetches at most MAX_BACKLOG events ahead of its reader; the rest wait in the
+    stream, and the reader still gets every event, once and in order, when it reads."""
+    from adapter.nats import client as nats_client
+
+    monkeypatch.setattr(nats_client, "MAX_BACKLOG", 8)
+    url, gw_a, _ = nats_setup
+    with Client(nats=url, timeout=10.0) as remote, \
+            Client(gw_a.router_endpoint, gw_a.pub_endpoint, timeout=10.0) as local:
+        stream = remote.events(accounts=[ACCOUNT], from_seq=1)
+        assert stream.wait_subscribed(WAIT)
+        for n in range(6):  # each fills: some seven events apiece, well past the backlog
+            local.order_stock(ACCOUNT, "600000.SH", "buy", 100, "limit", 10.70, client_order_id=f"slow-{n}")
+        last = local.ping().last_seq
+        wait_for(lambda: remote._link.held > 0, timeout=WAIT, interval=0.05, what="the consumer to wait for its reader")
+        assert stream._queue.qsize() <= 8
+        seqs = []
+        for _ in range(last):  # bounded: one receive per journaled event at most
+            event = stream.receive(WAIT)
+            assert event is not None, f"no event after seq {seqs[-1] if seqs else 0}"
+            if event.seq is not None:
+                seqs.append(event.seq)
+            if seqs and seqs[-1] >= last:
+                break
+        stream.close()
+        assert seqs == list(range(1, last + 1))
