@@ -46,6 +46,7 @@ from typing import Any, Callable, Iterable, TypeVar
 from adapter import market as rules
 from adapter.config import SimConfig
 from adapter.sim import records
+from adapter.sim.wire import PART, PARTS_DONE
 from adapter.sim.books import (
     FIRST_ORDER_ID,
     FIRST_SYSID,
@@ -129,6 +130,7 @@ class _Stop:
 
 _STOP = _Stop()
 STEP_PART = 400  # codes one part of a timed price step moves (~30 us each)
+QUERY_PART = 2000  # records of a long query answer built per turn of the loop (~4 ms): orders go between
 _BATCH = 64  # at most this many queued tasks share one state-file transaction (and delivery round)
 STATUS_CODES = 200  # codes in use listed by the sim status control at most (the count says how many)
 
@@ -168,6 +170,7 @@ class SimCounter:
         # (due, tie-break, task): requests served later, touched only on the counter thread
         self._deferred: list[tuple[float, int, Callable[[], None]]] = []
         self._deferred_ids = itertools.count()
+        self._answer_ids = itertools.count(1)
         self._queue: queue.SimpleQueue[Callable[[], None] | _Stop] = queue.SimpleQueue()
         self._lock = threading.Lock()  # guards _thread and _closed
         self._thread: threading.Thread | None = None
@@ -1059,13 +1062,42 @@ class SimCounter:
             orders = [o for o in orders if o.order_id == wanted]
         elif fields.get("m_bCanCancel"):
             orders = [o for o in orders if o.is_open]
-        session.deliver(RESPONSE_CALLBACKS[method], seq, [records.xt_order(o) for o in orders])
+        self._answer_long(session, method, seq, list(orders), records.xt_order)
 
     def _on_query_trades(self, session: Session, seq: int, fields: RequestFields) -> None:
         method = "queryStockTradesWithSeq"
         account = self._query_account(session, method, seq, fields)
         if account is not None:
-            session.deliver(RESPONSE_CALLBACKS[method], seq, [records.xt_trade(t) for t in account.trades])
+            self._answer_long(session, method, seq, list(account.trades), records.xt_trade)
+
+    def _answer_long(self, session: Session, method: str, seq: int, items: list[Any],
+                     build: Callable[[Any], Any]) -> None:
+        """A day of orders or trades, built ``QUERY_PART`` at a time, one part per turn of the loop,
+        so orders and cancels are served between the parts instead of waiting for the whole day.
+        Each part shows its records as they are when it is built. A client that takes parts (the
+        counter process's link) gets each part as it is made; others get the whole list at the end."""
+        callback = RESPONSE_CALLBACKS[method]
+        if len(items) <= QUERY_PART:
+            session.deliver(callback, seq, [build(item) for item in items])
+            return
+        in_parts = getattr(session.client, "takes_parts", False)
+        answer_id, made = next(self._answer_ids), []
+
+        def part(start: int) -> None:
+            chunk = [build(item) for item in items[start:start + QUERY_PART]]
+            if in_parts:
+                session.deliver(PART, answer_id, chunk)
+            else:
+                made.extend(chunk)
+            if start + QUERY_PART < len(items):
+                heapq.heappush(self._deferred, (time.monotonic(), next(self._deferred_ids),
+                                                lambda: part(start + QUERY_PART)))
+            elif in_parts:
+                session.deliver(PARTS_DONE, callback, seq, answer_id)
+            else:
+                session.deliver(callback, seq, made)
+
+        part(0)
 
     def _on_query_positions(self, session: Session, seq: int, fields: RequestFields) -> None:
         method = "queryStockPositionsWithSeq"

@@ -50,6 +50,7 @@ import zmq
 
 from adapter.config import SimConfig
 from adapter.sim import native, wire
+from adapter.sim.wire import PART, PARTS_DONE
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +141,7 @@ class RemoteLink:
         self._lock = threading.Lock()  # guards _req, _state and _pending
         self._state = RemoteLink.NEW
         self._pending: dict[int, tuple[str, native.RequestFields]] = {}  # seq -> request without its response yet
+        self._parts: dict[int, list[Any]] = {}  # answer id -> the parts of a long answer received so far
         self._thread: threading.Thread | None = None
 
     @property
@@ -240,9 +242,18 @@ class RemoteLink:
                 frames = self._sub.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
-            if frames[0] != b"cb":
+            kind = frames[0]
+            if kind == b"cbpart":  # decoded now, so later callbacks are not held behind a whole day
+                answer_id, records = wire.unpack(frames[1])
+                self._parts.setdefault(answer_id, []).extend(records)
                 continue
-            callback, args = wire.unpack(frames[1])
+            if kind == b"cbdone":
+                callback, seq, answer_id = wire.unpack(frames[1])
+                args = [seq, self._parts.pop(answer_id, [])]
+            elif kind == b"cb":
+                callback, args = wire.unpack(frames[1])
+            else:
+                continue
             if callback == native.CB_DISCONNECTED:
                 with self._lock:
                     if self._state == RemoteLink.ACTIVE:
@@ -260,6 +271,7 @@ class RemoteLink:
                 return
             self._state = RemoteLink.LOST
             pending, self._pending = self._pending, {}
+            self._parts.clear()  # their answers never complete: the queries fail below
         log.warning("lost the counter process of %s", self._client.path)
         if was == RemoteLink.ACTIVE:
             self._client.deliver(native.CB_DISCONNECTED)
@@ -285,8 +297,15 @@ class _Peer:
         self.token = token
         self.session: Any = None
 
+    takes_parts = True  # a long answer goes out part by part (SimCounter._answer_long)
+
     def deliver(self, callback: str, *args: Any) -> None:  # on the counter's thread
-        self.server.send_out([b"s" + self.token, b"cb", wire.pack([callback, [wire.rows(arg) for arg in args]])])
+        if callback == PART:  # (answer id, records)
+            self.server.send_out([b"s" + self.token, b"cbpart", wire.pack([args[0], wire.rows(args[1])])])
+        elif callback == PARTS_DONE:  # (the answer's callback, seq, answer id)
+            self.server.send_out([b"s" + self.token, b"cbdone", wire.pack(list(args))])
+        else:
+            self.server.send_out([b"s" + self.token, b"cb", wire.pack([callback, [wire.rows(arg) for arg in args]])])
 
 
 class CounterServer:

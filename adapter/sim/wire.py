@@ -19,6 +19,8 @@ from xtquant import xttype
 EXT_OBJECT = 1
 EXT_FIELDS = 2  # a native.RequestFields snapshot
 EXT_ROWS = 3  # many objects of one xttype class: its name, the field names once, a row of values each
+# Deliveries of a long answer in parts (SimCounter._answer_long) to a client that takes them.
+PART, PARTS_DONE = "__part__", "__parts_done__"
 ROWS_AT = 16  # a list this long of one xttype class travels as rows (a day's orders: 3x faster to decode)
 
 _NATIVE_CLASSES = {cls.__name__: cls for cls in (

@@ -1069,3 +1069,72 @@ def test_a_failing_handler_still_answers(desk: Desk, monkeypatch: pytest.MonkeyP
     monkeypatch.setitem(desk.counter._handlers, "queryStockOrdersWithSeq", broken)
     assert trader.query_stock_orders(ACC) is None  # answered, not hanging
     assert trader.query_stock_asset(ACC).cash == CASH
+
+
+class _Listener:
+    """A native client that records what the counter delivers to it, in order."""
+
+    def __init__(self, takes_parts: bool) -> None:
+        self.takes_parts = takes_parts
+        self.calls: list[tuple[str, tuple[Any, ...]]] = []
+        self.lock = threading.Lock()
+
+    def deliver(self, callback: str, *args: Any) -> None:  # the counter's thread
+        with self.lock:
+            self.calls.append((callback, args))
+
+    def seen(self) -> list[tuple[str, tuple[Any, ...]]]:
+        with self.lock:
+            return list(self.calls)
+
+
+def _request(req_class: Any, **fields: Any) -> Any:
+    from adapter.sim.counter import STOCK_ACCOUNT
+    from adapter.sim.native import RequestFields
+
+    req = req_class()
+    req.m_strAccountID, req.m_nAccountType = ACCOUNT, STOCK_ACCOUNT
+    for name, value in fields.items():
+        setattr(req, name, value)
+    return RequestFields(req)
+
+
+@pytest.mark.parametrize("takes_parts", [False, True])
+def test_a_long_query_is_answered_in_parts_and_orders_are_served_between_them(
+    desk: Desk, monkeypatch: pytest.MonkeyPatch, takes_parts: bool
+) -> None:
+    """A day of orders is built a part at a time; an order sent after the query is answered before
+    the query's last part, and the answer holds every order of the day, in order, once."""
+    from adapter.sim import counter as counter_module
+    from adapter.sim import native
+    from adapter.sim.wire import PART, PARTS_DONE
+
+    from ..conftest import wait_for
+
+    monkeypatch.setattr(counter_module, "QUERY_PART", 3)
+    trader, _ = desk.trader(ACCOUNT)
+    placed = [trader.order_stock(ACC, "600000.SH", C.STOCK_BUY, 100, C.FIX_PRICE, 10.50, "s", f"r{i}")
+              for i in range(10)]
+    listener = _Listener(takes_parts)
+    session = desk.counter.attach(listener)  # type: ignore[arg-type]
+    assert session is not None
+    desk.counter.submit_request(session, "subscribeWithSeq", 900, _request(native.SubscribeReq))
+    desk.counter.submit_request(session, "queryStockOrdersWithSeq", 901, _request(native.QueryStockOrdersReq))
+    desk.counter.submit_request(session, "orderStockWithSeq", 902, _request(
+        native.OrderStockReq, m_strStockCode="600000.SH", m_nOrderVolume=100, m_dPrice=10.5, m_strOrderRemark="late"))
+    done = "OnQueryStockOrdersCallback" if not takes_parts else PARTS_DONE
+    calls = wait_for(lambda: (c := listener.seen()) and any(name == done for name, _ in c) and c, 10.0)
+    names = [name for name, _ in calls]
+    answered = names.index(done)
+    late = next(i for i, (name, args) in enumerate(calls) if args and args[0] == 902)
+    assert late < answered  # served between the parts, not after the whole day
+    if takes_parts:
+        parts = [args for name, args in calls if name == PART]
+        assert len(parts) == 4 and {answer for answer, _ in parts} == {calls[answered][1][2]}
+        orders = [order for _, chunk in parts for order in chunk]
+        assert calls[answered][1][:2] == ("OnQueryStockOrdersCallback", 901)
+    else:
+        seq, orders = calls[answered][1]
+        assert seq == 901
+    assert [o.order_id for o in orders] == placed  # the day as it was asked for, each once, in order
+    desk.counter.detach(session)
