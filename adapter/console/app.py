@@ -20,6 +20,7 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
+from textual.css.query import NoMatches
 from textual.widgets import Button, DataTable, Footer, Label, Static
 from textual.worker import WorkerCancelled, WorkerFailed, WorkerState
 
@@ -162,10 +163,13 @@ class ConsoleApp(App[None]):
         self.query_one("#orders", DataTable).focus()
         self.run_worker(self._pinger(), name="pinger", group="gateway")
         self.run_worker(self._feed(), name="feed", group="gateway")
-        self.set_interval(REDRAW_EVERY, self._redraw)
+        self._redraw_timer = self.set_interval(REDRAW_EVERY, self._redraw)
         self._redraw()
 
     async def on_unmount(self) -> None:
+        timer = getattr(self, "_redraw_timer", None)
+        if timer is not None:
+            timer.stop()  # the widgets go with the app: no redraw after this
         # The loop's own calls end first, so closing the client fails none of them mid-air.
         for group in ("gateway", "actions"):
             for worker in self.workers.cancel_group(self, group):
@@ -415,9 +419,13 @@ class ConsoleApp(App[None]):
             self.model.version += 1
         if self.model.version == self._drawn:
             return
-        self._drawn = self.model.version
         account = self.account
-        self.query_one("#status", Static).update(self.status_text())
+        try:
+            status = self.query_one("#status", Static)
+        except NoMatches:  # the screen is being taken down (quitting): nothing to draw on
+            return
+        self._drawn = self.model.version
+        status.update(self.status_text())
         self._draw_positions(account)
         self._draw_orders(account)
         self._draw_fills(account)
