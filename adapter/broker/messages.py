@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Union
 
+from ..protocol.events import to_map
+
 
 @dataclass(slots=True)
 class Pushed:
@@ -59,8 +61,6 @@ class Records:
     fields: tuple[str, ...]
 
     def maps(self, start: int = 0, stop: int | None = None) -> list[dict[str, Any]]:
-        from ..protocol.events import to_map
-
         fields = self.fields
         return [to_map(obj, fields) for obj in self.objects[start:stop]]
 

@@ -46,6 +46,7 @@ from adapter.client._stream import LIVENESS_EVENT, text_prefixes
 from adapter.client._wire import check_timeout, decode_reply, reply_outcome
 from adapter.client.errors import CLIENT_CLOSED, GatewayError, GatewayTimeout
 from adapter.client.records import Event, EventFormatError, parse_event
+from adapter.keys import CurveKeys
 from adapter.client.recovery import _notice
 from adapter.protocol import ProtocolError, event_topic, unpack
 
@@ -649,7 +650,38 @@ class LoopThread:
         self.loop.stop()
 
 
-class NatsClient(client_sync.Client):
+class _NatsClientBase:
+    """What the blocking and the asyncio NATS client share: settings, ids, the link, liveness."""
+
+    _link: NatsLink
+    _curve: CurveKeys | None  # never set over NATS: its TLS and credentials stand in
+    settings: NatsSettings
+    liveness_timeout: float | None
+
+    def _init_nats(self, timeout: float, liveness_timeout: float | None, nats: str | Sequence[str],
+                   options: dict[str, Any]) -> None:
+        self.settings = NatsSettings.make(nats, **options)
+        self.router = self.pub = self.settings.where  # what messages name as "the gateway at ..."
+        self.timeout = check_timeout(timeout, timeout)
+        self.liveness_timeout = liveness_timeout
+        self._curve = None
+        self._ids = itertools.count(1)
+        self._closed = False
+        self._link = NatsLink(self.settings)
+
+    @property
+    def gateway_alive(self) -> bool | None:
+        """Whether the client's gateways are heard on NATS: their bridges' health (PROTOCOL §18.3)
+        within ``liveness_timeout`` (default 3 s) saying ``connected``; None before one is heard."""
+        return client_liveness(self._link.directory, self.settings, self.liveness_timeout)
+
+    @property
+    def gateways(self) -> dict[str, dict[str, Any]]:
+        """The gateways heard on NATS: name -> the bridge's last health map."""
+        return dict(self._link.directory.gateways)
+
+
+class NatsClient(_NatsClientBase, client_sync.Client):
     """The blocking client over NATS; made by ``Client(nats=URL, ...)`` (see the module docstring)."""
 
     def __init__(self, router: str | None = None, pub: str | None = None, timeout: float = 10.0,
@@ -658,17 +690,10 @@ class NatsClient(client_sync.Client):
                  **nats_options: Any) -> None:
         if nats is None:
             raise TypeError("NatsClient needs nats=URL")
-        self.settings = NatsSettings.make(nats, **nats_options)
-        self.router = self.pub = self.settings.where  # what messages name as "the gateway at ..."
-        self.timeout = check_timeout(timeout, timeout)
-        self.liveness_timeout = liveness_timeout
-        self._curve = None
-        self._ids = itertools.count(1)
-        self._closed = False
+        self._init_nats(timeout, liveness_timeout, nats, nats_options)
         self._subscriptions: set[Any] = set()
         self._subscriptions_lock = threading.Lock()
         self._loop = LoopThread()
-        self._link = NatsLink(self.settings)
         self._loop.submit(self._link.connect_quietly(self.timeout))  # hear the bridges from now on
 
     def _call(self, op: str, args: dict[str, Any], timeout: float | None, plain: bool = False) -> Any:
@@ -702,17 +727,6 @@ class NatsClient(client_sync.Client):
         with self._subscriptions_lock:
             self._subscriptions.add(subscription)
         return subscription
-
-    @property
-    def gateway_alive(self) -> bool | None:
-        """Whether the client's gateways are heard on NATS: their bridges' health (PROTOCOL §18.3)
-        within ``liveness_timeout`` (default 3 s) saying ``connected``; None before one is heard."""
-        return client_liveness(self._link.directory, self.settings, self.liveness_timeout)
-
-    @property
-    def gateways(self) -> dict[str, dict[str, Any]]:
-        """The gateways heard on NATS: name -> the bridge's last health map."""
-        return dict(self._link.directory.gateways)
 
     def close(self) -> None:
         if self._closed:
@@ -925,7 +939,7 @@ class NatsSubscription(Closing):
 # -- the asyncio client ---------------------------------------------------------------------
 
 
-class AsyncNatsClient(client_aio.AsyncClient):
+class AsyncNatsClient(_NatsClientBase, client_aio.AsyncClient):
     """The asyncio client over NATS; made by ``AsyncClient(nats=URL, ...)``. Use it from the one
     event loop it was first used in."""
 
@@ -935,15 +949,8 @@ class AsyncNatsClient(client_aio.AsyncClient):
                  **nats_options: Any) -> None:
         if nats is None:
             raise TypeError("AsyncNatsClient needs nats=URL")
-        self.settings = NatsSettings.make(nats, **nats_options)
-        self.router = self.pub = self.settings.where
-        self.timeout = check_timeout(timeout, timeout)
-        self.liveness_timeout = liveness_timeout
-        self._curve = None
-        self._ids = itertools.count(1)
-        self._closed = False
+        self._init_nats(timeout, liveness_timeout, nats, nats_options)
         self._subscriptions: set[Any] = set()  # type: ignore[assignment]
-        self._link = NatsLink(self.settings)
 
     def _call(self, op: str, args: dict[str, Any], timeout: float | None, plain: bool = False) -> Awaitable[Any]:
         return self._nats_request(op, args, timeout, plain)
@@ -974,16 +981,6 @@ class AsyncNatsClient(client_aio.AsyncClient):
         subscription = AsyncNatsSubscription(stream, callback, self._subscriptions.discard)
         self._subscriptions.add(subscription)
         return subscription
-
-    @property
-    def gateway_alive(self) -> bool | None:
-        """Whether the client's gateways are heard on NATS: their bridges' health (PROTOCOL §18.3)
-        within ``liveness_timeout`` (default 3 s) saying ``connected``; None before one is heard."""
-        return client_liveness(self._link.directory, self.settings, self.liveness_timeout)
-
-    @property
-    def gateways(self) -> dict[str, dict[str, Any]]:
-        return dict(self._link.directory.gateways)
 
     async def close(self) -> None:
         if self._closed:

