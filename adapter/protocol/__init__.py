@@ -10,9 +10,11 @@ from .codec import (
     encode_event,
     encode_ok,
     encode_ok_packed,
+    encode_quote,
     encode_request,
     event_topic,
     pack,
+    quote_topic,
     unpack,
 )
 from .errors import ProtocolError
@@ -33,6 +35,7 @@ __all__ = [
     "encode_event",
     "encode_ok",
     "encode_ok_packed",
+    "encode_quote",
     "encode_request",
     "errors",
     "event_topic",
@@ -40,5 +43,6 @@ __all__ = [
     "mapping",
     "ops",
     "pack",
+    "quote_topic",
     "unpack",
 ]

@@ -147,6 +147,16 @@ def event_topic(event_type: str, account_id: str | None) -> str:
     return f"{event_type}.{account_id}."
 
 
+def quote_topic(period: str, code: str) -> str:
+    """``quote.<period>.<code>.`` (PROTOCOL §16); the closing dot as in ``event_topic``."""
+    return f"quote.{period}.{code}."
+
+
+def encode_quote(period: str, code: str, record: dict[str, Any]) -> bytes:
+    """A quote PUB payload: one tick or bar as xtdata gives it (PROTOCOL §16)."""
+    return pack({"code": code, "period": period, "data": [record]})
+
+
 def encode_event(
     seq: int | None,
     ts: int,

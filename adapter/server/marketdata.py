@@ -17,7 +17,9 @@ from .ledger import trading_day
 
 log = logging.getLogger(__name__)
 
-Quote = tuple[str, str, dict[str, Any]]  # (period, code, tick or bar)
+# (period, code, tick or bar): the record as xtdata gives it, or already packed as the quote
+# PUB's payload (``protocol.encode_quote``) where the source had it so
+Quote = tuple[str, str, dict[str, Any] | bytes]
 Sink = Callable[[list[Quote]], None]
 Progress = Callable[[dict[str, Any]], None]
 
@@ -99,6 +101,14 @@ class SimSource:
         return last_rows(self._counter.market_data(stock_list=codes, period=period, count=1), period)
 
     def watch(self, sink: Sink) -> None:
+        packed = getattr(self._counter, "on_packed_quotes", None)
+        if packed is not None:  # a counter process: ticks arrive packed for the quote PUB already
+            def on_packed(pairs: list[tuple[str, bytes]]) -> None:
+                sink([("tick", code, payload) for code, payload in pairs])
+
+            self._unwatch = packed(on_packed)
+            return
+
         def on_quotes(ticks: dict[str, dict[str, Any]]) -> None:  # the counter's thread: hand off only
             sink([("tick", code, tick) for code, tick in ticks.items()])
 

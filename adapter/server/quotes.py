@@ -23,7 +23,7 @@ import zmq
 
 from ..config import Config
 from ..keys import ClientKey
-from ..protocol import errors, ops, pack
+from ..protocol import encode_quote, errors, ops, pack, quote_topic
 from . import access
 from .desk import Refuse, Reply
 from .inbox import Inbox
@@ -39,10 +39,6 @@ SUBSCRIPTION_OPS = frozenset({"subscribe_quote", "subscribe_whole_quote", "unsub
 MAX_VALUES = 5_000_000  # values one get_market_data_ex answer may hold (codes x rows x fields)
 QUOTE_PREFIXES = ("quote.", "download.")
 SEND_BATCH = 2_048  # quotes sent per turn of the quote thread before it looks at its socket again
-
-
-def quote_topic(period: str, code: str) -> str:
-    return f"quote.{period}.{code}."
 
 
 @dataclass(slots=True)
@@ -303,7 +299,7 @@ class QuoteThread:
         self._prefixes: dict[str | None, set[str]] = {}
         self._max_prefixes = config.max_subscriptions
         self._lock = threading.Lock()
-        self._latest: dict[tuple[str, str], dict[str, Any]] = {}  # conflated: newest per (period, code)
+        self._latest: dict[tuple[str, str], dict[str, Any] | bytes] = {}  # conflated: newest per (period, code)
         self._progress: list[tuple[str, dict[str, Any]]] = []
         self._wanted: frozenset[tuple[str, str]] = frozenset()
         self._wake = Inbox()
@@ -378,8 +374,8 @@ class QuoteThread:
         sent = 0
         for (period, code), record in latest.items():
             if (code, period) in wanted or (period == "tick" and code.rpartition(".")[2] in markets):
-                socket.send_multipart([quote_topic(period, code).encode(),
-                                       pack({"code": code, "period": period, "data": [record]})])
+                payload = record if isinstance(record, bytes) else encode_quote(period, code, record)
+                socket.send_multipart([quote_topic(period, code).encode(), payload])
                 sent += 1
                 if sent % SEND_BATCH == 0:
                     self._grant(socket)

@@ -129,7 +129,7 @@ class _Stop:
 
 
 _STOP = _Stop()
-STEP_PART = 400  # codes one part of a timed price step moves (~30 us each)
+STEP_PART = 100  # codes one part of a timed price step moves (~25 us each): an order waits ~3 ms at most
 QUERY_PART = 2000  # records of a long query answer built per turn of the loop (~4 ms): orders go between
 _BATCH = 64  # at most this many queued tasks share one state-file transaction (and delivery round)
 STATUS_CODES = 200  # codes in use listed by the sim status control at most (the count says how many)
@@ -170,6 +170,7 @@ class SimCounter:
         # (due, tie-break, task): requests served later, touched only on the counter thread
         self._deferred: list[tuple[float, int, Callable[[], None]]] = []
         self._deferred_ids = itertools.count()
+        self._parts_left = 0  # parts of the timed price step under way (a new step waits for them)
         self._answer_ids = itertools.count(1)
         self._queue: queue.SimpleQueue[Callable[[], None] | _Stop] = queue.SimpleQueue()
         self._lock = threading.Lock()  # guards _thread and _closed
@@ -968,6 +969,8 @@ class SimCounter:
     def _timer_tick(self) -> None:
         """The timer's step: a large walk goes in parts of ``STEP_PART`` codes, each a task of its
         own, so orders that arrive meanwhile wait for one part (~15 ms), not the whole table."""
+        if self._parts_left:  # the last step is still going (a cadence faster than a step): skip this one
+            return
         frozen = self.feed.frozen(int(self._clock() * 1000))
         codes = sorted(self._books.walking(frozen)) if self.config.price_model == "walk" else []
         if len(codes) <= STEP_PART or len(frozen) >= len(self._books.quotes):
@@ -978,8 +981,10 @@ class SimCounter:
             part = codes[start:start + STEP_PART]
             task: Callable[[], None] = functools.partial(self._step_part, frozen, part)
             heapq.heappush(self._deferred, (now, next(self._deferred_ids), task))
+            self._parts_left += 1
 
     def _step_part(self, frozen: frozenset[str] | set[str], part: list[str]) -> None:
+        self._parts_left -= 1
         self._publish(self._books.step(frozen, only=part))
         self._feed_tick({code: self._books.quotes[code] for code in part})
 

@@ -14,7 +14,13 @@ client's two sockets by one random token):
     client req socket  -> ["req", [method, seq, RequestFields]] | ["detach", ""]
     counter            -> sub socket ["cb", [callback, args]]  (a delivery, in the counter's order)
     control socket     -> ["ctl", [id, hook, args]]           <- ["ctl", [id, ok, result | [type, text]]]
-    quote socket       -> ["quotes", ""]                      <- ["quotes", {code: tick}] after each price step
+    quote socket       -> ["quotes", ""] | ["qack", ""]        <- ["quotes", [[code, payload], ...]]
+
+Quotes are latest-value: the counter's thread only merges each step's ticks into a pending map
+(newest per code); the link's thread sends a push of at most ``QUOTE_PUSH`` ticks to a quote
+socket when that socket has acknowledged the one before ("qack"), so a slow reader gets fresher
+quotes, not a queue, and a push never holds order answers back. Each tick goes packed as the
+gateway's quote PUB sends it (``protocol.encode_quote``): the gateway forwards the bytes.
 
 Requests go out on their own socket under a lock (any thread may send); deliveries arrive on the
 other, read only by the link's delivery thread, which calls the bound callbacks as the counter's
@@ -49,6 +55,7 @@ from typing import Any, Callable, Iterable, Sequence, cast
 import zmq
 
 from adapter.config import SimConfig
+from adapter.protocol import encode_quote, unpack
 from adapter.sim import native, wire
 from adapter.sim.wire import PART, PARTS_DONE
 
@@ -68,6 +75,36 @@ CONTROL_HOOKS = frozenset({
     "full_tick", "record_ticks", "market_data", "local_data", "trading_dates", "download_history",
 })
 _LOST_EVENTS = zmq.EVENT_DISCONNECTED | zmq.EVENT_CLOSED | zmq.EVENT_CONNECT_RETRIED
+
+
+SWITCH_INTERVAL = 0.0005  # seconds: the counter process's GIL switch interval (see main)
+QUOTE_PUSH = 1_000  # ticks in one quote push: one frame (many frames cost a GIL hand-off each)
+QUOTE_ACK_TIMEOUT = 5.0  # seconds without a "qack" before a quote socket may have a push again
+
+
+def pack_quotes(ticks: Iterable[tuple[str, dict[str, Any]]]) -> bytes:
+    """A quote push's body: ``[[code, payload], ...]``, each payload the quote PUB's message."""
+    return wire.pack([[code, encode_quote("tick", code, tick)] for code, tick in ticks])
+
+
+def read_quotes(body: bytes) -> list[tuple[str, bytes]]:
+    """``pack_quotes`` read back as ``(code, payload)`` pairs; anything else reads as none."""
+    try:
+        pairs = wire.unpack(body)
+        return [(str(code), bytes(payload)) for code, payload in pairs]
+    except Exception:
+        log.warning("a malformed quote push of %d bytes was dropped", len(body))
+        return []
+
+
+class _QuotePeer:
+    """A quote socket's state on the link's thread: its ticks not sent yet, and its credit."""
+
+    __slots__ = ("pending", "sent_at")
+
+    def __init__(self) -> None:
+        self.pending: dict[str, dict[str, Any]] = {}
+        self.sent_at: float | None = None  # when the push it has not acknowledged yet went
 
 
 def _heartbeat(socket: zmq.Socket[Any]) -> None:
@@ -332,7 +369,10 @@ class CounterServer:
         self._out_push.connect(inproc)
         self._out_lock = threading.Lock()  # the counter and control threads both send out
         self._peers: dict[bytes, _Peer] = {}  # token -> peer; touched on the I/O thread only
-        self._quote_peers: set[bytes] = set()  # routing ids of quote sockets; I/O thread only
+        self._quote_peers: dict[bytes, _QuotePeer] = {}  # by routing id; I/O thread only
+        self._quote_lock = threading.Lock()
+        self._quotes_new: dict[str, dict[str, Any]] = {}  # from the counter's thread, newest per code
+        self._quotes_wanted = False  # any quote socket: read by the counter's thread without the lock
         self._unsubscribe_quotes = counter.on_quotes(self._on_quotes)
         self._control: queue.SimpleQueue[tuple[bytes, Any] | None] = queue.SimpleQueue()
         self.stopping = threading.Event()
@@ -341,9 +381,39 @@ class CounterServer:
         with self._out_lock:
             self._out_push.send_multipart(frames)
 
-    def _on_quotes(self, ticks: dict[str, dict[str, Any]]) -> None:  # on the counter's thread
-        if self._quote_peers:  # read without the I/O thread's lock: a late push is only dropped
-            self.send_out([b"", b"quotes", wire.pack(ticks)])
+    def _on_quotes(self, ticks: dict[str, dict[str, Any]]) -> None:  # on the counter's thread: merge, wake
+        if not self._quotes_wanted:
+            return
+        with self._quote_lock:
+            wake = not self._quotes_new
+            self._quotes_new.update(ticks)
+        if wake:
+            self.send_out([b"", b"quotes"])
+
+    def _push_quotes(self, now: float) -> None:
+        """On the link's thread: new ticks to each quote socket's pending map, then a push to each
+        socket with credit."""
+        with self._quote_lock:
+            new, self._quotes_new = self._quotes_new, {}
+        for identity, peer in list(self._quote_peers.items()):
+            peer.pending.update(new)
+            if peer.sent_at is not None and now - peer.sent_at < QUOTE_ACK_TIMEOUT:
+                continue  # its push is not acknowledged yet
+            if not peer.pending:
+                continue
+            if len(peer.pending) <= QUOTE_PUSH:
+                batch, peer.pending = list(peer.pending.items()), {}
+            else:
+                batch = list(itertools.islice(peer.pending.items(), QUOTE_PUSH))
+                for code, _tick in batch:
+                    del peer.pending[code]
+            try:
+                self._router.send_multipart([identity, b"quotes", pack_quotes(batch)], zmq.NOBLOCK)
+            except zmq.ZMQError:  # its socket is gone
+                del self._quote_peers[identity]
+                self._quotes_wanted = bool(self._quote_peers)
+                continue
+            peer.sent_at = now
 
     def write_endpoint(self) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
@@ -382,6 +452,8 @@ class CounterServer:
                             log.exception("counter link: a message could not be served")
                 if self._out_pull in ready:
                     self._flush(1000)
+                elif self._quote_peers:  # a quiet turn: pending ticks of a socket whose ack was lost
+                    self._push_quotes(time.monotonic())
                 if parent_pid is not None and os.getppid() != parent_pid:
                     log.warning("the process that started the counter is gone: stopping")
                     break
@@ -404,12 +476,8 @@ class CounterServer:
                 frames = self._out_pull.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
-            if frames[0] == b"":  # a quote push: to every quote socket
-                for identity in list(self._quote_peers):
-                    try:
-                        self._router.send_multipart([identity, *frames[1:]], zmq.NOBLOCK)
-                    except zmq.ZMQError:
-                        self._quote_peers.discard(identity)
+            if frames[0] == b"":  # new quotes
+                self._push_quotes(time.monotonic())
                 continue
             try:
                 self._router.send_multipart(frames, zmq.NOBLOCK)
@@ -453,9 +521,16 @@ class CounterServer:
         elif kind == b"ctl":
             self._control.put((identity, wire.unpack(body)))
         elif kind == b"quotes":
-            self._quote_peers.add(identity)
+            self._quote_peers[identity] = _QuotePeer()
+            self._quotes_wanted = True
+        elif kind == b"qack":
+            peer = self._quote_peers.get(identity)
+            if peer is not None:
+                peer.sent_at = None
+                self._push_quotes(time.monotonic())
         elif kind == b"unquotes":
-            self._quote_peers.discard(identity)
+            self._quote_peers.pop(identity, None)
+            self._quotes_wanted = bool(self._quote_peers)
 
     def _control_loop(self) -> None:
         """Hooks run here, one at a time, so a long one never holds the link's I/O."""
@@ -627,6 +702,15 @@ class RemoteCounter:
         """``SimCounter.on_quotes`` across processes: ``callback({code: tick})`` on a thread of
         this process for each push; it must only hand off. Follows a counter process restarted
         at the path. Returns the unsubscribe (which stops that thread)."""
+
+        def decoded(pairs: list[tuple[str, bytes]]) -> None:
+            callback({code: unpack(payload)["data"][0] for code, payload in pairs})
+
+        return self.on_packed_quotes(decoded)
+
+    def on_packed_quotes(self, callback: Callable[[list[tuple[str, bytes]]], None]) -> Callable[[], None]:
+        """``on_quotes`` with each tick as the quote PUB's payload, packed in the counter process:
+        ``callback([(code, payload), ...])``."""
         watch = QuoteWatch(self.path, callback)
         watch.start()
         return watch.close
@@ -637,7 +721,7 @@ class QuoteWatch:
     watch's thread. A counter process that goes away and comes back (a new endpoint) is
     subscribed again; pushes meanwhile are lost (quotes are snapshots: the next one replaces them)."""
 
-    def __init__(self, path: str | os.PathLike[str], callback: Callable[[dict[str, dict[str, Any]]], None]) -> None:
+    def __init__(self, path: str | os.PathLike[str], callback: Callable[[list[tuple[str, bytes]]], None]) -> None:
         self.path = Path(path)
         self._callback = callback
         self._stopping = threading.Event()
@@ -679,9 +763,10 @@ class QuoteWatch:
                 frames = socket.recv_multipart()
                 if len(frames) == 2 and frames[0] == b"quotes":
                     try:
-                        self._callback(wire.unpack(frames[1]))
+                        self._callback(read_quotes(frames[1]))
                     except Exception:
                         log.exception("a quote subscriber failed")
+                    socket.send_multipart([b"qack", b""])  # handed off: the counter may send the next
         finally:
             if socket is not None:
                 socket.linger = 100  # long enough for the goodbye to leave
@@ -794,6 +879,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"counter: {exc}", file=sys.stderr)
         return 2
     server = CounterServer(counter, args.path)
+    # The link's thread hands each request to the counter's thread and each answer back; while a
+    # price step keeps the counter's thread busy, every hand-off waits out the GIL's switch
+    # interval (5 ms by default): shorter, an order waits for its turn, not for the step's slices.
+    sys.setswitchinterval(SWITCH_INTERVAL)
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: server.stopping.set())
     log.info("serving %s on %s", args.path, server.endpoint)

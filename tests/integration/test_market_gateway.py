@@ -182,8 +182,10 @@ def test_subscriptions_are_counted_across_clients_and_quotes_show_the_fill_price
         assert gateway.market.refs == {}
 
 
-def test_whole_market_and_bar_subscriptions_push_their_topics(gateway_factory: Callable[..., Any]) -> None:
-    gateway = gateway_factory(WALK)
+@pytest.mark.parametrize("sim_process", [False, True], ids=["in-process", "own-process"])
+def test_whole_market_and_bar_subscriptions_push_their_topics(gateway_factory: Callable[..., Any],
+                                                              sim_process: bool) -> None:
+    gateway = gateway_factory(WALK, sim_process=sim_process)
     with wires(gateway) as make:
         wire, sub = make(), make("sub", b"quote.")
         wire.ok("get_full_tick", code_list=["600000.SH", "000001.SZ"])  # these codes walk from now on
@@ -304,3 +306,32 @@ def test_subscription_prefixes_on_the_quote_pub_are_bounded(gateway_factory: Cal
                 seen.add(sub.recv_multipart()[0])
         assert seen and b"quote.tick.000002.SZ." not in seen  # the fourth prefix was never granted
         assert len(seen) <= 3
+
+
+def test_a_counter_process_pushes_the_same_ticks_as_one_in_the_gateway(gateway_factory: Callable[..., Any]) -> None:
+    """A counter in its own process packs each tick for the quote PUB itself; the subscriber
+    gets the same message, field for field and type for type, as from a counter in-process."""
+    fixed = SimConfig(persist=False)
+    bodies = []
+    for sim_process in (False, True):
+        gateway = gateway_factory(fixed, sim_process=sim_process)
+        with wires(gateway) as make:
+            wire, sub = make(), make("sub", b"quote.tick.600000.SH.")
+            wire.ok("subscribe_quote", stock_code="600000.SH", period="tick")
+
+            prices = itertools.cycle((10.71, 10.72))  # each set moves the price: a tick every time
+
+            def quoted() -> dict[str, Any] | None:
+                price = next(prices)
+                market(gateway).set_price("600000.SH", price)
+                if not sub.poll(200):
+                    return None
+                body = msgpack.unpackb(sub.recv_multipart()[1], strict_map_key=False)
+                return dict(body) if body["data"][0]["lastPrice"] == price else None
+
+            bodies.append(wait_for(quoted, 10, interval=0.05, what="a tick at the price just set"))
+    local, remote = bodies
+    assert remote["code"] == local["code"] == "600000.SH" and remote["period"] == local["period"] == "tick"
+    assert {k: type(v) for k, v in remote["data"][0].items()} == {k: type(v) for k, v in local["data"][0].items()}
+    for field in ("lastClose", "stockStatus", "openInt", "settlementPrice"):
+        assert remote["data"][0][field] == local["data"][0][field], field
