@@ -499,3 +499,68 @@ def test_the_counter_process_serves_the_market(table: str, tmp_path: Path) -> No
     finally:
         process.close()
 
+
+
+def test_a_quote_socket_gets_one_push_at_a_time_and_the_newest_prices(table: str, tmp_path: Path) -> None:
+    """A counter process never queues quotes for a reader: one push in flight per quote socket
+    until it says "qack", and meanwhile only the newest tick per code is kept."""
+    import msgpack
+    import zmq
+
+    from adapter import sim
+    from adapter.sim.remote import read_endpoint, read_quotes
+
+    process = sim.start_counter_process(tmp_path / "qmt", SimConfig(instruments_file=table), [ACCOUNT])
+    context = zmq.Context()
+    socket = context.socket(zmq.DEALER)
+    socket.linger = 0
+    try:
+        endpoint = read_endpoint(tmp_path / "qmt")
+        assert endpoint is not None
+        socket.connect(endpoint)
+        socket.send_multipart([b"quotes", b""])
+
+        def push(timeout_ms: int) -> dict[str, float] | None:
+            if not socket.poll(timeout_ms):
+                return None
+            kind, body = socket.recv_multipart()
+            assert kind == b"quotes"
+            return {code: msgpack.unpackb(payload)["data"][0]["lastPrice"] for code, payload in read_quotes(body)}
+
+        first = None
+        for price in (10.61, 10.62, 10.63, 10.64, 10.65):  # bounded: the subscription may take a moment
+            process.set_price("600000.SH", price)
+            first = push(1000)
+            if first:
+                break
+        assert first and "600000.SH" in first
+        for price in (10.50, 10.51, 10.52):  # no credit: these wait in the counter process, conflated
+            process.set_price("600000.SH", price)
+        process.set_price("000001.SZ", 11.90)
+        assert push(500) is None
+        socket.send_multipart([b"qack", b""])
+        assert push(5000) == {"600000.SH": 10.52, "000001.SZ": 11.90}
+    finally:
+        socket.close(0)
+        context.term()
+        process.close()
+
+
+def test_a_step_slower_than_the_cadence_is_not_started_again_before_it_ends() -> None:
+    """With thousands of codes walking and a cadence shorter than a step, the counter goes on
+    with the step under way (in parts, orders between) instead of queueing more steps."""
+    from adapter.sim.counter import STEP_PART, SimCounter
+    from adapter.sim.instruments import load_instruments
+
+    codes = [code for code, instrument in load_instruments().items() if not instrument.is_index][:3000]
+    counter = SimCounter(SimConfig(price_model="walk", tick_interval=0.001, persist=False), [ACCOUNT])
+    try:
+        counter.full_tick(codes)  # these walk from now on
+        parts = -(-len(codes) // STEP_PART)
+        most = 0
+        for _ in range(40):  # bounded: about 1 s of steps
+            most = max(most, counter._call(lambda: len(counter._deferred)))
+            threading.Event().wait(0.025)
+        assert 0 < most <= parts
+    finally:
+        counter.close()
