@@ -1,11 +1,15 @@
 """``python -m bench.quotes``: market data through the gateway against a raw PUB, in one run.
 
-- fan-out: quotes per second each of 1 and 4 subscriber processes receive from the quote PUB,
-  with every code of the instrument table walking at the fastest cadence and subscribed whole
-  (``subscribe_whole_quote(["SH", "SZ", "BJ"])``); alongside, a raw pyzmq PUB flooding messages
-  of a tick's size to the same number of SUB processes: the floor's rate;
-- the trading stream while quotes flood: sequential ``order_stock`` round trips with the flood
-  on and off (p50, p99, and round trips over 100 ms: stalls);
+- fan-out: quotes per second each of 1 and 4 subscriber processes receive from the quote PUB
+  subscribed whole (``subscribe_whole_quote(["SH", "SZ", "BJ"])``) while a source hands the
+  gateway ticks of every code as fast as it sends them (as xtdata's push thread would on a QMT
+  host); alongside, a raw pyzmq PUB flooding messages of a tick's size to the same number of SUB
+  processes: the floor's rate;
+- the simulated market's flood: the same subscribers with every code of the instrument table
+  walking at the fastest cadence (what the sim can make, in its own process);
+- the trading stream while quotes flood: sequential ``order_stock`` round trips with no quotes,
+  in the simulated market's flood, in the fan-out flood, and with the whole table at QMT's 3 s
+  cadence (p50, p99, and round trips over 100 ms: stalls);
 - queries: ``get_full_tick`` of 500 codes and ``get_market_data_ex`` of 250 daily bars x 100
   codes, round trips.
 
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import datetime as dt
 import json
 import logging
@@ -56,8 +61,10 @@ def gateway(conn: Any, tick_interval: float) -> None:
         sim = SimConfig(price_model="walk", tick_interval=tick_interval, persist=False, cash=1e12)
         gw = Gateway(type(config)(**{**config.__dict__, "sim": sim}))
         gw.start()
+        gc.freeze()  # as qmt-adapter serve does after start-up
         codes = [code for code, instrument in load_instruments().items() if not instrument.is_index]
         conn.send((gw.router_endpoint, gw.quote_endpoint, codes))
+        feeder: Feeder | None = None
         while True:
             command = conn.recv()
             if command == "stop":
@@ -65,7 +72,55 @@ def gateway(conn: Any, tick_interval: float) -> None:
             if command == "sent":
                 assert gw.quotes is not None
                 conn.send(gw.quotes.sent)
+            if command == "feed":
+                assert gw.quotes is not None and gw.market.source is not None
+                feeder = Feeder(gw.quotes, gw.market.source.call("get_full_tick", {"code_list": codes}, lambda _: None))
+                feeder.start()
+                conn.send("feeding")
+            if command == "unfeed" and feeder is not None:
+                feeder.stop()
+                conn.send(feeder.given)
         gw.stop()
+
+
+class Feeder:
+    """A market source at the rate the gateway takes quotes: hands the quote thread ticks of
+    every code in turn (a new time each), at most ``AHEAD`` more than it has sent, from a thread
+    of its own, as xtdata's push thread does on a QMT host."""
+
+    AHEAD = 20_000
+    BATCH = 500
+
+    def __init__(self, quotes: Any, ticks: dict[str, dict[str, Any]]) -> None:
+        import threading
+
+        self._quotes = quotes
+        self._ticks = list(ticks.items())
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench-feeder", daemon=True)
+        self.given = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        ticks, quotes = self._ticks, self._quotes
+        start, stamp = 0, int(time.time() * 1000)
+        for _ in range(100_000_000):  # bounded; ended by stop()
+            if self._stopping.is_set():
+                return
+            if self.given - quotes.sent > self.AHEAD:
+                self._stopping.wait(0.0005)
+                continue
+            stamp += 1
+            batch = ticks[start:start + self.BATCH] or ticks[:self.BATCH]
+            start = (start + self.BATCH) % len(ticks)
+            quotes.put([("tick", code, {**tick, "time": stamp}) for code, tick in batch])
+            self.given += len(batch)
 
 
 def counter(conn: Any, endpoint: str, seconds: float) -> None:
@@ -144,6 +199,17 @@ def raw_fan_out(size: int, subscribers: int, seconds: float) -> list[float]:
     conn.send("stop")
     proc.join(10)
     return rates
+
+
+def measured_fan_out(conn: Any, quotes: str, subscribers: int, seconds: float) -> dict[str, float]:
+    """Quotes per second each of ``subscribers`` processes received, and what the gateway sent."""
+    conn.send("sent")
+    before = conn.recv()
+    started = time.monotonic()
+    rates = fan_out(quotes, subscribers, seconds)
+    conn.send("sent")
+    produced = (conn.recv() - before) / (time.monotonic() - started)
+    return {"gateway_per_subscriber": statistics.median(rates), "gateway_sent_per_s": produced}
 
 
 class Wire:
@@ -235,18 +301,24 @@ def main() -> int:
         wire.call("get_full_tick", code_list=codes)  # every code walks from now on
         wire.call("subscribe_whole_quote", code_list=["SH", "SZ", "BJ"])
         for subscribers in (1, 4):
-            conn.send("sent")
-            before = conn.recv()
-            started = time.monotonic()
-            rates = fan_out(quotes, subscribers, args.seconds)
-            conn.send("sent")
-            produced = (conn.recv() - before) / (time.monotonic() - started)
-            raw = raw_fan_out(size, subscribers, args.seconds)
-            report[f"fan_out_{subscribers}"] = {
-                "gateway_per_subscriber": statistics.median(rates), "gateway_sent_per_s": produced,
-                "raw_pub_per_subscriber": statistics.median(raw),
-                "ratio": statistics.median(rates) / statistics.median(raw)}
+            report[f"sim_market_{subscribers}"] = measured_fan_out(conn, quotes, subscribers, args.seconds)
         report["orders_while_quotes_flood"] = orders_with_subscriber(wire, quotes, args.seconds)
+    # The gateway's quote path alone: a source as fast as it takes quotes, as xtdata's thread
+    # would be, against a raw PUB of the same message size in the same run.
+    with running_gateway(3600.0) as (conn, router, quotes, codes):
+        wire = Wire(router)
+        wire.call("subscribe_whole_quote", code_list=["SH", "SZ", "BJ"])
+        conn.send("feed")
+        conn.recv()
+        for subscribers in (1, 4):
+            result = measured_fan_out(conn, quotes, subscribers, args.seconds)
+            raw = raw_fan_out(size, subscribers, args.seconds)
+            result.update(raw_pub_per_subscriber=statistics.median(raw),
+                          ratio=result["gateway_per_subscriber"] / statistics.median(raw))
+            report[f"fan_out_{subscribers}"] = result
+        report["orders_while_fan_out_floods"] = orders_with_subscriber(wire, quotes, args.seconds)
+        conn.send("unfeed")
+        conn.recv()
     # The whole table at QMT's own cadence (a push every 3 s): what a real day asks of the gateway.
     with running_gateway(3.0) as (conn, router, quotes, codes):
         wire = Wire(router)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import signal
@@ -87,6 +88,9 @@ def serve_command(args: argparse.Namespace) -> int:
     except Exception as exc:  # zmq bind errors and the like: one line, not a trace
         log.error("cannot start: %s", exc)
         return 1
+    # What start-up made (instrument tables, books, imports) lives as long as the process: the
+    # cyclic collector leaves it alone from now on, so a full collection is not a stall.
+    gc.freeze()
     for account_id, books in gateway.broker.view.items():
         asset = books["asset"] or {}
         log.info(

@@ -82,6 +82,7 @@ TICK_HISTORY = 4800  # ticks kept per recorded code: a session at QMT's 3 s
 TICK_CODES = 200  # codes whose ticks are recorded at once (the longest unasked is dropped)
 DEFAULT_DAYS = {"1d": 1000, "intraday": 20}  # depth of "everything" (no start, count -1) unless downloaded
 BOOK_LEVELS = 5
+_LEVEL_SHIFTS = tuple(range(0, 12 * BOOK_LEVELS, 6))  # a book's 2 x 5 volumes: 6 bits of one hash each
 
 _AUCTION_SHARE, _CLOSING_SHARE = 0.012, 0.02  # of a day's volume, matched in the call auctions
 _SESSION_SECONDS = 4 * 3600
@@ -210,7 +211,7 @@ class _Code:
     __slots__ = (
         "code", "instrument", "scale", "kind", "closing_auction", "suspended", "_lots", "_steps_per_day", "key", "cash_price",
         "last_dec", "pre_dec", "last", "pre", "down", "up", "open", "high", "low", "shares", "amount",
-        "trades", "status", "time", "opened", "closed", "bars", "ticks",
+        "trades", "status", "time", "opened", "closed", "bars", "ticks", "book_second", "book_volumes",
     )
 
     def __init__(self, code: str, quote: Any, suspended: bool, steps_per_day: float) -> None:
@@ -232,6 +233,8 @@ class _Code:
         self.time = 0
         self.bars = array("q")
         self.ticks: _TickRing | None = None
+        self.book_second = -1  # the second book_volumes were drawn for
+        self.book_volumes: list[int] = []
         self.new_day()
 
     def _volumes(self) -> tuple[float, float]:
@@ -501,9 +504,14 @@ class SimFeed:
         code and the second (the same tick always shows the same book)."""
         if st.kind == "index" or status in (SUSPENDED, CLOSED, PRE_OPEN) or not last:
             return [0.0] * BOOK_LEVELS, [0.0] * BOOK_LEVELS, [0] * BOOK_LEVELS, [0] * BOOK_LEVELS
-        bits = ((st.key ^ (when // 1000)) * 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
-        size = max(int(st.step_lots * 4), 1)
-        volumes = [1 + (((bits >> (6 * i)) & 63) * size >> 6) for i in range(2 * BOOK_LEVELS)]  # 6 bits a level
+        second = when // 1000
+        if st.book_second == second:  # a flood steps a code several times a second
+            volumes = st.book_volumes
+        else:
+            bits = ((st.key ^ second) * 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
+            size = max(int(st.step_lots * 4), 1)
+            volumes = [1 + (((bits >> shift) & 63) * size >> 6) for shift in _LEVEL_SHIFTS]  # 6 bits a level
+            st.book_second, st.book_volumes = second, volumes
         scale = st.scale
         if status == AUCTION:  # the indicative price on both sides, one level
             price = [last / scale] + [0.0] * (BOOK_LEVELS - 1)
@@ -516,6 +524,11 @@ class SimFeed:
             asks, bids, bid_top = min(BOOK_LEVELS, up - last + 1), 0, 0
         else:
             asks, bids, bid_top = min(BOOK_LEVELS, up - last + 1), min(BOOK_LEVELS, last - down), last - 1
+        if asks == bids == BOOK_LEVELS:  # most ticks: away from both limits
+            return ([last / scale, (last + 1) / scale, (last + 2) / scale, (last + 3) / scale, (last + 4) / scale],
+                    [bid_top / scale, (bid_top - 1) / scale, (bid_top - 2) / scale, (bid_top - 3) / scale,
+                     (bid_top - 4) / scale],
+                    volumes[:BOOK_LEVELS], volumes[BOOK_LEVELS:])
         pad_f, pad_i = [0.0] * BOOK_LEVELS, [0] * BOOK_LEVELS
         ask_prices = [(last + i) / scale for i in range(asks)] + pad_f[asks:]
         bid_prices = [(bid_top - i) / scale for i in range(bids)] + pad_f[bids:]

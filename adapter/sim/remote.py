@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import itertools
 import json
 import logging
@@ -55,7 +56,7 @@ from typing import Any, Callable, Iterable, Sequence, cast
 import zmq
 
 from adapter.config import SimConfig
-from adapter.protocol import encode_quote, unpack
+from adapter.protocol import encode_quote, pack, unpack
 from adapter.sim import native, wire
 from adapter.sim.wire import PART, PARTS_DONE
 
@@ -84,14 +85,13 @@ QUOTE_ACK_TIMEOUT = 5.0  # seconds without a "qack" before a quote socket may ha
 
 def pack_quotes(ticks: Iterable[tuple[str, dict[str, Any]]]) -> bytes:
     """A quote push's body: ``[[code, payload], ...]``, each payload the quote PUB's message."""
-    return wire.pack([[code, encode_quote("tick", code, tick)] for code, tick in ticks])
+    return pack([[code, encode_quote("tick", code, tick)] for code, tick in ticks])
 
 
 def read_quotes(body: bytes) -> list[tuple[str, bytes]]:
     """``pack_quotes`` read back as ``(code, payload)`` pairs; anything else reads as none."""
     try:
-        pairs = wire.unpack(body)
-        return [(str(code), bytes(payload)) for code, payload in pairs]
+        return [(str(code), bytes(payload)) for code, payload in unpack(body, len(body))]
     except Exception:
         log.warning("a malformed quote push of %d bytes was dropped", len(body))
         return []
@@ -879,6 +879,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"counter: {exc}", file=sys.stderr)
         return 2
     server = CounterServer(counter, args.path)
+    gc.freeze()  # the instrument table and the books live as long as the process: collections skip them
     # The link's thread hands each request to the counter's thread and each answer back; while a
     # price step keeps the counter's thread busy, every hand-off waits out the GIL's switch
     # interval (5 ms by default): shorter, an order waits for its turn, not for the step's slices.

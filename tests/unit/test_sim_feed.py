@@ -564,3 +564,21 @@ def test_a_step_slower_than_the_cadence_is_not_started_again_before_it_ends() ->
         assert 0 < most <= parts
     finally:
         counter.close()
+
+
+def test_a_full_quote_push_reads_back_whole() -> None:
+    """A push of QUOTE_PUSH ticks (about half a megabyte) reads back whole, each payload the
+    quote PUB's own message; a malformed body reads as no quotes."""
+    import msgpack
+
+    from adapter.sim.remote import QUOTE_PUSH, pack_quotes, read_quotes
+
+    tick = {name: 0.0 for name in F.TICK_FIELDS}
+    ticks = [(f"{600000 + n:06d}.SH", {**tick, "time": n}) for n in range(QUOTE_PUSH)]
+    body = pack_quotes(ticks)
+    assert len(body) > 200_000
+    pairs = read_quotes(body)
+    assert [code for code, _ in pairs] == [code for code, _ in ticks]
+    last = msgpack.unpackb(pairs[-1][1])
+    assert last["code"] == ticks[-1][0] and last["period"] == "tick" and last["data"][0]["time"] == QUOTE_PUSH - 1
+    assert read_quotes(b"\xc1") == [] and read_quotes(msgpack.packb([1, 2])) == []
