@@ -26,6 +26,7 @@ import zmq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from adapter.broker.messages import Pushed  # noqa: E402
 from adapter.config import load_config  # noqa: E402
 from adapter.server.journal import Journal  # noqa: E402
 from adapter.protocol import encode_event, events  # noqa: E402
@@ -124,7 +125,7 @@ def gateway_path(events_count: int, sync: str) -> tuple[float, int]:
         already = gateway.journal.count if gateway.journal else 0  # start-up events
         start = time.perf_counter()
         for _ in range(events_count):
-            post(("event", "order", "1000000365", ORDER, time.time_ns()))
+            post(Pushed("order", "1000000365", ORDER, time.time_ns()))
         reader.join()
         elapsed = time.perf_counter() - start
         journaled = (gateway.journal.count if gateway.journal else 0) - already
