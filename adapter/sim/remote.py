@@ -524,9 +524,9 @@ class CounterServer:
             self._quote_peers[identity] = _QuotePeer()
             self._quotes_wanted = True
         elif kind == b"qack":
-            peer = self._quote_peers.get(identity)
-            if peer is not None:
-                peer.sent_at = None
+            quote_peer = self._quote_peers.get(identity)
+            if quote_peer is not None:
+                quote_peer.sent_at = None
                 self._push_quotes(time.monotonic())
         elif kind == b"unquotes":
             self._quote_peers.pop(identity, None)
