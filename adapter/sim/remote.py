@@ -13,6 +13,8 @@ client's two sockets by one random token):
     client sub socket  -> ["attach", {session, name}]         <- ["attached", 0 | CONNECT_REFUSED]
     client req socket  -> ["req", [method, seq, RequestFields]] | ["detach", ""]
     counter            -> sub socket ["cb", [callback, args]]  (a delivery, in the counter's order)
+                       -> sub socket ["cbpart", [answer id, rows]] ... ["cbdone", [callback, seq, answer id]]
+    client sub socket  -> ["pack", ""]                        (a part decoded: the next may come)
     control socket     -> ["ctl", [id, hook, args]]           <- ["ctl", [id, ok, result | [type, text]]]
     quote socket       -> ["quotes", ""] | ["qack", ""]        <- ["quotes", [[code, payload], ...]]
 
@@ -38,6 +40,7 @@ The market data hooks (``full_tick``, ``market_data`` ...: ``adapter.sim.feed``)
 from __future__ import annotations
 
 import argparse
+import collections
 import dataclasses
 import gc
 import itertools
@@ -95,6 +98,20 @@ def read_quotes(body: bytes) -> list[tuple[str, bytes]]:
     except Exception:
         log.warning("a malformed quote push of %d bytes was dropped", len(body))
         return []
+
+
+PART_ACK_TIMEOUT = 5.0  # seconds without a "pack" before a client's next answer part goes anyway
+_ANSWER_PARTS = frozenset({b"cbpart", b"cbdone"})
+
+
+class _HeldParts:
+    """A client's parts of long answers (and their ends) not sent yet, on the link's thread."""
+
+    __slots__ = ("frames", "sent_at")
+
+    def __init__(self) -> None:
+        self.frames: collections.deque[list[bytes]] = collections.deque()
+        self.sent_at: float | None = None  # when the part it has not acknowledged yet went
 
 
 class _QuotePeer:
@@ -283,6 +300,10 @@ class RemoteLink:
             if kind == b"cbpart":  # decoded now, so later callbacks are not held behind a whole day
                 answer_id, records = wire.unpack(frames[1])
                 self._parts.setdefault(answer_id, []).extend(records)
+                try:
+                    self._sub.send_multipart([b"pack", b""], zmq.NOBLOCK)  # the counter may send the next part
+                except zmq.ZMQError:
+                    pass  # the connection is going: the counter sends on after PART_ACK_TIMEOUT anyway
                 continue
             if kind == b"cbdone":
                 callback, seq, answer_id = wire.unpack(frames[1])
@@ -370,6 +391,7 @@ class CounterServer:
         self._out_lock = threading.Lock()  # the counter and control threads both send out
         self._peers: dict[bytes, _Peer] = {}  # token -> peer; touched on the I/O thread only
         self._quote_peers: dict[bytes, _QuotePeer] = {}  # by routing id; I/O thread only
+        self._held_parts: dict[bytes, _HeldParts] = {}  # a client's answer frames behind its unacknowledged part
         self._quote_lock = threading.Lock()
         self._quotes_new: dict[str, dict[str, Any]] = {}  # from the counter's thread, newest per code
         self._quotes_wanted = False  # any quote socket: read by the counter's thread without the lock
@@ -452,8 +474,11 @@ class CounterServer:
                             log.exception("counter link: a message could not be served")
                 if self._out_pull in ready:
                     self._flush(1000)
-                elif self._quote_peers:  # a quiet turn: pending ticks of a socket whose ack was lost
-                    self._push_quotes(time.monotonic())
+                else:  # a quiet turn: what waits for an acknowledgement that was lost
+                    if self._quote_peers:
+                        self._push_quotes(time.monotonic())
+                    if self._held_parts:
+                        self._overdue_parts(time.monotonic())
                 if parent_pid is not None and os.getppid() != parent_pid:
                     log.warning("the process that started the counter is gone: stopping")
                     break
@@ -479,12 +504,43 @@ class CounterServer:
             if frames[0] == b"":  # new quotes
                 self._push_quotes(time.monotonic())
                 continue
-            try:
-                self._router.send_multipart(frames, zmq.NOBLOCK)
-            except zmq.ZMQError:  # the client's connection is gone: its session too
-                peer = self._peers.pop(frames[0][1:], None) if frames[0][:1] == b"s" else None
-                if peer is not None:
-                    self._control.put((b"", ("forget", peer)))
+            if frames[1] in _ANSWER_PARTS:
+                held = self._held_parts.setdefault(frames[0], _HeldParts())
+                held.frames.append(frames)
+                if held.sent_at is None:
+                    self._release_parts(frames[0], held, time.monotonic())
+                continue
+            self._send(frames)
+
+    def _send(self, frames: list[bytes]) -> bool:
+        try:
+            self._router.send_multipart(frames, zmq.NOBLOCK)
+        except zmq.ZMQError:  # the client's connection is gone: its session too
+            peer = self._peers.pop(frames[0][1:], None) if frames[0][:1] == b"s" else None
+            if peer is not None:
+                self._control.put((b"", ("forget", peer)))
+            self._held_parts.pop(frames[0], None)
+            return False
+        return True
+
+    def _release_parts(self, identity: bytes, held: "_HeldParts", now: float) -> None:
+        """Send a client's held answer frames up to and with the next part, which it acknowledges
+        ("pack") once decoded: at most one part of a long answer is ever ahead of its other
+        deliveries, so an order's answer waits for one part, not a day of them."""
+        held.sent_at = None
+        while held.frames:
+            frames = held.frames.popleft()
+            if not self._send(frames):
+                return
+            if frames[1] == b"cbpart":
+                held.sent_at = now
+                return
+        self._held_parts.pop(identity, None)
+
+    def _overdue_parts(self, now: float) -> None:
+        for identity, held in list(self._held_parts.items()):
+            if held.sent_at is not None and now - held.sent_at >= PART_ACK_TIMEOUT:
+                self._release_parts(identity, held, now)
 
     def _on_message(self, frames: list[bytes]) -> None:
         if len(frames) != 3:
@@ -523,6 +579,10 @@ class CounterServer:
         elif kind == b"quotes":
             self._quote_peers[identity] = _QuotePeer()
             self._quotes_wanted = True
+        elif kind == b"pack":
+            held = self._held_parts.get(identity)
+            if held is not None:
+                self._release_parts(identity, held, time.monotonic())
         elif kind == b"qack":
             quote_peer = self._quote_peers.get(identity)
             if quote_peer is not None:

@@ -1138,3 +1138,85 @@ def test_a_long_query_is_answered_in_parts_and_orders_are_served_between_them(
         assert seq == 901
     assert [o.order_id for o in orders] == placed  # the day as it was asked for, each once, in order
     desk.counter.detach(session)
+
+
+def test_a_counter_process_sends_a_long_answer_one_acknowledged_part_at_a_time(tmp_path: Any) -> None:
+    """Across the process link, a part of a long answer goes only once the client has decoded the
+    one before ("pack"): a slow reader never has a day of parts queued ahead of an order's answer,
+    which overtakes the parts still held."""
+    import os
+
+    import zmq
+
+    from adapter.sim import wire
+    from adapter.sim.counter import QUERY_PART, STOCK_ACCOUNT
+    from adapter.sim.remote import read_endpoint
+
+    process = sim.start_counter_process(tmp_path / "qmt", SimConfig(cash=1e12, persist=False), [ACCOUNT])
+    context = zmq.Context()
+    token = os.urandom(8)
+    sub, req = context.socket(zmq.DEALER), context.socket(zmq.DEALER)
+    sub.routing_id, req.routing_id = b"s" + token, b"q" + token
+    try:
+        endpoint = read_endpoint(tmp_path / "qmt")
+        assert endpoint is not None
+        for socket in (sub, req):
+            socket.linger = 0
+            socket.connect(endpoint)
+        sub.send_multipart([b"attach", wire.pack({"session": 4242, "name": "link-test"})])
+        assert sub.poll(5000) and sub.recv_multipart()[0] == b"attached"
+
+        def request(method: str, seq: int, **values: Any) -> None:
+            fields = {"m_strAccountID": ACCOUNT, "m_nAccountType": STOCK_ACCOUNT, **values}
+            req.send_multipart([b"req", wire.pack([method, seq, native.RequestFields.from_values(fields, fields)])])
+
+        def receive(timeout_ms: int) -> tuple[bytes, Any] | None:
+            if not sub.poll(timeout_ms):
+                return None
+            kind, body = sub.recv_multipart()
+            return kind, wire.unpack(body)
+
+        request("subscribeWithSeq", 1)
+        orders = 2 * QUERY_PART + 1  # three parts
+        for seq in range(10, 10 + orders):
+            request("orderStockWithSeq", seq, m_strStockCode="600000.SH", m_nOrderType=C.STOCK_BUY,
+                    m_nOrderVolume=100, m_nPriceType=C.FIX_PRICE, m_dPrice=10.0)
+        answered = 0
+        for _ in range(20 * orders):  # bounded: every order's response, among its pushes
+            got = receive(10_000)
+            assert got is not None, f"{answered} of {orders} orders answered"
+            kind, (callback, args) = got
+            answered += callback == native.CB_ORDER_RESP
+            if answered == orders:
+                break
+        while receive(200) is not None:  # the last pushes
+            pass
+        request("queryStockOrdersWithSeq", 5)
+        request("orderStockWithSeq", 6, m_strStockCode="600000.SH", m_nOrderType=C.STOCK_BUY,
+                m_nOrderVolume=100, m_nPriceType=C.FIX_PRICE, m_dPrice=10.0)
+        seen: list[bytes] = []
+        late_answered = False
+        for _ in range(200):  # bounded: until the late order is answered and nothing more comes
+            got = receive(1000)
+            if got is None:
+                break
+            kind, body = got
+            seen.append(kind)
+            late_answered |= kind == b"cb" and body[0] == native.CB_ORDER_RESP and body[1][0] == 6
+        assert late_answered and seen.count(b"cbpart") == 1  # the rest waits for "pack"
+        rows = 0
+        for _ in range(10):  # bounded: three parts, then the answer's end
+            sub.send_multipart([b"pack", b""])
+            got = receive(5000)
+            assert got is not None
+            kind, body = got
+            if kind == b"cbdone":
+                break
+            if kind == b"cbpart":
+                rows += len(body[1])
+        assert kind == b"cbdone" and rows + QUERY_PART == orders  # the day as asked for: the late order is not in it
+    finally:
+        sub.close(0)
+        req.close(0)
+        context.term()
+        process.close()
