@@ -17,6 +17,7 @@ bounded in count and time.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
@@ -27,7 +28,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -96,51 +97,49 @@ def _counter(where: str, directory: Path) -> tuple[str, Any]:
     return path, counter
 
 
+@contextlib.contextmanager
+def _session(where: str, callback: str) -> Iterator[tuple[Any, Any, _Counting]]:
+    """A genuine trader connected to a fresh counter, counting one callback: (trader, counter, count)."""
+    with tempfile.TemporaryDirectory() as scratch:
+        path, counter = _counter(where, Path(scratch))
+        counting = _Counting(callback)
+        trader = _trader(path, counting.callback)
+        try:
+            yield trader, counter, counting
+        finally:
+            trader.stop()
+            if where != "own process":
+                sim.unregister_counter(path)
+            counter.close()
+
+
 def orders_per_second(where: str, fill: bool, count: int) -> float:
     """Pipelined order_stock_async through the genuine trader until every async response is in."""
     sim.install()
     from xtquant.xttype import StockAccount
 
-    with tempfile.TemporaryDirectory() as scratch:
-        path, counter = _counter(where, Path(scratch))
-        answers = _Counting("on_order_stock_async_response")
-        trader = _trader(path, answers.callback)
-        try:
-            account = StockAccount(ACCOUNT)
-            price = 10.70 if fill else 10.00
-            answers.expect(count)
-            started = time.perf_counter()
-            for _ in range(count):
-                trader.order_stock_async(account, "600000.SH", 23, 100, 11, price, "floors", "")
-            if not answers.done.wait(120):
-                raise SystemExit(f"only {answers.seen} of {count} orders answered")
-            return count / (time.perf_counter() - started)
-        finally:
-            trader.stop()
-            if where != "own process":
-                sim.unregister_counter(path)
-            counter.close()
+    with _session(where, "on_order_stock_async_response") as (trader, _counter_, answers):
+        account = StockAccount(ACCOUNT)
+        price = 10.70 if fill else 10.00
+        answers.expect(count)
+        started = time.perf_counter()
+        for _ in range(count):
+            trader.order_stock_async(account, "600000.SH", 23, 100, 11, price, "floors", "")
+        if not answers.done.wait(120):
+            raise SystemExit(f"only {answers.seen} of {count} orders answered")
+        return count / (time.perf_counter() - started)
 
 
 def pushes_per_second(where: str, count: int) -> float:
     """Asset pushes delivered to the genuine trader's on_stock_asset, which only counts."""
-    with tempfile.TemporaryDirectory() as scratch:
-        path, counter = _counter(where, Path(scratch))
-        assets = _Counting("on_stock_asset")
-        trader = _trader(path, assets.callback)
-        try:
-            time.sleep(0.5)  # the subscription's own pushes
-            assets.expect(count)
-            started = time.perf_counter()
-            counter.push_assets(ACCOUNT, count)
-            if not assets.done.wait(120):
-                raise SystemExit(f"only {assets.seen} of {count} pushes arrived")
-            return count / (time.perf_counter() - started)
-        finally:
-            trader.stop()
-            if where != "own process":
-                sim.unregister_counter(path)
-            counter.close()
+    with _session(where, "on_stock_asset") as (_trader_, counter, assets):
+        time.sleep(0.5)  # the subscription's own pushes
+        assets.expect(count)
+        started = time.perf_counter()
+        counter.push_assets(ACCOUNT, count)
+        if not assets.done.wait(120):
+            raise SystemExit(f"only {assets.seen} of {count} pushes arrived")
+        return count / (time.perf_counter() - started)
 
 
 def main() -> int:
