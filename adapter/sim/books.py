@@ -606,18 +606,24 @@ class Books:
         live.difference_update(frozen)
         return live
 
-    def step(self, frozen: Collection[str] = (), only: Collection[str] | None = None) -> list[Event]:
+    def step(self, frozen: Collection[str] = (), only: Collection[str] | None = None,
+             orders: list[Order] | None = None) -> list[Event]:
         """One price-walk step (model "walk" only) and one matching pass over every open order.
 
         The walk moves the quotes in use: held, with an open order, or asked for (``quote``); the
         rest of a table of thousands stays at its last price, so a step costs what is in use.
         ``frozen``: codes the walk leaves alone this step (suspended, or not trading now); their
         orders are not matched either. ``only``: this part of the codes in use, and their orders
-        (the counter steps a large table in parts, taking requests in between).
+        (the counter steps a large table in parts, taking requests in between). ``orders``: the
+        open orders of ``only``'s codes, in order id order, when the caller has them (finding them
+        looks at every order of the day: a step in parts does it once, not once a part).
         """
-        open_orders = self.open_orders()
-        if only is not None:
-            open_orders = [order for order in open_orders if order.code in only]
+        if orders is not None:
+            open_orders = orders
+        else:
+            open_orders = self.open_orders()
+            if only is not None:
+                open_orders = [order for order in open_orders if order.code in only]
         if self.config.price_model == "walk":
             live = set(only) if only is not None else self.walking(frozen, open_orders)
             for code in live:

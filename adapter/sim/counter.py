@@ -972,20 +972,29 @@ class SimCounter:
         if self._parts_left:  # the last step is still going (a cadence faster than a step): skip this one
             return
         frozen = self.feed.frozen(int(self._clock() * 1000))
-        codes = sorted(self._books.walking(frozen)) if self.config.price_model == "walk" else []
+        walking = self.config.price_model == "walk"
+        orders = self._books.open_orders() if walking else []
+        codes = sorted(self._books.walking(frozen, orders)) if walking else []
         if len(codes) <= STEP_PART or len(frozen) >= len(self._books.quotes):
             self._tick()
             return
+        by_code: dict[str, list[Order]] = {}
+        for order in orders:  # in order id order, as the books match them
+            by_code.setdefault(order.code, []).append(order)
         now = time.monotonic()
         for start in range(0, len(codes), STEP_PART):
             part = codes[start:start + STEP_PART]
-            task: Callable[[], None] = functools.partial(self._step_part, frozen, part)
+            task: Callable[[], None] = functools.partial(self._step_part, frozen, part, by_code)
             heapq.heappush(self._deferred, (now, next(self._deferred_ids), task))
             self._parts_left += 1
 
-    def _step_part(self, frozen: frozenset[str] | set[str], part: list[str]) -> None:
+    def _step_part(self, frozen: frozenset[str] | set[str], part: list[str], by_code: dict[str, list[Order]]) -> None:
+        """One part of a timed step. Its orders are those open when the step began and still
+        open (an order placed meanwhile was matched when placed, and waits for the next step)."""
         self._parts_left -= 1
-        self._publish(self._books.step(frozen, only=part))
+        orders = sorted((order for code in part for order in by_code.get(code, ()) if order.is_open),
+                        key=lambda order: order.order_id)
+        self._publish(self._books.step(frozen, only=part, orders=orders))
         self._feed_tick({code: self._books.quotes[code] for code in part})
 
     def _tick(self) -> None:

@@ -1220,3 +1220,33 @@ def test_a_counter_process_sends_a_long_answer_one_acknowledged_part_at_a_time(t
         req.close(0)
         context.term()
         process.close()
+
+
+def test_resting_orders_fill_in_a_step_taken_in_parts(make_desk: Callable[..., Desk]) -> None:
+    """With more codes walking than one part holds, the timed step goes in parts; each part
+    matches the resting orders of its codes (found once for the step), buys and sells alike."""
+    from adapter.sim.counter import STEP_PART
+    from adapter.sim.instruments import load_instruments
+
+    desk = make_desk(price_model="walk", walk_step=0.01, tick_interval=3600.0)
+    counter = desk.counter
+    codes = [code for code, instrument in load_instruments().items() if not instrument.is_index][:3 * STEP_PART]
+    counter.full_tick(codes)  # these walk from now on
+    trader, recorder = desk.trader(ACCOUNT)
+    buy_at = round(counter.last_price("600000.SH") * 0.97, 2)
+    sell_at = round(counter.last_price("000001.SZ") * 1.03, 2)
+    buy = trader.order_stock(ACC, "600000.SH", C.STOCK_BUY, 100, C.FIX_PRICE, buy_at, "s", "buy")
+    sell = trader.order_stock(ACC, "000001.SZ", C.STOCK_SELL, 100, C.FIX_PRICE, sell_at, "s", "sell")
+    assert buy > 0 and sell > 0
+    parted = 0
+    for _ in range(300):  # bounded: the seeded walk crosses both limits well before this
+        parted = max(parted, counter._call(lambda: (counter._timer_tick(), counter._parts_left)[1]))
+        wait_parts = time.monotonic() + 10
+        while counter._call(lambda: counter._parts_left) and time.monotonic() < wait_parts:  # bounded
+            time.sleep(0.002)
+        desk.flush(trader)
+        traded = {data.order_id: data for kind, data in recorder.events if kind == "trade"}
+        if buy in traded and sell in traded:
+            break
+    assert parted >= 3  # the step did go in parts (the codes asked for, held and ordered)
+    assert traded[buy].traded_price <= buy_at and traded[sell].traded_price >= sell_at
