@@ -116,8 +116,6 @@ def gateway(conn: Any, settings: dict[str, Any]) -> None:
             if command[0] == "push":
                 gw.broker.counter.push_assets(ACCOUNT, command[1])
                 conn.send("pushed")
-            elif command[0] == "stats":
-                conn.send(dict(gw.stats))
         gw.stop()
 
 
