@@ -52,16 +52,20 @@ async def _orders(url: str, orders: list[tuple[str, str]], **connect: Any) -> li
     return replies
 
 
+def bridges_for(tmp_path: Path, server: NatsServer, gateways: list[GatewayServe]) -> list[BridgeProcess]:
+    """Once every gateway answers, a bridge for each, named gw0, gw1, ..."""
+    for gateway in gateways:
+        with Client(gateway.router, gateway.pub, timeout=10.0) as client:
+            wait_for(lambda: pings(client), timeout=30.0, interval=0.1, what=f"the gateway at {gateway.router}")
+    return [BridgeProcess(tmp_path, server.url, g.router, g.pub, f"gw{i}").start() for i, g in enumerate(gateways)]
+
+
 def test_three_gateways_survive_a_gateway_crash_and_a_nats_restart_with_every_event_once(tmp_path: Path) -> None:
     server = NatsServer(tmp_path).start()
     gateways = [GatewayServe(tmp_path / f"gw{i}", [account]).start() for i, account in enumerate(ACCOUNTS)]
     bridges: list[BridgeProcess] = []
     try:
-        for gateway in gateways:
-            with Client(gateway.router, gateway.pub, timeout=10.0) as client:
-                wait_for(lambda: pings(client), timeout=30.0, interval=0.1, what=f"the gateway at {gateway.router}")
-        bridges = [BridgeProcess(tmp_path, server.url, g.router, g.pub, f"gw{i}").start()
-                   for i, g in enumerate(gateways)]
+        bridges = bridges_for(tmp_path, server, gateways)
         placed: list[tuple[str, str]] = []
 
         def trade(round_name: str) -> None:
@@ -271,11 +275,7 @@ def test_four_strategies_trade_three_gateways_through_every_crash_and_each_order
                     done.append((account, coid))
 
     try:
-        for gateway in gateways:
-            with Client(gateway.router, gateway.pub, timeout=10.0) as client:
-                wait_for(lambda: pings(client), timeout=30.0, interval=0.1, what=f"the gateway at {gateway.router}")
-        bridges = [BridgeProcess(tmp_path, server.url, g.router, g.pub, f"gw{i}").start()
-                   for i, g in enumerate(gateways)]
+        bridges = bridges_for(tmp_path, server, gateways)
         threads = [threading.Thread(target=strategy, args=(n,), daemon=True) for n in range(4)]
         for thread in threads:
             thread.start()

@@ -118,6 +118,22 @@ def bridged(url: str) -> int:
         return int(probe.gateways[GATEWAY].get("last_seq") or 0)
 
 
+def durable_rest(url: str, durable: str, last: int, most: int) -> list[Event]:
+    """What a new blocking client under ``durable`` reads, up to and with seq ``last``."""
+    rest: list[Event] = []
+    with Client(nats=url, timeout=10.0) as remote:
+        stream = remote.events(accounts=[ACCOUNT], durable=durable)
+        for _ in range(most):  # bounded
+            event = stream.receive(WAIT)
+            assert event is not None, "no event within the deadline"
+            if event.seq is not None:
+                rest.append(event)
+            if event.seq == last:
+                break
+        stream.close()
+    return rest
+
+
 def same_events(got: list[Event], expected: list[Event]) -> None:
     assert [e.seq for e in got] == [e.seq for e in expected]  # once each, in seq order
     assert [(e.topic, e.data, e.epoch) for e in got] == [(e.topic, e.data, e.epoch) for e in expected]
@@ -184,18 +200,7 @@ def test_a_durable_consumer_continues_in_a_new_client(setup: tuple[NatsServer, A
         expected = journal(local)
         last = expected[-1].seq  # the journal as read: a fill's last events may follow a ping's seq
     wait_for(lambda: bridged(server.url) >= last, timeout=WAIT, interval=0.1, what=f"seq {last} in the stream")
-    rest: list[Event] = []
-    with Client(nats=server.url, timeout=10.0) as remote:
-        stream = remote.events(accounts=[ACCOUNT], durable="strategy-1")
-        for _ in range(len(expected) * 2):  # bounded
-            event = stream.receive(WAIT)
-            assert event is not None, "no event within the deadline"
-            if event.seq is not None:
-                rest.append(event)
-            if event.seq == last:
-                break
-        stream.close()
-    same_events(first + rest, expected)
+    same_events(first + durable_rest(server.url, "strategy-1", last, len(expected) * 2), expected)
 
 
 def test_gateway_alive_follows_the_bridges_health(setup: tuple[NatsServer, Any, BridgeProcess]) -> None:
@@ -327,15 +332,4 @@ def test_an_asyncio_durable_reader_hands_over_to_a_blocking_one(setup: tuple[Nat
         return taken
 
     first = asyncio.run(first_part())
-    rest: list[Event] = []
-    with Client(nats=server.url, timeout=10.0) as remote:
-        stream = remote.events(accounts=[ACCOUNT], durable="strategy-2")
-        for _ in range(len(expected) * 2):  # bounded
-            event = stream.receive(WAIT)
-            assert event is not None, "no event within the deadline"
-            if event.seq is not None:
-                rest.append(event)
-            if event.seq == last:
-                break
-        stream.close()
-    same_events(first + rest, expected)
+    same_events(first + durable_rest(server.url, "strategy-2", last, len(expected) * 2), expected)
