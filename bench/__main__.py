@@ -21,10 +21,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import multiprocessing
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -40,10 +37,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from adapter.protocol import encode_request  # noqa: E402
 
 from . import workers  # noqa: E402
+from .common import RESULTS, machine, shown, write_report  # noqa: E402
 
 ACCOUNT = workers.ACCOUNT
 SPAWN = multiprocessing.get_context("spawn")
-RESULTS = Path(__file__).resolve().parent / "results"
 # The gateway as benchmarked: risk checks on, but not the ones a load test trips by design.
 RISK = {"orders_per_second": 0, "orders_per_day": 0, "duplicate_window": 0, "max_open_orders": 0,
         "max_position_notional": 0}
@@ -313,19 +310,15 @@ def main() -> int:
     result = {name: median_of(values) for name, values in runs.items()}
     report = {
         "when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
-                    "libzmq": zmq.zmq_version(), "pyzmq": zmq.__version__},
+        "machine": machine(),
         "settings": vars(args),
         "medians": result,
         "runs": runs,
         "seconds": round(time.monotonic() - began, 1),
     }
-    results = Path(args.results)
-    results.mkdir(parents=True, exist_ok=True)
-    path = results / f"{dt.datetime.now():%Y%m%d-%H%M%S}.json"
-    path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    path = write_report(report, args.results)
     print(table(result, report))
-    print(f"\n(written to {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path})")
+    print(f"\n(written to {shown(path)})")
     return 0
 
 

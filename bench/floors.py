@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime as dt
-import json
 import os
 import platform
 import statistics
@@ -34,9 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from adapter import sim  # noqa: E402
 from adapter.config import SimConfig  # noqa: E402
+from bench.common import RESULTS, write_report  # noqa: E402
 
 ACCOUNT = "1000000365"
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def _trader(path: str, callback: Any) -> Any:
@@ -163,10 +161,7 @@ def main() -> int:
         report[f"pushes_{where.replace(' ', '_')}"] = median(pushes_per_second(where, args.pushes)
                                                             for _ in range(args.runs))
     print(table(report))
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"floors-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
-    print(f"\n(written to {out})")
+    print(f"\n(written to {write_report(report, RESULTS, 'floors-')})")
     return 0
 
 

@@ -27,11 +27,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import json
 import multiprocessing
 import os
-import platform
-import re
 import shutil
 import signal
 import socket
@@ -52,28 +49,19 @@ sys.path.insert(0, str(ROOT))
 
 from adapter.nats import subjects  # noqa: E402
 from adapter.protocol import encode_request  # noqa: E402
+from bench.common import RESULTS, RISK_OFF_TOML, SERVING, machine, shown, write_report  # noqa: E402
 
 ACCOUNT = "1000000365"
 CODE = "600000.SH"  # 10.60 in the sim: a buy at 10.70 fills at once
 FILL_PRICE = 10.70
 GATEWAY = "bench"  # the bridge's --name
 SPAWN = multiprocessing.get_context("spawn")
-RESULTS = Path(__file__).resolve().parent / "results"
 CONFIG = f"""
 accounts = ["{ACCOUNT}"]
 [sim]
 persist = false
 cash = 1000000000000000.0
-[risk]
-max_order_volume = 0
-max_order_notional = 0
-max_position_notional = 0
-max_open_orders = 0
-orders_per_second = 0
-orders_per_day = 0
-duplicate_window = 0
-"""
-SERVING = re.compile(r"serving: router (\S+), pub (\S+),")
+""" + RISK_OFF_TOML
 START_TIMEOUT = 60.0
 WINDOW = 64  # pipelined orders in flight while making events
 
@@ -739,20 +727,15 @@ def main() -> int:
         shutil.rmtree(root, ignore_errors=True)
     report = {
         "when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
-                    "load_average_before": load_before, "load_average_after": os.getloadavg(),
-                    "libzmq": zmq.zmq_version(), "pyzmq": zmq.__version__,
-                    "nats_py": _version("nats-py"), "nats_server": _server_version()},
+        "machine": machine(load_average_before=load_before, load_average_after=os.getloadavg(),
+                           nats_py=_version("nats-py"), nats_server=_server_version()),
         "settings": vars(args),
         "result": result,
         "seconds": round(time.monotonic() - began, 1),
     }
-    results = Path(args.results)
-    results.mkdir(parents=True, exist_ok=True)
-    path = results / f"nats-{dt.datetime.now():%Y%m%d-%H%M%S}{'-quick' if args.quick else ''}.json"
-    path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    path = write_report(report, args.results, "nats-", "-quick" if args.quick else "")
     print(table(result, report))
-    print(f"\n(written to {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path})")
+    print(f"\n(written to {shown(path)})")
     return 0
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
-import datetime as dt
 import json
 import logging
 import multiprocessing
@@ -39,10 +38,11 @@ import zmq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.common import RESULTS, write_report  # noqa: E402
+
 ACCOUNT = "1000000365"
 LOOPBACK = "tcp://127.0.0.1:*"
 SPAWN = multiprocessing.get_context("spawn")
-RESULTS = Path(__file__).resolve().parent / "results"
 RISK = {"orders_per_second": 0, "orders_per_day": 0, "duplicate_window": 0, "max_open_orders": 0,
         "max_position_notional": 0, "max_order_notional": 0}
 
@@ -326,10 +326,7 @@ def main() -> int:
         wire.call("subscribe_whole_quote", code_list=["SH", "SZ", "BJ"])
         report["orders_with_whole_market_at_3s"] = orders_with_subscriber(wire, quotes, max(args.seconds, 7.0))
     print(json.dumps(report, indent=1))
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"quotes-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
-    print(f"written to {out}")
+    print(f"written to {write_report(report, RESULTS, 'quotes-')}")
     return 0
 
 

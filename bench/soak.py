@@ -20,7 +20,6 @@ import json
 import multiprocessing
 import os
 import queue
-import re
 import subprocess
 import sys
 import tempfile
@@ -33,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from adapter.client import AsyncClient, Client, GatewayError  # noqa: E402
+from bench.common import RISK_OFF_TOML, SERVING  # noqa: E402
 
 ACCOUNT = "1000000365"
 CONFIG = """
@@ -42,17 +42,8 @@ persist = true
 cash = 1000000000000.0
 [sim.positions."1000000365"]
 "600000.SH" = 1000000000
-[risk]
-max_order_volume = 0
-max_order_notional = 0
-max_position_notional = 0
-max_open_orders = 0
-orders_per_second = 0
-orders_per_day = 0
-duplicate_window = 0
-check_instrument = false
+""" + RISK_OFF_TOML + """check_instrument = false
 """
-SERVING = re.compile(r"serving: router (\S+), pub (\S+),")
 
 
 def start_gateway(directory: Path, sim_process: bool) -> tuple[subprocess.Popen[str], str, str]:
