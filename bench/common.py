@@ -7,11 +7,16 @@ import json
 import os
 import platform
 import re
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import zmq
 
+ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"
 # `qmt-adapter serve` logs this once it listens (ports chosen at random: tcp://127.0.0.1:*).
 SERVING = re.compile(r"serving: router (\S+), pub (\S+),")
@@ -25,6 +30,29 @@ orders_per_second = 0
 orders_per_day = 0
 duplicate_window = 0
 """
+
+
+def serve(config: Path, data_dir: Path, timeout: float = 60.0) -> tuple[subprocess.Popen[str], str, str]:
+    """``qmt-adapter serve`` on random loopback ports in a process of its own: (process, router, pub)
+    once it serves; its output is read from then on so the pipe never fills."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "adapter", "serve", "--config", str(config), "--data-dir", str(data_dir),
+         "--router", "tcp://127.0.0.1:*", "--pub", "tcp://127.0.0.1:*"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    lines: list[str] = []
+    while time.monotonic() < deadline:  # readline returns at the latest when the process ends
+        line = proc.stdout.readline()
+        lines.append(line)
+        match = SERVING.search(line)
+        if match:
+            threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()  # type: ignore[union-attr]
+            return proc, match.group(1), match.group(2)
+        if not line and proc.poll() is not None:
+            break
+    proc.kill()
+    raise RuntimeError("the gateway did not start:\n" + "".join(lines[-30:]))
 
 
 def machine(**extra: Any) -> dict[str, Any]:

@@ -49,7 +49,7 @@ sys.path.insert(0, str(ROOT))
 
 from adapter.nats import subjects  # noqa: E402
 from adapter.protocol import encode_request  # noqa: E402
-from bench.common import RESULTS, RISK_OFF_TOML, SERVING, machine, shown, write_report  # noqa: E402
+from bench.common import RESULTS, RISK_OFF_TOML, machine, serve, shown, write_report  # noqa: E402
 
 ACCOUNT = "1000000365"
 CODE = "600000.SH"  # 10.60 in the sim: a buy at 10.70 fills at once
@@ -136,25 +136,9 @@ def start_nats(root: Path, procs: Processes) -> str:
 def start_gateway(root: Path, procs: Processes) -> tuple[subprocess.Popen[str], str, str]:
     config = root / "gateway.toml"
     config.write_text(CONFIG, encoding="utf-8")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "adapter", "serve", "--config", str(config), "--data-dir", str(root / "gateway"),
-         "--router", "tcp://127.0.0.1:*", "--pub", "tcp://127.0.0.1:*"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+    proc, router, pub = serve(config, root / "gateway", START_TIMEOUT)
     procs.popens.append(proc)
-    assert proc.stdout is not None
-    deadline = time.monotonic() + START_TIMEOUT
-    lines: list[str] = []
-    while time.monotonic() < deadline:  # readline returns at the latest when the process ends
-        line = proc.stdout.readline()
-        lines.append(line)
-        match = SERVING.search(line)
-        if match:
-            # Keep reading its output so the pipe never fills.
-            threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()  # type: ignore[union-attr]
-            return proc, match.group(1), match.group(2)
-        if not line and proc.poll() is not None:
-            break
-    raise RuntimeError("the gateway did not start:\n" + "".join(lines[-30:]))
+    return proc, router, pub
 
 
 def start_bridge(root: Path, procs: Processes, url: str, router: str, pub: str) -> subprocess.Popen[bytes]:

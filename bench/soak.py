@@ -23,7 +23,6 @@ import queue
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from adapter.client import AsyncClient, Client, GatewayError  # noqa: E402
-from bench.common import RISK_OFF_TOML, SERVING  # noqa: E402
+from bench.common import RISK_OFF_TOML, serve  # noqa: E402
 
 ACCOUNT = "1000000365"
 CONFIG = """
@@ -49,23 +48,7 @@ cash = 1000000000000.0
 def start_gateway(directory: Path, sim_process: bool) -> tuple[subprocess.Popen[str], str, str]:
     config = directory / "soak.toml"
     config.write_text(("sim_process = true\n" if sim_process else "") + CONFIG, encoding="utf-8")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "adapter", "serve", "--config", str(config), "--data-dir", str(directory / "data"),
-         "--router", "tcp://127.0.0.1:*", "--pub", "tcp://127.0.0.1:*"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
-    )
-    assert proc.stdout is not None
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        match = SERVING.search(line)
-        if match:
-            threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()  # type: ignore[union-attr]
-            return proc, match.group(1), match.group(2)
-        if not line and proc.poll() is not None:
-            break
-    proc.kill()
-    raise SystemExit("the gateway did not start")
+    return serve(config, directory / "data")
 
 
 def rss_mb(pid: int) -> float:

@@ -52,6 +52,14 @@ async def _orders(url: str, orders: list[tuple[str, str]], **connect: Any) -> li
     return replies
 
 
+def stop_all(bridges: list[BridgeProcess], gateways: list[GatewayServe], server: NatsServer) -> None:
+    for bridge in bridges:
+        bridge.stop()
+    for gateway in gateways:
+        gateway.stop()
+    server.stop()
+
+
 def bridges_for(tmp_path: Path, server: NatsServer, gateways: list[GatewayServe]) -> list[BridgeProcess]:
     """Once every gateway answers, a bridge for each, named gw0, gw1, ..."""
     for gateway in gateways:
@@ -91,11 +99,7 @@ def test_three_gateways_survive_a_gateway_crash_and_a_nats_restart_with_every_ev
             assert all(m.subject.startswith((f"qmt.evt.{account}.", f"qmt.evt._gw.gw{i}."))
                        for m in messages if m.headers["Qmt-Gateway"] == f"gw{i}")
     finally:
-        for bridge in bridges:
-            bridge.stop()
-        for gateway in gateways:
-            gateway.stop()
-        server.stop()
+        stop_all(bridges, gateways, server)
 
 
 AUTH = """authorization {
@@ -300,8 +304,4 @@ def test_four_strategies_trade_three_gateways_through_every_crash_and_each_order
                 at_counter = sorted(o.client_order_id for o in client.query_stock_orders(account))
             assert at_counter == sorted(coid for acc, coid in done if acc == account)  # each once, none lost
     finally:
-        for bridge in bridges:
-            bridge.stop()
-        for gateway in gateways:
-            gateway.stop()
-        server.stop()
+        stop_all(bridges, gateways, server)
