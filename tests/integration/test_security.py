@@ -98,9 +98,15 @@ def test_unauthorised_peers_get_no_answer_and_place_nothing(secure: Any, connect
     try:
         order = {"account_id": ACCOUNT, "stock_code": "600000.SH", "order_type": 23, "order_volume": 200,
                  "price_type": 11, "price": 10.6, "client_order_id": "intruder-1"}
-        dealer.send(encode_request(1, "ping", {}))
-        dealer.send(encode_request(2, "order_stock", order))
-        dealer.send(encode_request(3, "query_stock_asset", {"account_id": ACCOUNT}))
+        # A refused handshake tears the connection down and tries again: between tries the DEALER
+        # has no pipe and a send would wait for ever, so each send waits a bounded time.
+        dealer.sndtimeo = 2000
+        for request_id, op, args in ((1, "ping", {}), (2, "order_stock", order),
+                                     (3, "query_stock_asset", {"account_id": ACCOUNT})):
+            try:
+                dealer.send(encode_request(request_id, op, args))
+            except zmq.Again:
+                pass  # not even queued: nothing of it can reach the gateway
         assert nothing_arrives(dealer)
     finally:
         dealer.close()
