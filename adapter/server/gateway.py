@@ -151,12 +151,15 @@ class Gateway:
         if self._thread is None:
             return
         self.desk.closing = True
+        # The quote thread reads bars from the source, which may be the broker's counter process:
+        # it stops while that still answers, or a read in flight would wait out its time-out and
+        # keep the quote socket (and so the context's term) open.
+        if self.quotes is not None:
+            self.quotes.stop()
         self.broker.stop(timeout)
         self._inbox.post(_STOP)
         self._thread.join(timeout)
         self._thread = None
-        if self.quotes is not None:
-            self.quotes.stop()
         self.encoder.close()
         if hasattr(self._reference, "close"):
             self._reference.close()
