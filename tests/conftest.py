@@ -28,6 +28,43 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 5.0, interval: float
         time.sleep(interval)
 
 
+def _shared_context_connects(seconds: float = 10.0) -> bool:
+    """Whether a new socket of ``zmq.Context.instance()`` still connects (to a ROUTER of another
+    context), as every Client made without a context needs."""
+    import zmq
+
+    peers = zmq.Context()
+    try:
+        router = peers.socket(zmq.ROUTER)
+        router.linger = 0
+        port = router.bind_to_random_port("tcp://127.0.0.1")
+        dealer = zmq.Context.instance().socket(zmq.DEALER)
+        try:
+            dealer.linger = 0
+            dealer.setsockopt(zmq.IMMEDIATE, 1)
+            dealer.connect(f"tcp://127.0.0.1:{port}")
+            return bool(dealer.poll(int(seconds * 1000), zmq.POLLOUT))
+        finally:
+            dealer.close(linger=0)
+    finally:
+        peers.destroy(linger=0)
+
+
+@pytest.fixture(autouse=True)
+def shared_context_stays_usable() -> Iterator[None]:
+    """A test that leaves the process-wide context unable to connect fails itself, instead of
+    every later test of its worker (a blocked libzmq I/O thread stays blocked)."""
+    yield
+    if _SHARED_CONTEXT_BROKEN:
+        return  # said once, by the test that broke it
+    if not _shared_context_connects():
+        _SHARED_CONTEXT_BROKEN.append(True)
+        pytest.fail("zmq.Context.instance() no longer makes connections after this test")
+
+
+_SHARED_CONTEXT_BROKEN: list[bool] = []
+
+
 # Tests of other features send bursts, identical orders and orders the counter must refuse, on
 # purpose: the gateway's pre-trade checks are off for them. tests/integration/test_risk.py runs
 # with the real defaults (risk={}).

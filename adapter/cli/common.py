@@ -149,6 +149,8 @@ def diagnose(router: str, curve: Any = None, seconds: float = 1.0) -> str:
     import zmq
     from zmq.utils.monitor import recv_monitor_message
 
+    from ..monitors import close_monitor
+
     # Decisive: the handshake done, refused by mechanism (CURVE on one side only) or by the key.
     decisive = {zmq.EVENT_HANDSHAKE_SUCCEEDED, zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL, zmq.EVENT_HANDSHAKE_FAILED_AUTH}
     seen: set[int] = set()
@@ -170,8 +172,7 @@ def diagnose(router: str, curve: Any = None, seconds: float = 1.0) -> str:
     except zmq.ZMQError as exc:  # a malformed endpoint, say
         return f"cannot connect to {router}: {exc}"
     finally:
-        probe.disable_monitor()
-        monitor.close(linger=0)
+        close_monitor(probe, monitor)
         probe.close(linger=0)
     keys = curve is not None
     if zmq.EVENT_HANDSHAKE_FAILED_AUTH in seen:

@@ -38,6 +38,7 @@ import zmq
 from zmq.utils.monitor import parse_monitor_message
 
 from adapter.keys import apply_client_curve
+from adapter.monitors import close_monitor
 from adapter.protocol import ProtocolError, unpack
 
 from ._base import ClientBase, Closing
@@ -139,7 +140,7 @@ class Quotes(Closing):
         except BaseException:
             if sub is not None:
                 if hasattr(self, "_monitor"):
-                    self._monitor.close(linger=0)
+                    close_monitor(sub, self._monitor)
                 sub.close(linger=0)
             self._control.close()
             raise
@@ -304,7 +305,7 @@ class Quotes(Closing):
         except Exception:
             logger.exception("the quote subscriber's reading thread stopped")
         finally:
-            monitor.close(linger=0)
+            close_monitor(sub, monitor)
             sub.close(linger=0)
 
     def _monitor_events(self, monitor: Any, handshakes: int) -> int:

@@ -13,6 +13,7 @@ from typing import Iterator
 import zmq
 
 from ..config import Config
+from ..monitors import close_monitor
 from . import access as rights
 from .access import Access
 from .bounds import SubscriptionBounds
@@ -32,8 +33,8 @@ class Sockets:
     monitors: list[tuple[zmq.Socket, str]] = field(default_factory=list)  # (monitor, "router" | "pub")
 
     def close_monitors(self) -> None:
-        for monitor, _ in self.monitors:
-            monitor.close(0)
+        for monitor, name in self.monitors:
+            close_monitor(self.router if name == "router" else self.pub, monitor)
 
 
 def bind(config: Config, access: Access, subscription_frame_cap: int, monitored: bool) -> Sockets:

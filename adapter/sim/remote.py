@@ -59,6 +59,7 @@ from typing import Any, Callable, Iterable, Sequence, cast
 import zmq
 
 from adapter.config import SimConfig
+from adapter.monitors import close_monitor
 from adapter.protocol import encode_quote, pack, unpack
 from adapter.sim import native, wire
 from adapter.sim.wire import PART, PARTS_DONE
@@ -270,8 +271,7 @@ class RemoteLink:
             self._close_sockets()
 
     def _close_sockets(self) -> None:
-        self._sub.disable_monitor()
-        self._monitor.close(0)
+        close_monitor(self._sub, self._monitor)
         self._sub.close(0)
         with self._lock:
             self._req.close()
