@@ -71,8 +71,8 @@ def round_trips(socket: zmq.Socket, make: Callable[[int], bytes], count: int, wa
     return percentiles(samples)
 
 
-def dealer(endpoint: str, keys: dict[str, bytes] | None = None) -> zmq.Socket:
-    socket = zmq.Context.instance().socket(zmq.DEALER)
+def dealer(endpoint: str, keys: dict[str, bytes | None] | None = None) -> zmq.Socket[Any]:
+    socket: zmq.Socket[Any] = zmq.Context.instance().socket(zmq.DEALER)
     socket.linger = 0
     socket.rcvtimeo = 10_000
     if keys:
@@ -191,7 +191,7 @@ def raw_events(events: int, size: int) -> float:
     proc = SPAWN.Process(target=workers.raw_publisher, args=(child, events, size), daemon=True)
     proc.start()
     endpoint = conn.recv()
-    sub = zmq.Context.instance().socket(zmq.SUB)
+    sub: zmq.Socket[Any] = zmq.Context.instance().socket(zmq.SUB)
     sub.rcvhwm = events + 1000
     sub.subscribe(b"")
     sub.connect(endpoint)

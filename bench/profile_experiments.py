@@ -65,7 +65,7 @@ def risk_sending_counted() -> None:
 def ledger_no_checkpoint() -> None:
     """Upper bound for moving the ledger's WAL checkpoints off the I/O thread, as the journal
     now does: the ledger's connection never checkpoints during the run."""
-    from adapter import ledger
+    from adapter.server import ledger
 
     init = ledger.Ledger.__init__
 

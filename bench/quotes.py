@@ -151,7 +151,7 @@ def raw_publisher(conn: Any, size: int, seconds: float) -> None:
     pub = context.socket(zmq.PUB)
     pub.sndhwm = 100_000
     pub.bind(LOOPBACK)
-    conn.send(pub.last_endpoint.decode())
+    conn.send(pub.getsockopt_string(zmq.LAST_ENDPOINT))
     conn.recv()  # the subscribers are ready
     time.sleep(0.5)  # let their subscriptions arrive: a raw PUB has no other way to know
     payload = b"x" * size
@@ -214,8 +214,8 @@ def measured_fan_out(conn: Any, quotes: str, subscribers: int, seconds: float) -
 
 class Wire:
     def __init__(self, endpoint: str) -> None:
-        self.socket = zmq.Context.instance().socket(zmq.DEALER)
-        self.socket.linger = 0
+        self.socket: zmq.Socket[Any] = zmq.Context.instance().socket(zmq.DEALER)
+        self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.connect(endpoint)
         self.n = 0
 

@@ -24,7 +24,7 @@ def echo_server(conn: Any) -> None:
     context = zmq.Context()
     router = context.socket(zmq.ROUTER)
     router.bind(LOOPBACK)
-    conn.send(router.last_endpoint.decode())
+    conn.send(router.getsockopt_string(zmq.LAST_ENDPOINT))
     zmq.proxy(router, router)
 
 
@@ -71,7 +71,7 @@ def raw_publisher(conn: Any, count: int, size: int) -> None:
     pub = context.socket(zmq.PUB)
     pub.sndhwm = count + 1000
     pub.bind(LOOPBACK)
-    conn.send(pub.last_endpoint.decode())
+    conn.send(pub.getsockopt_string(zmq.LAST_ENDPOINT))
     payload = b"x" * size
     while True:
         command = conn.recv()
@@ -123,7 +123,9 @@ def subscriber(conn: Any, router: str, pub: str, keys: dict[str, str] | None) ->
     """A Client subscription counting asset events; reports what arrived, and when."""
     from adapter.client import Client
 
-    with Client(router, pub, timeout=10.0, **(keys or {})) as client:
+    keys = keys or {}
+    with Client(router, pub, timeout=10.0, client_key=keys.get("client_key"),
+                server_key=keys.get("server_key")) as client:
         seen: list[int] = []
         times = [0.0, 0.0]
 

@@ -1,5 +1,5 @@
-"""The package type-checks: mypy on adapter/ (settings in pyproject.toml's [tool.mypy]) and
-``mypy --strict`` on the public, typed API (adapter/protocol, adapter/client).
+"""The package type-checks: mypy on adapter/ (settings in pyproject.toml's [tool.mypy]),
+``mypy --strict`` on the public, typed API (adapter/protocol, adapter/client), and mypy on bench/.
 
 mypy runs as ``python -m mypy`` in a subprocess, its cache under pytest's tmp_path, and its
 whole report is the failure message.
@@ -39,6 +39,8 @@ RUNS = {
     "adapter": [*_excluding(NOT_YET_CHECKED), "adapter"],
     # the brief's strict scope only: modules these import are judged by the run above
     "strict-api": ["--strict", "--follow-imports=silent", "adapter/protocol", "adapter/client"],
+    # the benchmarks: code that is only run by hand rots unseen (an import of a moved module did)
+    "bench": ["--follow-imports=silent", "bench"],
 }
 
 
