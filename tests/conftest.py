@@ -50,6 +50,9 @@ def _shared_context_connects(seconds: float = 10.0) -> bool:
         peers.destroy(linger=0)
 
 
+_SHARED_CONTEXT_BROKEN: list[bool] = []  # set once a test of this worker broke it
+
+
 @pytest.fixture(autouse=True)
 def shared_context_stays_usable() -> Iterator[None]:
     """A test that leaves the process-wide context unable to connect fails itself, instead of
@@ -60,9 +63,6 @@ def shared_context_stays_usable() -> Iterator[None]:
     if not _shared_context_connects():
         _SHARED_CONTEXT_BROKEN.append(True)
         pytest.fail("zmq.Context.instance() no longer makes connections after this test")
-
-
-_SHARED_CONTEXT_BROKEN: list[bool] = []
 
 
 # Tests of other features send bursts, identical orders and orders the counter must refuse, on
