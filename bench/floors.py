@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -32,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from adapter import sim  # noqa: E402
 from adapter.config import SimConfig  # noqa: E402
-from bench.common import RESULTS, write_report  # noqa: E402
+from bench.common import RESULTS, machine, write_report  # noqa: E402
 
 ACCOUNT = "1000000365"
 
@@ -148,8 +147,7 @@ def main() -> int:
     args = parser.parse_args()
     from bench.__main__ import echo_case
 
-    report: dict[str, Any] = {"machine": f"{platform.platform()}, {os.cpu_count()} CPUs, Python {sys.version.split()[0]}",
-                              "runs": args.runs}
+    report: dict[str, Any] = {"machine": machine(), "runs": args.runs}
     median = statistics.median
     echo = [echo_case(5_000) for _ in range(args.runs)]
     report["echo_p50_us"] = median(e["p50"] for e in echo)
@@ -177,7 +175,8 @@ def table(r: dict[str, Any]) -> str:
         f"{r['pushes_own_process']:,.0f} |",
         "",
         f"Raw DEALER->ROUTER echo between two processes: p50 {r['echo_p50_us']:,.0f} µs, "
-        f"p99 {r['echo_p99_us']:,.0f} µs. {r['machine']}; medians of {r['runs']} runs.",
+        f"p99 {r['echo_p99_us']:,.0f} µs. {r['machine']['platform']}, {r['machine']['cpus']} CPUs, "
+        f"Python {r['machine']['python']}; medians of {r['runs']} runs.",
     ]
     return "\n".join(rows)
 

@@ -29,6 +29,7 @@ import os
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -92,8 +93,6 @@ class Feeder:
     BATCH = 500
 
     def __init__(self, quotes: Any, ticks: dict[str, dict[str, Any]]) -> None:
-        import threading
-
         self._quotes = quotes
         self._ticks = list(ticks.items())
         self._stopping = threading.Event()
