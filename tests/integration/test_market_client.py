@@ -136,7 +136,7 @@ def test_the_async_client_has_the_same_ops(gateway_factory: Callable[..., Any]) 
 
 
 def test_to_frames_builds_xtdatas_frames(gateway_factory: Callable[..., Any]) -> None:
-    pd = pytest.importorskip("pandas")
+    import pandas as pd  # installed with exchange-calendars, a dependency: never skipped
     gateway = gateway_factory(WALK)
     with client_for(gateway) as client:
         daily = to_frames(client.get_market_data_ex([], ["600000.SH", "000001.SZ"], "1d", count=5), "1d")

@@ -176,7 +176,7 @@ def client(gateway: Any) -> Iterator[Client]:
 
 
 def test_answers_are_the_gateways(remote: Any, client: Client) -> None:
-    pd = pytest.importorskip("pandas")
+    import pandas as pd  # installed with exchange-calendars, a dependency: never skipped
     codes = ["600000.SH", "000001.SZ", "300750.SZ"]
     assert remote.get_full_tick(codes) == client.get_full_tick(codes)
     assert remote.get_full_tick("600000.SH") == client.get_full_tick(["600000.SH"])

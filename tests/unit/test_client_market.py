@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from adapter.client import Record, to_frames
 from adapter.client._market import time_string
 from adapter.client.quotes import quote_endpoint
@@ -27,7 +25,7 @@ def test_time_labels_are_xtdatas_in_china_time() -> None:
 
 
 def test_frames_follow_field_list_and_leave_time_out_unless_asked() -> None:
-    pd = pytest.importorskip("pandas")
+    import pandas as pd  # installed with exchange-calendars, a dependency: never skipped
     day = 86_400_000
     answer = {"600000.SH": {"time": [1704124800000, 1704124800000 + day], "open": [1.0, 2.0], "close": [1.5, 2.5],
                             "volume": [10, 20]}, "000001.SZ": {"time": [], "open": [], "close": [], "volume": []}}

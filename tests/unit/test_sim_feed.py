@@ -500,7 +500,6 @@ def test_the_counter_process_serves_the_market(table: str, tmp_path: Path) -> No
         process.close()
 
 
-
 def test_a_quote_socket_gets_one_push_at_a_time_and_the_newest_prices(table: str, tmp_path: Path) -> None:
     """A counter process never queues quotes for a reader: one push in flight per quote socket
     until it says "qack", and meanwhile only the newest tick per code is kept."""
