@@ -8,12 +8,12 @@ import logging
 import os
 import signal
 import sys
-import threading
 from typing import Any
 
 from .. import __version__
 from ..config import DEFAULT_KEYS_DIR, DEFAULT_PUB, DEFAULT_ROUTER, ConfigError, load_config
 from ..display import table
+from ..signals import StopSignals
 from .common import add_command
 
 log = logging.getLogger("adapter")
@@ -58,9 +58,8 @@ def serve_command(args: argparse.Namespace) -> int:
         except (RuntimeError, OSError) as exc:
             log.error("cannot reset the order ledger: %s", exc)
             return 1
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
+    stop = StopSignals()
+    stop.install()
     if config.curve:
         from ..keys import KeyFileError, ensure_server_key
 
@@ -102,8 +101,8 @@ def serve_command(args: argparse.Namespace) -> int:
             len(books["trades"]),
         )
     # Wake now and then so Ctrl-C is seen promptly on every platform.
-    while not stop.wait(0.5):
-        if gateway.wait(0):
+    while stop.received is None:
+        if gateway.wait(0.5):
             log.error("the I/O loop ended unexpectedly")
             gateway.stop()
             return 1

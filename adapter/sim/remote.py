@@ -48,7 +48,6 @@ import json
 import logging
 import os
 import queue
-import signal
 import subprocess
 import sys
 import threading
@@ -60,6 +59,7 @@ import zmq
 
 from adapter.config import SimConfig
 from adapter.monitors import close_monitor
+from adapter.signals import StopSignals
 from adapter.protocol import encode_quote, pack, unpack
 from adapter.sim import native, wire
 from adapter.sim.wire import PART, PARTS_DONE
@@ -451,8 +451,9 @@ class CounterServer:
         except (OSError, ValueError):
             pass
 
-    def serve(self, parent_pid: int | None = None) -> None:
-        """Until ``stopping`` is set (or the parent process is gone): serve, then close the counter."""
+    def serve(self, parent_pid: int | None = None, signals: StopSignals | None = None) -> None:
+        """Until ``stopping`` is set, a stop signal is noted in ``signals`` or the parent process
+        is gone: serve, then close the counter."""
         worker = threading.Thread(target=self._control_loop, name="sim-control", daemon=True)
         worker.start()
         self.write_endpoint()
@@ -460,7 +461,7 @@ class CounterServer:
         poller.register(self._router, zmq.POLLIN)
         poller.register(self._out_pull, zmq.POLLIN)
         try:
-            while not self.stopping.is_set():
+            while not self.stopping.is_set() and (signals is None or signals.received is None):
                 ready = dict(poller.poll(200))
                 if self._router in ready:
                     for _ in range(1000):  # bounded: deliveries get their turn
@@ -944,10 +945,10 @@ def main(argv: list[str] | None = None) -> int:
     # price step keeps the counter's thread busy, every hand-off waits out the GIL's switch
     # interval (5 ms by default): shorter, an order waits for its turn, not for the step's slices.
     sys.setswitchinterval(SWITCH_INTERVAL)
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: server.stopping.set())
+    stop = StopSignals()
+    stop.install()
     log.info("serving %s on %s", args.path, server.endpoint)
-    server.serve(args.parent_pid)
+    server.serve(args.parent_pid, stop)
     return 0
 
 

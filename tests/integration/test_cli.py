@@ -335,3 +335,19 @@ def test_kill_switch_and_risk_from_the_cli(tmp_path: "os.PathLike[str]") -> None
         assert server.stop() == 0
     log = "".join(server.output)
     assert "risk limits reloaded" in log and "HALTED" in log
+
+
+def test_serve_stops_cleanly_on_a_second_signal_during_the_first(tmp_path: "os.PathLike[str]") -> None:
+    """Two stop signals at once (a supervisor and a terminal, ``timeout`` passing its own on, Ctrl-C
+    pressed twice): the gateway stops once, with exit code 0."""
+    server = Server(tmp_path)
+    try:
+        os.kill(server.proc.pid, signal.SIGTERM)
+        os.kill(server.proc.pid, signal.SIGINT)
+        assert server.proc.wait(timeout=20) == 0
+    finally:
+        if server.proc.poll() is None:
+            server.proc.kill()
+            server.proc.wait(10)
+    wait_for(lambda: any("gateway: stopped" in line for line in server.output), what="the stop's last line")
+    assert sum("signal received, stopping" in line for line in server.output) == 1, "".join(server.output)

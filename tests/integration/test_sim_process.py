@@ -84,3 +84,21 @@ def test_the_counters_hooks_are_the_same_in_both_modes(gateway_factory: Any, sim
         assert counter.drop_connections("link down") == 1
         log.wait("gateway.connection", connected=False)
         log.wait("gateway.connection", connected=True, timeout=15.0)
+
+
+def test_a_counter_process_stops_on_two_signals_at_once(tmp_path: Any) -> None:
+    """Ctrl-C reaches the whole process group while the gateway sends its own stop: the counter
+    process gets both, stops once and exits 0."""
+    import signal
+
+    from adapter import sim
+    from adapter.config import SimConfig
+
+    process = sim.start_counter_process(tmp_path / "qmt", SimConfig(persist=False), [ACCOUNT])
+    try:
+        assert process.proc is not None
+        os.kill(process.proc.pid, signal.SIGTERM)
+        os.kill(process.proc.pid, signal.SIGINT)
+        assert process.proc.wait(20) == 0
+    finally:
+        process.kill()
